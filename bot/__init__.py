@@ -1,0 +1,1 @@
+"""memberbot: a membership program inside a WeChat Official Account."""

@@ -1,0 +1,155 @@
+"""The aiohttp application factory: routes, start-up and shutdown. Nothing lives in module
+globals, so tests can build as many apps as they like (one database at a time)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tortoise import connections
+
+from bot.channels import sms as sms_channel
+from bot.channels.wechat import Rejected, WeChatChannel
+from bot.config import Config, validate_for_serving
+from bot.db import close_database, open_database
+from bot.dialogs import DialogStore
+from bot.dispatcher import Dispatcher
+from bot.handlers import build_router
+from bot.models import Store
+from bot.notifications.outbox import Outbox
+from bot.notifications.sms import SmsSender
+from bot.notifications.wechat_api import WeChatAPI
+from bot.runtime import Bot, utcnow
+from bot.security import Vault
+from bot.templates import Templates
+
+log = logging.getLogger("memberbot.http")
+
+BOT = web.AppKey("bot", Bot)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+CHANNEL = web.AppKey("channel", WeChatChannel)
+
+
+def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utcnow) -> web.Application:
+    validate_for_serving(config)
+    app = web.Application(client_max_size=config.server.max_body_bytes)
+    app[CHANNEL] = WeChatChannel(config.wechat, config.server.max_clock_skew,
+                                 clock=lambda: clock().timestamp())
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await open_database(config.database.url)
+        await _sync_stores(config)
+        timeout = aiohttp.ClientTimeout(total=10, connect=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            wechat = WeChatAPI(session, config.wechat, clock)
+            sms = SmsSender(config.sms)
+            bot = Bot(
+                config=config,
+                vault=Vault(config.security.data_key_bytes),
+                templates=Templates({"shop": config.shop}),
+                wechat=wechat,
+                sms=sms,
+                outbox=Outbox(wechat, sms, clock),
+                dialogs=DialogStore(),
+                clock=clock,
+            )
+            app[BOT] = bot
+            app[DISPATCHER] = Dispatcher(bot, build_router())
+            try:
+                yield
+            finally:
+                await bot.drain()
+                await sms.close()
+                await close_database()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/wechat", verify_url)
+    app.router.add_post("/wechat", receive_wechat)
+    app.router.add_post("/sms/uplink", receive_sms_uplink)
+    app.router.add_post("/sms/report", receive_sms_report)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def _sync_stores(config: Config) -> None:
+    for store in config.stores:
+        await Store.update_or_create(defaults={"name": store.name}, code=store.code)
+
+
+def _refuse(request: web.Request, status: int, reason: str) -> web.Response:
+    request.app[BOT].metrics.rejected.labels(str(status)).inc()
+    log.warning("refused %s %s: %d %s (from %s)", request.method, request.path, status, reason,
+                request.remote)
+    return web.Response(status=status, text=reason)
+
+
+async def _read_body(request: web.Request) -> bytes:
+    limit = request.app[BOT].config.server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise Rejected(413, "body too large")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Rejected(413, "body too large") from None
+
+
+async def verify_url(request: web.Request) -> web.Response:
+    try:
+        echostr = request.app[CHANNEL].verify_url(request.query)
+    except Rejected as exc:
+        return _refuse(request, exc.status, exc.reason)
+    return web.Response(text=echostr)
+
+
+async def receive_wechat(request: web.Request) -> web.Response:
+    channel = request.app[CHANNEL]
+    try:
+        body = await _read_body(request)
+        inbound, envelope = channel.open(request.query, body)
+    except Rejected as exc:
+        return _refuse(request, exc.status, exc.reason)
+    reply = await request.app[DISPATCHER].feed(inbound)
+    return web.Response(body=channel.render(reply, inbound, envelope),
+                        content_type="application/xml" if reply else "text/plain")
+
+
+async def receive_sms_uplink(request: web.Request) -> web.Response:
+    try:
+        sms_channel.check_push_token(request.app[BOT].config.sms, request.query)
+        messages = sms_channel.parse_uplink(await _read_body(request))
+    except Rejected as exc:
+        return _refuse(request, exc.status, exc.reason)
+    for inbound in messages:
+        await request.app[DISPATCHER].feed(inbound)
+    return web.json_response(sms_channel.ACK)
+
+
+async def receive_sms_report(request: web.Request) -> web.Response:
+    try:
+        sms_channel.check_push_token(request.app[BOT].config.sms, request.query)
+        reports = sms_channel.parse_reports(await _read_body(request))
+    except Rejected as exc:
+        return _refuse(request, exc.status, exc.reason)
+    for report in reports:
+        await request.app[BOT].outbox.record_sms_report(report.out_id, report.delivered,
+                                                        report.err_code)
+    return web.json_response(sms_channel.ACK)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+    except Exception as exc:
+        log.error("health check failed: %s", exc)
+        return web.json_response({"status": "error", "database": "unreachable"}, status=503)
+    return web.json_response({"status": "ok", "database": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[BOT].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,1 @@
+"""Channels turn WeChat XML and SMS uplinks into one Inbound shape."""

@@ -1,0 +1,279 @@
+"""config.toml plus MEMBERBOT_<SECTION>_<KEY> overrides, validated into typed sections.
+
+A wrong or missing value raises ConfigError with one line naming the key; the CLI prints that
+line and exits instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "MEMBERBOT_"
+DEFAULT_PATH = Path("config.toml")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    reply_timeout: float = 4.0
+    max_body_bytes: int = 65536
+    max_clock_skew: int = 300
+
+
+@dataclass
+class DatabaseConfig:
+    url: str = "sqlite://data/memberbot.db"
+
+
+@dataclass
+class RedisConfig:
+    url: str = ""
+
+
+@dataclass
+class WeChatConfig:
+    app_id: str = ""
+    app_secret: str = ""
+    token: str = ""
+    encoding_aes_key: str = ""
+    api_base_url: str = "https://api.weixin.qq.com"
+
+
+@dataclass
+class SmsConfig:
+    access_key_id: str = ""
+    access_key_secret: str = ""
+    sign_name: str = ""
+    endpoint: str = "dysmsapi.aliyuncs.com"
+    template_verify: str = ""
+    template_welcome: str = ""
+    # If set, Aliyun's push URLs must carry ?token=<push_token> (Aliyun does not sign pushes).
+    push_token: str = ""
+
+
+@dataclass
+class SecurityConfig:
+    data_key: str = ""
+
+    @property
+    def data_key_bytes(self) -> bytes:
+        return base64.b64decode(self.data_key)
+
+
+@dataclass
+class ShopConfig:
+    name: str = "示例门店"
+    privacy_url: str = "https://example.com/privacy"
+    timezone: str = "Asia/Shanghai"
+    card_prefix: str = "88"
+    welcome_points: int = 100
+    resume_after_minutes: int = 30
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+@dataclass
+class SmsLimitsConfig:
+    code_ttl_seconds: int = 300
+    max_attempts: int = 5
+    per_minute: int = 1
+    per_hour: int = 5
+    per_day: int = 10
+
+
+@dataclass
+class SchedulerConfig:
+    enabled: bool = True
+
+
+@dataclass
+class StoreConfig:
+    code: str
+    name: str
+
+
+@dataclass
+class TierConfig:
+    name: str
+    min_spend: int
+
+
+@dataclass
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    wechat: WeChatConfig = field(default_factory=WeChatConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    shop: ShopConfig = field(default_factory=ShopConfig)
+    sms_limits: SmsLimitsConfig = field(default_factory=SmsLimitsConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    stores: list[StoreConfig] = field(default_factory=list)
+    tiers: list[TierConfig] = field(default_factory=lambda: [TierConfig("普通会员", 0)])
+    menu: dict[str, Any] = field(default_factory=dict)
+
+    def replace(self, **sections: Any) -> Config:
+        """A copy with whole sections swapped, e.g. config.replace(database=DatabaseConfig(url))."""
+        return dataclasses.replace(self, **sections)
+
+
+_SECTIONS = {
+    f.name: f.type for f in dataclasses.fields(Config) if f.name not in ("stores", "tiers", "menu")
+}
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read the file (if any), apply environment overrides, validate the basics."""
+    environ = dict(os.environ if environ is None else environ)
+    raw: dict[str, Any] = {}
+    file = Path(path) if path else DEFAULT_PATH
+    if file.exists():
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+    elif path:
+        raise ConfigError(f"config file {file} does not exist")
+
+    hints = get_type_hints(Config)
+    sections: dict[str, Any] = {}
+    for name in _SECTIONS:
+        cls = hints[name]
+        values = raw.get(name, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        sections[name] = _build_section(name, cls, values, environ)
+    unknown = set(raw) - set(_SECTIONS) - {"stores", "tiers", "menu"}
+    if unknown:
+        raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
+
+    config = Config(
+        **sections,
+        stores=[_build_list_item("stores", StoreConfig, s) for s in raw.get("stores", [])],
+        tiers=[_build_list_item("tiers", TierConfig, t) for t in raw.get("tiers", [])]
+        or [TierConfig("普通会员", 0)],
+        menu=raw.get("menu", {}),
+    )
+    validate_basics(config)
+    return config
+
+
+def _build_section(name: str, cls: type, values: dict[str, Any], environ: dict[str, str]) -> Any:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"{name}.{key}: unknown key")
+        kwargs[key] = _coerce(f"{name}.{key}", hints[key], value)
+    for key, typ in hints.items():
+        env_name = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
+        if env_name in environ:
+            kwargs[key] = _coerce(f"{name}.{key} (from {env_name})", typ, environ[env_name])
+    return cls(**kwargs)
+
+
+def _build_list_item(name: str, cls: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"[[{name}]] entries must be tables")
+    hints = get_type_hints(cls)
+    missing = [k for k in hints if k not in values]
+    if missing:
+        raise ConfigError(f"[[{name}]] entry is missing {missing[0]!r}")
+    return cls(**{k: _coerce(f"{name}.{k}", hints[k], values[k]) for k in hints})
+
+
+def _coerce(key: str, typ: Any, value: Any) -> Any:
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if typ is float:
+            return float(value)
+        if typ is str:
+            if not isinstance(value, str | int | float):
+                raise ValueError
+            return str(value)
+    except ValueError:
+        raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r}") from None
+    return value
+
+
+def validate_basics(config: Config) -> None:
+    """Checks that hold for every command."""
+    if not 0 < config.server.port < 65536:
+        raise ConfigError(f"server.port: {config.server.port} is not a TCP port")
+    if not 0.5 <= config.server.reply_timeout <= 4.5:
+        raise ConfigError("server.reply_timeout: must be between 0.5 and 4.5 seconds")
+    url = config.database.url
+    if not url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
+        raise ConfigError(f"database.url: unsupported scheme in {url.split('://')[0]!r}")
+    try:
+        config.shop.tz  # noqa: B018 - validates the zone name
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"shop.timezone: unknown time zone {config.shop.timezone!r}") from None
+    prefix = config.shop.card_prefix
+    if not (prefix.isdigit() and 1 <= len(prefix) <= 4):
+        raise ConfigError("shop.card_prefix: must be 1 to 4 digits")
+    codes = [s.code for s in config.stores]
+    if len(codes) != len(set(codes)):
+        raise ConfigError("stores.code: store codes must be unique")
+    spends = [t.min_spend for t in config.tiers]
+    if spends[0] != 0 or spends != sorted(spends) or len(set(spends)) != len(spends):
+        raise ConfigError("tiers.min_spend: must start at 0 and strictly increase")
+
+
+def validate_for_serving(config: Config) -> None:
+    """Checks for commands that talk to WeChat and store phone numbers."""
+    wechat = config.wechat
+    for key in ("app_id", "app_secret", "token", "encoding_aes_key"):
+        if not getattr(wechat, key):
+            raise ConfigError(
+                f"wechat.{key}: missing (set it in config.toml or MEMBERBOT_WECHAT_{key.upper()})"
+            )
+    if len(wechat.encoding_aes_key) != 43:
+        raise ConfigError("wechat.encoding_aes_key: must be exactly 43 characters")
+    try:
+        if len(base64.b64decode(wechat.encoding_aes_key + "=")) != 32:
+            raise ValueError
+    except (binascii.Error, ValueError):
+        raise ConfigError("wechat.encoding_aes_key: not a valid EncodingAESKey") from None
+    if not 3 <= len(wechat.token) <= 32 or not wechat.token.isalnum():
+        raise ConfigError("wechat.token: must be 3 to 32 letters or digits")
+    if not config.security.data_key:
+        raise ConfigError(
+            "security.data_key: missing (set MEMBERBOT_SECURITY_DATA_KEY; "
+            "generate one with `memberbot security new-key`)"
+        )
+    try:
+        if len(base64.b64decode(config.security.data_key, validate=True)) != 32:
+            raise ValueError
+    except (binascii.Error, ValueError):
+        raise ConfigError("security.data_key: must be base64 of exactly 32 bytes") from None
+    if not config.stores:
+        raise ConfigError("stores: define at least one [[stores]] entry")

@@ -1,0 +1,39 @@
+"""What a handler gets: the message, who sent it, their dialog, and the bot's services."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.dialogs import Dialog
+from bot.inbound import Inbound
+from bot.models import Follower, Member
+from bot.parsing import normalize_text
+from bot.replies import Text
+
+if TYPE_CHECKING:
+    from bot.runtime import Bot
+
+
+@dataclass
+class Context:
+    inbound: Inbound
+    bot: Bot
+    dialog: Dialog
+    follower: Follower | None = None
+    member: Member | None = None
+
+    @property
+    def text(self) -> str:
+        return normalize_text(self.inbound.text)
+
+    @property
+    def now(self) -> dt.datetime:
+        return self.bot.now()
+
+    def render(self, template: str, /, **values) -> str:
+        return self.bot.templates.render(template, **values)
+
+    def reply(self, template: str, /, **values) -> Text:
+        return Text(self.render(template, **values))

@@ -1,0 +1,52 @@
+"""Database start-up and shutdown (tortoise-orm over aiosqlite or asyncpg)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tortoise import Tortoise
+from tortoise.exceptions import IntegrityError, TransactionManagementError
+
+MODEL_MODULES = ["bot.models", "aerich.models"]
+
+__all__ = ["IntegrityError", "TransactionManagementError", "close_database", "open_database"]
+
+
+def tortoise_config(url: str) -> dict:
+    """The config dict tortoise and aerich take. SQLite waits on a locked file instead of
+    failing at once, which matters when the CLI and the server share one file."""
+    if url.startswith("sqlite://") and url != "sqlite://:memory:":
+        path = url.removeprefix("sqlite://")
+        connection: dict | str = {
+            "engine": "tortoise.backends.sqlite",
+            "credentials": {"file_path": path, "busy_timeout": 5000, "synchronous": "NORMAL"},
+        }
+    else:
+        connection = url.replace("postgresql://", "postgres://", 1)
+    return {
+        "connections": {"default": connection},
+        "apps": {"models": {"models": MODEL_MODULES, "default_connection": "default"}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+# aerich reads this (pyproject.toml [tool.aerich]); the URL comes from the usual config.
+TORTOISE_ORM = tortoise_config(
+    os.environ.get("MEMBERBOT_DATABASE_URL", "sqlite://data/memberbot.db")
+)
+
+
+async def open_database(url: str, *, create_schema: bool = True) -> None:
+    """Connect, and create any missing tables (first start needs no migration step)."""
+    if url.startswith("sqlite://") and url != "sqlite://:memory:":
+        Path(url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    # The global fallback lets request tasks that aiohttp creates see the connection.
+    await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
+    if create_schema:
+        await Tortoise.generate_schemas(safe=True)
+
+
+async def close_database() -> None:
+    await Tortoise.close_connections()

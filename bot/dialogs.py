@@ -1,0 +1,58 @@
+"""Dialog state (which step of a multi-step conversation a user is on, and what they answered so
+far), stored outside the process so any worker can take the next message."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from bot.models import Conversation
+
+
+class Dialog:
+    def __init__(self, user: str, state: str | None, data: dict[str, Any],
+                 updated_at: dt.datetime | None):
+        self.user = user
+        self.state = state
+        self.data = dict(data)
+        self.updated_at = updated_at
+        self.changed = False
+
+    def set(self, state: str | None, **data: Any) -> None:
+        """Move to a state, adding answers to what is kept."""
+        self.state = state
+        self.data.update(data)
+        self.changed = True
+
+    def update(self, **data: Any) -> None:
+        self.data.update(data)
+        self.changed = True
+
+    def clear(self) -> None:
+        self.state = None
+        self.data = {}
+        self.changed = True
+
+    def idle(self, now: dt.datetime) -> dt.timedelta:
+        return now - self.updated_at if self.updated_at else dt.timedelta(0)
+
+
+class DialogStore:
+    """Database-backed storage; a Redis-backed one can take its place."""
+
+    async def load(self, user: str) -> Dialog:
+        row = await Conversation.get_or_none(user=user)
+        if row is None:
+            return Dialog(user, None, {}, None)
+        return Dialog(user, row.state, row.data or {}, row.updated_at)
+
+    async def save(self, dialog: Dialog) -> None:
+        if not dialog.changed:
+            return
+        if dialog.state is None:
+            await Conversation.filter(user=dialog.user).delete()
+            return
+        await Conversation.update_or_create(
+            defaults={"state": dialog.state, "data": dialog.data}, user=dialog.user
+        )
+        dialog.changed = False

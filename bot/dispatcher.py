@@ -1,0 +1,103 @@
+"""From an Inbound to a reply: dedup → who is it → dialog state → router → handler.
+
+WeChat retries a message up to three times when it has no answer within 5 s. The first copy
+claims the message's dedup key in the database (a unique row); a copy that finds the key taken
+never acts: it waits for the first copy's reply and answers the same. A handler that runs longer
+than reply_timeout is left to finish; WeChat gets "success" and the reply goes out as a
+customer-service message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from bot.context import Context
+from bot.db import IntegrityError
+from bot.inbound import Inbound
+from bot.models import InboundMessage
+from bot.replies import Reply, Text, from_json, to_json
+from bot.routing import Router
+from bot.runtime import Bot
+from bot.services import cs_quota, members
+
+log = logging.getLogger("memberbot.inbound")
+
+POLL_INTERVAL = 0.05
+
+
+class Dispatcher:
+    def __init__(self, bot: Bot, router: Router):
+        self.bot = bot
+        self.router = router
+        self.timeout = bot.config.server.reply_timeout
+
+    async def feed(self, inbound: Inbound) -> Reply | None:
+        started = time.perf_counter()
+        try:
+            await InboundMessage.create(dedup_key=inbound.dedup_key, user=inbound.user,
+                                        kind=inbound.kind)
+        except IntegrityError:
+            reply, outcome = await self._await_first_copy(inbound), "duplicate"
+        else:
+            reply, outcome = await self._run(inbound)
+        elapsed = time.perf_counter() - started
+        self.bot.metrics.inbound.labels(inbound.channel, inbound.kind, outcome).inc()
+        self.bot.metrics.latency.labels(inbound.channel).observe(elapsed)
+        log.info("inbound channel=%s kind=%s outcome=%s latency_ms=%.1f user=…%s",
+                 inbound.channel, inbound.kind, outcome, elapsed * 1000, inbound.user[-6:])
+        return reply
+
+    async def _run(self, inbound: Inbound) -> tuple[Reply | None, str]:
+        task = asyncio.ensure_future(self._process(inbound))
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(task), self.timeout)
+        except TimeoutError:
+            await InboundMessage.filter(dedup_key=inbound.dedup_key).update(status="deferred")
+            self.bot.spawn(self._deliver_later(inbound, task), f"deferred:{inbound.dedup_key}")
+            return None, "deferred"
+        except Exception:
+            log.exception("handler failed for %s", inbound.kind)
+            reply = Text(self.bot.templates.render("error.j2"))
+            await InboundMessage.filter(dedup_key=inbound.dedup_key).update(
+                status="failed", reply=to_json(reply))
+            return reply, "failed"
+        await InboundMessage.filter(dedup_key=inbound.dedup_key).update(
+            status="replied", reply=to_json(reply))
+        return reply, "replied" if reply else "silent"
+
+    async def _deliver_later(self, inbound: Inbound, task: asyncio.Future) -> None:
+        try:
+            reply = await task
+        except Exception:
+            log.exception("deferred handler failed for %s", inbound.kind)
+            reply = Text(self.bot.templates.render("error.j2"))
+        if reply is not None and inbound.channel == "wechat":
+            await self.bot.outbox.wechat(inbound.user, reply, key=f"reply:{inbound.dedup_key}",
+                                         purpose="reply")
+
+    async def _process(self, inbound: Inbound) -> Reply | None:
+        if inbound.channel == "wechat":
+            await members.ensure_follower(inbound.user)
+            await cs_quota.note_inbound(inbound.user, inbound.kind, self.bot.now())
+            follower, member = await members.member_of(inbound.user)
+        else:
+            follower, member = None, await members.find_by_phone(self.bot, inbound.user)
+        dialog = await self.bot.dialogs.load(f"{inbound.channel}:{inbound.user}")
+        ctx = Context(inbound, self.bot, dialog, follower, member)
+        reply = await self.router.dispatch(ctx)
+        await self.bot.dialogs.save(dialog)
+        return reply
+
+    async def _await_first_copy(self, inbound: Inbound) -> Reply | None:
+        """A retry: answer what the first copy answered, without acting again."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            row = await InboundMessage.get_or_none(dedup_key=inbound.dedup_key)
+            if row is None or row.status == "deferred":
+                return None
+            if row.status in ("replied", "failed"):
+                return from_json(row.reply)
+            await asyncio.sleep(POLL_INTERVAL)
+        return None

@@ -1,0 +1,54 @@
+"""Stores and members. A member is a registered customer; a follower (see follower.py) is a
+WeChat account, which may or may not be linked to a member."""
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Store(Model):
+    id = fields.IntField(primary_key=True)
+    code = fields.CharField(max_length=32, unique=True)
+    name = fields.CharField(max_length=64)
+
+    class Meta:
+        table = "store"
+
+
+class CardSerial(Model):
+    """One row per card number ever issued; its id is the serial, so numbers are never reused."""
+
+    id = fields.IntField(primary_key=True)
+    issued_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "card_serial"
+
+
+class Member(Model):
+    id = fields.IntField(primary_key=True)
+    card_no = fields.CharField(max_length=16, unique=True)
+    # The phone number is stored encrypted (AES-GCM); phone_hash (HMAC) is what lookups use.
+    phone_hash = fields.CharField(max_length=64, unique=True)
+    phone_enc = fields.TextField()
+    name = fields.CharField(max_length=32, default="")
+    birth_year = fields.SmallIntField(null=True)
+    birth_month = fields.SmallIntField(null=True)
+    birth_day = fields.SmallIntField(null=True)
+    # Attribution: which store, employee or member brought them in (from the QR scene).
+    store: fields.ForeignKeyNullableRelation[Store] = fields.ForeignKeyField(
+        "models.Store", related_name="members", null=True, on_delete=fields.SET_NULL
+    )
+    staff_ref = fields.CharField(max_length=32, null=True)
+    referrer: fields.ForeignKeyNullableRelation["Member"] = fields.ForeignKeyField(
+        "models.Member", related_name="referrals", null=True, on_delete=fields.SET_NULL
+    )
+    tier = fields.CharField(max_length=16)
+    # Cached sums of their ledgers, changed only in the transaction that appends an entry.
+    points = fields.IntField(default=0)
+    stored_value = fields.IntField(default=0)  # fen
+    privacy_consent_at = fields.DatetimeField(null=True)
+    registered_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "member"
+        indexes = (("birth_month", "birth_day"),)

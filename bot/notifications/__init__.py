@@ -1,0 +1,1 @@
+"""Outbound: the WeChat API client, Aliyun SMS, and the outbox that records every send."""

@@ -1,0 +1,133 @@
+"""`memberbot sandbox`: the bot with local stand-ins for WeChat and Aliyun SMS, demo data, and no
+credentials. The bot's real client code talks to the stand-ins over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.app import create_app
+from bot.config import Config, DatabaseConfig, SmsConfig, WeChatConfig
+from bot.db import IntegrityError
+from bot.models import Follower, Member, Store
+from bot.sandbox.sms_server import create_sms_app
+from bot.sandbox.wechat_server import create_wechat_app
+from bot.security import Vault, new_data_key
+
+log = logging.getLogger("memberbot.sandbox")
+
+# Fixed, public sandbox credentials: `memberbot chat` signs with the same ones.
+APP_ID = "wx5a9d1e0sandbox01"
+APP_SECRET = "sandbox-app-secret"
+TOKEN = "memberbotSandbox"
+ENCODING_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+SMS_KEY_ID = "LTAIsandboxKeyId"
+SMS_KEY_SECRET = "sandbox-key-secret"
+TEMPLATE_VERIFY = "SMS_100000001"
+TEMPLATE_WELCOME = "SMS_100000002"
+
+
+def ports(config: Config) -> tuple[int, int, int]:
+    """Bot, WeChat stand-in, SMS stand-in."""
+    base = config.server.port
+    return base, base + 1, base + 2
+
+
+def data_key(data_dir: Path) -> str:
+    """The sandbox's own data key, made on first run and kept beside its database."""
+    path = data_dir / "sandbox.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_data_key())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def sandbox_config(config: Config, data_dir: Path = Path("data")) -> Config:
+    _, wechat_port, sms_port = ports(config)
+    host = "127.0.0.1"
+    return config.replace(
+        wechat=WeChatConfig(app_id=APP_ID, app_secret=APP_SECRET, token=TOKEN,
+                            encoding_aes_key=ENCODING_AES_KEY,
+                            api_base_url=f"http://{host}:{wechat_port}"),
+        sms=SmsConfig(access_key_id=SMS_KEY_ID, access_key_secret=SMS_KEY_SECRET,
+                      sign_name=config.shop.name, endpoint=f"http://{host}:{sms_port}",
+                      template_verify=TEMPLATE_VERIFY, template_welcome=TEMPLATE_WELCOME),
+        security=replace(config.security, data_key=data_key(data_dir)),
+        database=DatabaseConfig(f"sqlite://{data_dir}/sandbox.db"),
+    )
+
+
+DEMO_MEMBERS = [
+    # (openid or None, phone, name, points): the last one has no WeChat yet, so registering
+    # with 13800138000 in the chat shows how an existing card gets linked.
+    ("o_demo_member_1", "13900139001", "王女士", 1280),
+    ("o_demo_member_2", "13900139002", "李先生", 360),
+    (None, "13800138000", "陈女士", 520),
+]
+
+
+async def seed_demo(config: Config) -> None:
+    """Demo members for the chat to find; safe to run on every start."""
+    from bot.cardno import card_number
+    from bot.models import CardSerial
+    from bot.services import loyalty
+
+    vault = Vault(config.security.data_key_bytes)
+    store = await Store.all().order_by("id").first()
+    for openid, phone, name, points in DEMO_MEMBERS:
+        if await Member.exists(phone_hash=vault.lookup_hash(phone)):
+            continue
+        serial = await CardSerial.create()
+        try:
+            member = await Member.create(
+                card_no=card_number(config.shop.card_prefix, serial.id),
+                phone_hash=vault.lookup_hash(phone), phone_enc=vault.encrypt(phone), name=name,
+                store=store, tier=config.tiers[0].name,
+            )
+        except IntegrityError:
+            continue
+        await loyalty.post_points(member.id, points, kind="adjust", reason="演示数据初始积分",
+                                  key=f"sandbox-seed:{member.id}")
+        if openid:
+            await Follower.update_or_create(defaults={"member_id": member.id, "following": True},
+                                            openid=openid)
+
+
+async def run_sandbox(config: Config) -> None:
+    config = sandbox_config(config)
+    bot_port, wechat_port, sms_port = ports(config)
+    host = config.server.host
+    runners = []
+    for app, bind, port in (
+        (create_wechat_app(APP_ID, APP_SECRET), "127.0.0.1", wechat_port),
+        (create_sms_app(SMS_KEY_ID, SMS_KEY_SECRET, flow_control=False), "127.0.0.1", sms_port),
+        (create_app(config), host, bot_port),
+    ):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, bind, port).start()
+        runners.append(runner)
+    await seed_demo(config)
+    print(
+        f"\nmemberbot sandbox is running: http://127.0.0.1:{bot_port}/wechat\n"
+        f"  WeChat API stand-in  http://127.0.0.1:{wechat_port}\n"
+        f"  Aliyun SMS stand-in  http://127.0.0.1:{sms_port}\n\n"
+        "In another terminal, act as a customer:\n"
+        "  .venv/bin/memberbot chat --openid o_demo_1\n"
+        "then type /scan store:S001 and follow the bot. Codes the bot texts appear here and in\n"
+        "the chat. Demo members: o_demo_member_1 and o_demo_member_2 (try 积分).\n"
+        "Press Ctrl+C to stop.\n",
+        flush=True,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for runner in reversed(runners):
+            with contextlib.suppress(Exception):
+                await runner.cleanup()

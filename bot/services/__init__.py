@@ -1,0 +1,1 @@
+"""Domain rules: each function that changes state runs in one transaction."""

@@ -1,0 +1,178 @@
+"""Followers and members: following, attribution, registration and linking a phone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from tortoise.transactions import in_transaction
+
+from bot.cardno import card_number
+from bot.db import IntegrityError
+from bot.models import CardSerial, Follower, Member, Store
+from bot.parsing import Birthday
+from bot.services import loyalty
+
+_SCENE_RE = re.compile(r"(store|staff|ref):([A-Za-z0-9_\-]{1,56})")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Who brought a member in, from a QR scene: store:S001, staff:7 or ref:<card_no>."""
+
+    kind: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+def parse_scene(text: str | None) -> Scene | None:
+    match = _SCENE_RE.fullmatch(text or "")
+    return Scene(match[1], match[2]) if match else None
+
+
+async def follow(openid: str, scene: Scene | None, now: dt.datetime) -> tuple[Follower, bool]:
+    """Record a subscribe. Returns the follower and whether they had followed before."""
+    fields = {"following": True, "subscribed_at": now}
+    if scene:
+        fields["scene"] = str(scene)
+    follower, created = await ensure_follower(openid)
+    await Follower.filter(id=follower.id).update(**fields)
+    await follower.refresh_from_db()
+    return follower, not created and follower.unsubscribed_at is not None
+
+
+async def note_scan(openid: str, scene: Scene | None) -> None:
+    if scene:
+        await Follower.filter(openid=openid).update(scene=str(scene))
+
+
+async def unfollow(openid: str, now: dt.datetime) -> None:
+    """The member's data is kept; they are only marked as unreachable through WeChat."""
+    await Follower.filter(openid=openid).update(following=False, unsubscribed_at=now)
+
+
+async def ensure_follower(openid: str) -> tuple[Follower, bool]:
+    try:
+        return await Follower.get_or_create(openid=openid)
+    except IntegrityError:
+        return await Follower.get(openid=openid), False
+
+
+async def member_of(openid: str) -> tuple[Follower | None, Member | None]:
+    follower = await Follower.get_or_none(openid=openid).select_related("member")
+    return follower, (follower.member if follower else None)
+
+
+async def find_by_phone(bot, phone: str) -> Member | None:
+    return await Member.get_or_none(phone_hash=bot.vault.lookup_hash(phone))
+
+
+async def phone_owner(bot, phone: str, openid: str) -> str:
+    """free | linkable (a member without WeChat) | mine | taken (bound to another account)."""
+    member = await find_by_phone(bot, phone)
+    if member is None:
+        return "free"
+    follower = await Follower.get_or_none(member_id=member.id)
+    if follower is None:
+        return "linkable"
+    return "mine" if follower.openid == openid else "taken"
+
+
+class PhoneTaken(Exception):
+    """The phone belongs to a member bound to another WeChat account."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    member: Member
+    created: bool  # False: an existing member was linked (or this account was already one)
+
+
+async def link_existing(bot, openid: str, phone: str) -> Registration | None:
+    """Bind this WeChat account to the member who already has this phone (imported, or added at
+    the till). None if no such member."""
+    member = await find_by_phone(bot, phone)
+    if member is None:
+        return None
+    async with in_transaction():
+        follower, _ = await ensure_follower(openid)
+        owner = await Follower.get_or_none(member_id=member.id)
+        if owner and owner.openid != openid:
+            raise PhoneTaken(phone)
+        await Follower.filter(id=follower.id).update(member_id=member.id)
+    return Registration(member, created=False)
+
+
+async def register(bot, openid: str, phone: str, name: str, birthday: Birthday | None,
+                   consent_at: dt.datetime) -> Registration:
+    """Create the member with a new card number and welcome points, in one transaction. Running
+    it again for the same account returns the member it created."""
+    follower, _ = await ensure_follower(openid)
+    if follower.member_id:
+        return Registration(await Member.get(id=follower.member_id), created=False)
+    linked = await link_existing(bot, openid, phone)
+    if linked:
+        return linked
+    scene = parse_scene(follower.scene)
+    store_id, staff_ref, referrer_id = await _attribution(scene)
+    if store_id is None:
+        store_id = await Store.all().order_by("id").first().values_list("id", flat=True)
+    try:
+        async with in_transaction():
+            serial = await CardSerial.create()
+            member = await Member.create(
+                card_no=card_number(bot.config.shop.card_prefix, serial.id),
+                phone_hash=bot.vault.lookup_hash(phone),
+                phone_enc=bot.vault.encrypt(phone),
+                name=name,
+                birth_year=birthday.year if birthday else None,
+                birth_month=birthday.month if birthday else None,
+                birth_day=birthday.day if birthday else None,
+                store_id=store_id,
+                staff_ref=staff_ref,
+                referrer_id=referrer_id,
+                tier=bot.config.tiers[0].name,
+                privacy_consent_at=consent_at,
+            )
+            # Conditional: only an account not yet bound gets bound (a concurrent copy loses).
+            if not await Follower.filter(id=follower.id, member_id=None).update(
+                member_id=member.id
+            ):
+                raise IntegrityError("follower already registered")
+            if bot.config.shop.welcome_points:
+                await loyalty.append_points(member.id, bot.config.shop.welcome_points,
+                                            kind="earn", reason="新会员欢迎积分",
+                                            key=f"welcome:{member.id}")
+    except IntegrityError:
+        # Someone registered this phone or this account at the same moment.
+        follower = await Follower.get(id=follower.id)
+        if follower.member_id:
+            return Registration(await Member.get(id=follower.member_id), created=False)
+        raise PhoneTaken(phone) from None
+    await member.refresh_from_db()
+    return Registration(member, created=True)
+
+
+async def _attribution(scene: Scene | None) -> tuple[int | None, str | None, int | None]:
+    if scene is None:
+        return None, None, None
+    if scene.kind == "store":
+        store = await Store.get_or_none(code=scene.value)
+        return (store.id if store else None), None, None
+    if scene.kind == "staff":
+        return None, scene.value, None
+    referrer = await Member.get_or_none(card_no=scene.value)
+    return (referrer.store_id if referrer else None), None, (referrer.id if referrer else None)
+
+
+async def send_welcome_sms(bot, member: Member, phone: str) -> None:
+    """The welcome SMS; its delivery key makes a second call for the same member a no-op."""
+    template = bot.config.sms.template_welcome
+    if not template:
+        return
+    await bot.outbox.sms(phone, member.phone_hash, template,
+                         {"name": member.name or "会员", "card_no": member.card_no},
+                         key=f"welcome-sms:{member.id}", purpose="welcome")
