@@ -23,4 +23,6 @@ def card_number(prefix: str, serial: int) -> str:
 
 
 def is_valid_card_number(text: str) -> bool:
-    return text.isdigit() and len(text) >= 3 and luhn_digit(text[:-1]) == text[-1]
+    # isascii: str.isdigit() is also True for "²" or "١", which int() refuses or misreads.
+    return (text.isascii() and text.isdigit() and len(text) >= 3
+            and luhn_digit(text[:-1]) == text[-1])

@@ -148,6 +148,10 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
             raw = tomllib.loads(file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file}: not UTF-8 text (save it as UTF-8)") from None
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot be read ({exc.strerror})") from None
     elif path:
         raise ConfigError(f"config file {file} does not exist")
 
@@ -210,10 +214,12 @@ def _coerce(key: str, typ: Any, value: Any) -> Any:
                 return False
             raise ValueError
         if typ is int:
-            if isinstance(value, bool):
+            if isinstance(value, bool | float):  # int(8080.7) would silently give 8080
                 raise ValueError
             return int(value)
         if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
             return float(value)
         if typ is str:
             if not isinstance(value, str | int | float):

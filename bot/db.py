@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from tortoise import Tortoise
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.exceptions import IntegrityError, TransactionManagementError
 
 MODEL_MODULES = ["bot.models", "aerich.models"]
@@ -42,6 +43,9 @@ async def open_database(url: str, *, create_schema: bool = True) -> None:
     """Connect, and create any missing tables (first start needs no migration step)."""
     if url.startswith("sqlite://") and url != "sqlite://:memory:":
         Path(url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    # tortoise caches each model's SQL by connection name, not by dialect: drop it, or a
+    # process that opened SQLite before (the tests) sends "?" placeholders to PostgreSQL.
+    EXECUTOR_CACHE.clear()
     # The global fallback lets request tasks that aiohttp creates see the connection.
     await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
     if create_schema:

@@ -73,15 +73,16 @@ class Dispatcher:
         except Exception:
             log.exception("deferred handler failed for %s", inbound.kind)
             reply = Text(self.bot.templates.render("error.j2"))
+            # No stored reply: a later retry still gets "success", the apology goes out below.
+            await InboundMessage.filter(dedup_key=inbound.dedup_key).update(status="failed")
         if reply is not None and inbound.channel == "wechat":
             await self.bot.outbox.wechat(inbound.user, reply, key=f"reply:{inbound.dedup_key}",
                                          purpose="reply")
 
     async def _process(self, inbound: Inbound) -> Reply | None:
         if inbound.channel == "wechat":
-            await members.ensure_follower(inbound.user)
-            await cs_quota.note_inbound(inbound.user, inbound.kind, self.bot.now())
             follower, member = await members.member_of(inbound.user)
+            await cs_quota.note_inbound(follower, inbound.kind, self.bot.now())
         else:
             follower, member = None, await members.find_by_phone(self.bot, inbound.user)
         dialog = await self.bot.dialogs.load(f"{inbound.channel}:{inbound.user}")

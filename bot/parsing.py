@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-_PHONE_RE = re.compile(r"1[3-9]\d{9}")
+_PHONE_RE = re.compile(r"1[3-9][0-9]{9}")  # ASCII only: \d also matches ٠-٩ etc.
 _PHONE_NOISE = re.compile(r"[\s\-()（）]")
 # Full-width digits and punctuation, as Chinese input methods produce them.
 _FULL_WIDTH = str.maketrans("０１２３４５６７８９＋－／．", "0123456789+-/.")

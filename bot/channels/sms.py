@@ -40,7 +40,8 @@ def parse_uplink(body: bytes) -> list[Inbound]:
         phone = normalize_phone(str(item.get("phone_number", "")))
         content = item.get("content")
         sequence = item.get("sequence_id")
-        if phone is None or not isinstance(content, str) or sequence is None:
+        if (phone is None or not isinstance(content, str)
+                or not isinstance(sequence, int | str) or not 0 < len(str(sequence)) <= 64):
             raise Rejected(400, "uplink item without a valid phone_number, content or sequence_id")
         messages.append(Inbound(channel="sms", user=phone, kind="text", text=content[:500],
                                 dedup_key=f"sms:{phone}:{sequence}",

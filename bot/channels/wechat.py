@@ -7,6 +7,7 @@ constant time and refuse XML that declares a DOCTYPE or entities before any pars
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +41,8 @@ from bot.inbound import Inbound
 from bot.replies import Image, Reply, Text
 from bot.security import constant_time_equal
 
+# The only fields WeChat sends with child elements.
+_NESTED = frozenset({"ScanCodeInfo", "SendPicsInfo", "SendLocationInfo", "ArticleUrlResult"})
 # Anything starting "<!" other than CDATA: DOCTYPE, ENTITY, comments. WeChat sends none of them.
 _MARKUP_DECLARATION = re.compile(rb"<!(?!\[CDATA\[)")
 
@@ -94,8 +97,8 @@ class WeChatChannel:
         """Verify, decrypt and parse one POST. Raises Rejected; never anything else."""
         self._check_timestamp(query)
         encrypted = query.get("encrypt_type", "raw").lower() == "aes"
-        if not encrypted:
-            self._check_signature(query.get("signature", ""), query)
+        # WeChat signs the query in every mode; safe mode adds msg_signature over the ciphertext.
+        self._check_signature(query.get("signature", ""), query)
         fields = _parse_xml(body)
         if encrypted:
             encrypt = fields.get("Encrypt")
@@ -105,12 +108,20 @@ class WeChatChannel:
             if not constant_time_equal(expected, query.get("msg_signature", "")):
                 raise Rejected(403, "bad msg_signature")
             try:
+                # wechatpy skips non-base64 characters and does not check the PKCS#7 padding.
+                padded = self._prp.cipher.decrypt(base64.b64decode(encrypt, validate=True))
+                if not 1 <= padded[-1] <= 32 or padded[-padded[-1]:] != padded[-1:] * padded[-1]:
+                    raise ValueError("bad PKCS#7 padding")
                 plaintext = self._prp.decrypt(encrypt, self._config.app_id)
             except Exception as exc:  # wechatpy raises whatever the bytes provoke
                 raise Rejected(400, f"cannot decrypt ({type(exc).__name__})") from None
             body = plaintext.encode()
         envelope = Envelope(encrypted, query.get("nonce", ""), query.get("timestamp", ""))
-        return to_inbound(_parse_message(body)), envelope
+        message = _parse_message(body)
+        try:
+            return to_inbound(message), envelope
+        except Exception as exc:  # wechatpy converts fields lazily, on first access
+            raise Rejected(400, f"unparseable message ({type(exc).__name__})") from None
 
     def render(self, reply: Reply | None, inbound: Inbound, envelope: Envelope) -> bytes:
         """The passive reply, or "success" when there is nothing to say (WeChat then stays
@@ -172,6 +183,9 @@ def _parse_message(body: bytes) -> BaseMessage:
             raise Rejected(400, f"message without {required}")
     if len(fields["FromUserName"]) > 64:
         raise Rejected(400, "FromUserName too long")
+    nested = [k for k, v in fields.items() if isinstance(v, dict | list) and k not in _NESTED]
+    if nested:
+        raise Rejected(400, f"unexpected structure in <{nested[0]}>")
     try:
         int(fields["CreateTime"])
         return parse_message(body.decode())
@@ -189,7 +203,7 @@ def to_inbound(message: BaseMessage) -> Inbound:
     }
     msg_id = getattr(message, "id", None)
     if message.type == "event":
-        event = getattr(message, "event", "") or ""
+        event = (getattr(message, "event", "") or "")[:32]
         # WeChat's rule: events have no MsgId, so FromUserName + CreateTime identify a retry.
         base["dedup_key"] = f"evt:{message.source}:{base['created_at']}:{event}"
     else:

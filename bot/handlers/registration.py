@@ -45,7 +45,7 @@ def prompt(ctx: Context, state: str | None) -> Reply:
         "reg.phone": ("reg_ask_phone.j2", {}),
         "reg.code": ("reg_ask_code.j2", {"masked": mask_phone(phone) if phone else ""}),
         "reg.name": ("reg_ask_name.j2", {}),
-        "reg.birthday": ("reg_ask_birthday.j2", {}),
+        "reg.birthday": ("reg_ask_birthday.j2", {"name": ctx.dialog.data.get("name", "")}),
     }
     name, values = templates.get(state or "", ("reg_consent.j2", {}))
     return ctx.reply(name, **values)
@@ -126,6 +126,8 @@ async def consent_unclear(ctx: Context) -> Reply:
 @router.message(state="reg.phone")
 async def phone_given(ctx: Context) -> Reply:
     phone = normalize_phone(ctx.text)
+    if phone is None and ctx.text in ("重发", "重新发送", "没收到") and _phone(ctx):
+        return await resend(ctx)  # the first send failed and its message said 「重发」
     if phone is None:
         return ctx.reply("reg_bad_phone.j2")
     owner = await members.phone_owner(ctx.bot, phone, ctx.inbound.user)

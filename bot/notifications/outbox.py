@@ -84,8 +84,8 @@ class Outbox:
 
     async def record_sms_report(self, out_id: str, delivered: bool, err_code: str) -> None:
         """Aliyun's delivery receipt for a message we sent (its OutId is our Delivery id)."""
-        if not out_id.isdigit():
-            return
+        if not (out_id.isascii() and out_id.isdigit()) or len(out_id) > 18:
+            return  # not one of our ids (those are 64-bit integers)
         if delivered:
             await Delivery.filter(id=int(out_id), channel="sms").update(status="sent")
         else:

@@ -110,12 +110,19 @@ class TokenManager:
             if now > deadline:
                 raise WeChatAPIError(-1, "timed out waiting for another worker's token refresh")
         try:
+            # The holder may have finished between our last look and our claim.
+            row = await self._row()
+            if row.token and row.token != stale and self._fresh(row.expires_at):
+                await AccessToken.filter(app_id=self._config.app_id).update(lease_until=None)
+                return self._adopt(row)
             token, expires_in = await self._fetch()
-        finally:
+        except BaseException:
             await AccessToken.filter(app_id=self._config.app_id).update(lease_until=None)
+            raise
         expires_at = self._clock() + dt.timedelta(seconds=expires_in)
+        # Token and lease release in one write: a waiter never sees a free lease without it.
         await AccessToken.filter(app_id=self._config.app_id).update(
-            token=token, expires_at=expires_at
+            token=token, expires_at=expires_at, lease_until=None
         )
         self._token, self._expires_at = token, expires_at
         return token

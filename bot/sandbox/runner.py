@@ -99,33 +99,34 @@ async def seed_demo(config: Config) -> None:
                                             openid=openid)
 
 
-async def run_sandbox(config: Config) -> None:
-    config = sandbox_config(config)
+async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
+    config = sandbox_config(config, data_dir)
     bot_port, wechat_port, sms_port = ports(config)
     host = config.server.host
     runners = []
-    for app, bind, port in (
-        (create_wechat_app(APP_ID, APP_SECRET), "127.0.0.1", wechat_port),
-        (create_sms_app(SMS_KEY_ID, SMS_KEY_SECRET, flow_control=False), "127.0.0.1", sms_port),
-        (create_app(config), host, bot_port),
-    ):
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, bind, port).start()
-        runners.append(runner)
-    await seed_demo(config)
-    print(
-        f"\nmemberbot sandbox is running: http://127.0.0.1:{bot_port}/wechat\n"
-        f"  WeChat API stand-in  http://127.0.0.1:{wechat_port}\n"
-        f"  Aliyun SMS stand-in  http://127.0.0.1:{sms_port}\n\n"
-        "In another terminal, act as a customer:\n"
-        "  .venv/bin/memberbot chat --openid o_demo_1\n"
-        "then type /scan store:S001 and follow the bot. Codes the bot texts appear here and in\n"
-        "the chat. Demo members: o_demo_member_1 and o_demo_member_2 (try 积分).\n"
-        "Press Ctrl+C to stop.\n",
-        flush=True,
-    )
-    try:
+    try:  # from the first runner on, so a port in use leaves nothing running
+        for app, bind, port in (
+            (create_wechat_app(APP_ID, APP_SECRET), "127.0.0.1", wechat_port),
+            (create_sms_app(SMS_KEY_ID, SMS_KEY_SECRET, flow_control=False), "127.0.0.1", sms_port),
+            (create_app(config), host, bot_port),
+        ):
+            runner = web.AppRunner(app, access_log=None)
+            runners.append(runner)
+            await runner.setup()
+            await web.TCPSite(runner, bind, port).start()
+        await seed_demo(config)
+        print(
+            f"\nmemberbot sandbox is running: http://127.0.0.1:{bot_port}/wechat\n"
+            f"  WeChat API stand-in  http://127.0.0.1:{wechat_port}\n"
+            f"  Aliyun SMS stand-in  http://127.0.0.1:{sms_port}\n\n"
+            "In another terminal, act as a customer:\n"
+            "  .venv/bin/memberbot chat --openid o_demo_1\n"
+            "then type /scan store:S001 and follow the bot. Codes the bot texts appear here "
+            "and in\n"
+            "the chat. Demo members: o_demo_member_1 and o_demo_member_2 (try 积分).\n"
+            "Press Ctrl+C to stop.\n",
+            flush=True,
+        )
         await asyncio.Event().wait()
     finally:
         for runner in reversed(runners):

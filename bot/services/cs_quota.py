@@ -46,11 +46,25 @@ def windows_of(follower: Follower) -> Windows:
                    follower.event_window_at, follower.event_window_used)
 
 
-async def note_inbound(openid: str, kind: str, now: dt.datetime) -> None:
+# A message window opened this recently and still unused is not rewritten on the next message:
+# that saves a write per message and only makes us think the window closes a little early.
+REOPEN_AFTER = dt.timedelta(minutes=10)
+
+
+async def note_inbound(follower: Follower | str, kind: str, now: dt.datetime) -> None:
+    """Open the window this inbound message grants (follower row, or an openid)."""
+    if isinstance(follower, str):
+        follower = await Follower.get_or_none(openid=follower)
+        if follower is None:
+            return
     if kind in MESSAGE_KINDS:
-        await Follower.filter(openid=openid).update(message_window_at=now, message_window_used=0)
+        fresh = follower.message_window_at and now - follower.message_window_at < REOPEN_AFTER
+        if fresh and follower.message_window_used == 0:
+            return
+        await Follower.filter(id=follower.id).update(message_window_at=now,
+                                                     message_window_used=0)
     elif kind in EVENT_KINDS:
-        await Follower.filter(openid=openid).update(event_window_at=now, event_window_used=0)
+        await Follower.filter(id=follower.id).update(event_window_at=now, event_window_used=0)
 
 
 async def take(openid: str, now: dt.datetime) -> bool:

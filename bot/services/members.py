@@ -61,9 +61,13 @@ async def ensure_follower(openid: str) -> tuple[Follower, bool]:
         return await Follower.get(openid=openid), False
 
 
-async def member_of(openid: str) -> tuple[Follower | None, Member | None]:
-    follower = await Follower.get_or_none(openid=openid).select_related("member")
-    return follower, (follower.member if follower else None)
+async def member_of(openid: str) -> tuple[Follower, Member | None]:
+    """The follower row for this account (made on first contact) and its member, if any."""
+    follower = await Follower.get_or_none(openid=openid)
+    if follower is None:
+        follower, _ = await ensure_follower(openid)
+    member = await Member.get_or_none(id=follower.member_id) if follower.member_id else None
+    return follower, member
 
 
 async def find_by_phone(bot, phone: str) -> Member | None:
