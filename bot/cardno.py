@@ -1,4 +1,4 @@
-"""Card numbers: prefix + zero-padded serial + a Luhn check digit, e.g. 8800000018."""
+"""Card numbers: prefix + zero-padded serial + a Luhn check digit, e.g. 8800000013."""
 
 from __future__ import annotations
 

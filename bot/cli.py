@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # e.g. the port is taken by another program
+        print(f"memberbot: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:

@@ -4,6 +4,7 @@ far), stored outside the process so any worker can take the next message."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from bot.models import Conversation
@@ -40,6 +41,9 @@ class Dialog:
 class DialogStore:
     """Database-backed storage; a Redis-backed one can take its place."""
 
+    def __init__(self, clock: Callable[[], dt.datetime]):
+        self._clock = clock
+
     async def load(self, user: str) -> Dialog:
         row = await Conversation.get_or_none(user=user)
         if row is None:
@@ -52,7 +56,10 @@ class DialogStore:
         if dialog.state is None:
             await Conversation.filter(user=dialog.user).delete()
             return
+        dialog.updated_at = self._clock()
         await Conversation.update_or_create(
-            defaults={"state": dialog.state, "data": dialog.data}, user=dialog.user
+            defaults={"state": dialog.state, "data": dialog.data,
+                      "updated_at": dialog.updated_at},
+            user=dialog.user,
         )
         dialog.changed = False

@@ -51,12 +51,15 @@ class Dispatcher:
 
     async def _run(self, inbound: Inbound) -> tuple[Reply | None, str]:
         task = asyncio.ensure_future(self._process(inbound))
-        try:
-            reply = await asyncio.wait_for(asyncio.shield(task), self.timeout)
-        except TimeoutError:
+        # asyncio.wait, not wait_for: a TimeoutError the handler raises itself (a database
+        # timeout) must count as a failure, not as "slow, answer later".
+        done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        if not done:
             await InboundMessage.filter(dedup_key=inbound.dedup_key).update(status="deferred")
             self.bot.spawn(self._deliver_later(inbound, task), f"deferred:{inbound.dedup_key}")
             return None, "deferred"
+        try:
+            reply = task.result()
         except Exception:
             log.exception("handler failed for %s", inbound.kind)
             reply = Text(self.bot.templates.render("error.j2"))

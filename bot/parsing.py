@@ -28,7 +28,7 @@ def normalize_phone(text: str) -> str | None:
 
 def parse_code(text: str, length: int = 6) -> str | None:
     digits = re.sub(r"\s", "", normalize_text(text))
-    return digits if re.fullmatch(rf"\d{{{length}}}", digits) else None
+    return digits if re.fullmatch(rf"[0-9]{{{length}}}", digits) else None
 
 
 @dataclass(frozen=True)

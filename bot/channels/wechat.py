@@ -8,6 +8,7 @@ constant time and refuse XML that declares a DOCTYPE or entities before any pars
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -203,9 +204,12 @@ def to_inbound(message: BaseMessage) -> Inbound:
     }
     msg_id = getattr(message, "id", None)
     if message.type == "event":
-        event = (getattr(message, "event", "") or "")[:32]
         # WeChat's rule: events have no MsgId, so FromUserName + CreateTime identify a retry.
-        base["dedup_key"] = f"evt:{message.source}:{base['created_at']}:{event}"
+        # The event and its key join them: two different taps within one second are two events,
+        # while a retry repeats every field. Hashed, because a VIEW key is a long URL.
+        what = f"{getattr(message, 'event', '')}|{getattr(message, 'key', '')}".encode()
+        digest = hashlib.sha256(what).hexdigest()[:16]
+        base["dedup_key"] = f"evt:{message.source}:{base['created_at']}:{digest}"
     else:
         fallback = f"msg:{message.source}:{base['created_at']}"
         base["dedup_key"] = f"msg:{msg_id}" if msg_id else fallback

@@ -25,7 +25,8 @@ class Conversation(Model):
     user = fields.CharField(max_length=80, unique=True)
     state = fields.CharField(max_length=48, null=True)
     data = fields.JSONField(default=dict)
-    updated_at = fields.DatetimeField(auto_now=True)
+    # Set by DialogStore from the bot's clock, which is what "idle for how long?" compares with.
+    updated_at = fields.DatetimeField()
 
     class Meta:
         table = "conversation"

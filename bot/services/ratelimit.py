@@ -55,5 +55,7 @@ async def hit(limits: dict[str, list[Limit]], now: dt.datetime) -> int | None:
     return None
 
 
-async def purge(before: dt.datetime) -> int:
-    return await RateEvent.filter(at__lt=before).delete()
+async def release(limits: dict[str, list[Limit]], at: dt.datetime) -> None:
+    """Take back the events one hit() recorded at `at` (the action did not happen after all)."""
+    await RateEvent.filter(key__in=list(limits), at=at).delete()
+

@@ -43,14 +43,14 @@ def _limits(bot, phone_hash: str, user: str) -> dict[str, list[Limit]]:
 async def send_code(bot, phone: str, user: str, purpose: str) -> SendResult:
     now = bot.now()
     phone_hash = bot.vault.lookup_hash(phone)
-    retry_after = await ratelimit.hit(_limits(bot, phone_hash, user), now)
+    limits = _limits(bot, phone_hash, user)
+    retry_after = await ratelimit.hit(limits, now)
     if retry_after:
         return SendResult(False, "sms_rate_limited.j2", retry_after)
     code = f"{secrets.randbelow(10**6):06d}"
-    # A new code replaces any earlier one for the same phone and purpose.
-    await SmsCode.filter(phone_hash=phone_hash, purpose=purpose, status="active").update(
-        status="void"
-    )
+    # A new code replaces this account's earlier one (another account cannot cancel it).
+    await SmsCode.filter(phone_hash=phone_hash, user=user, purpose=purpose,
+                         status="active").update(status="void")
     row = await SmsCode.create(
         phone_hash=phone_hash,
         user=user,
@@ -64,6 +64,9 @@ async def send_code(bot, phone: str, user: str, purpose: str) -> SendResult:
     )
     if not outcome.ok:
         await SmsCode.filter(id=row.id).update(status="void")
+        # Nothing reached the phone, so the attempt does not count against the limits: a
+        # member who mistyped a number can correct it at once.
+        await ratelimit.release(limits, now)
         return SendResult(False, member_message_for(outcome.code))
     return SendResult(True)
 
@@ -99,6 +102,3 @@ async def check_code(bot, phone: str, user: str, purpose: str, code: str) -> Che
         return CheckResult("locked")
     return CheckResult("wrong", left)
 
-
-async def purge(before: dt.datetime) -> int:
-    return await SmsCode.filter(expires_at__lt=before).delete()

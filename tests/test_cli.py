@@ -1,0 +1,250 @@
+"""The CLI's WeChat-facing commands against the WeChat stand-in: `qrcode` and `menu`, plus
+`security new-key`. The command functions are called directly with a test config."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import qrcode
+from PIL import Image
+from qrcode.constants import ERROR_CORRECT_Q
+
+from bot import commands
+from bot.config import load_config
+from bot.db import close_database, open_database
+from bot.models import Store
+from bot.security import new_data_key
+from tests.conftest import make_config
+
+ROOT = Path(__file__).resolve().parent.parent
+MEMBERBOT = ROOT / ".venv" / "bin" / "memberbot"
+QR_CREATE = "/cgi-bin/qrcode/create"
+
+
+def qr_pixels_match(png: Path, url: str) -> bool:
+    """Does the poster's code encode `url`? Rebuild the module matrix the way the poster does
+    (error correction Q, 6-module border) and sample the centre of every module."""
+    qr = qrcode.QRCode(error_correction=ERROR_CORRECT_Q, border=6)
+    qr.add_data(url)
+    qr.make(fit=True)
+    matrix = qr.get_matrix()
+    box = max(6, 720 // len(matrix))
+    with Image.open(png) as image:
+        grey = image.convert("L")
+        for row, cells in enumerate(matrix):
+            for col, dark in enumerate(cells):
+                pixel = grey.getpixel((col * box + box // 2, row * box + box // 2))
+                if (pixel < 128) != dark:
+                    return False
+    return True
+
+
+def assert_png(path: Path) -> tuple[int, int]:
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+    assert 600 <= width <= 900 and height > width  # the code plus a caption under it
+    return width, height
+
+
+def records(stand_ins):
+    return list(stand_ins.wechat.qrcodes.values())
+
+
+# --- qrcode ---
+
+async def test_permanent_store_poster(db_url, stand_ins, tmp_path, capsys):
+    config = make_config(db_url, stand_ins)
+    out = tmp_path / "posters" / "poster.png"  # the folder is created
+    code = await commands.qrcode(config, "store:S001", out, False, 2_592_000, None)
+    assert code == 0
+    assert_png(out)
+    [record] = records(stand_ins)
+    assert record.action_name == "QR_LIMIT_STR_SCENE"
+    assert record.scene == "store:S001"
+    assert record.scene_lost is False
+    assert record.permanent and record.expire_seconds is None
+    assert "expire_seconds" not in record.raw
+    assert qr_pixels_match(out, record.url)
+    assert not qr_pixels_match(out, record.url + "x")  # the check can fail
+    assert "permanent" in capsys.readouterr().out
+
+
+async def test_temporary_poster(db_url, stand_ins, tmp_path, capsys):
+    config = make_config(db_url, stand_ins)
+    out = tmp_path / "poster.png"
+    code = await commands.qrcode(config, "staff:7", out, True, 3600, "扫码领券")
+    assert code == 0
+    assert_png(out)
+    [record] = records(stand_ins)
+    assert record.action_name == "QR_STR_SCENE"
+    assert record.expire_seconds == 3600
+    assert record.scene == "staff:7" and record.scene_lost is False
+    assert qr_pixels_match(out, record.url)
+    assert "temporary (3600 s)" in capsys.readouterr().out
+
+
+async def test_longest_temporary_expiry_is_accepted(db_url, stand_ins, tmp_path):
+    config = make_config(db_url, stand_ins)
+    code = await commands.qrcode(config, "ref:8800000013", tmp_path / "p.png", True,
+                                 commands.MAX_TEMPORARY_EXPIRE, None)
+    assert code == 0
+    assert records(stand_ins)[0].expire_seconds == 2_592_000
+
+
+@pytest.mark.parametrize("expire", [2_592_001, 59, 0, -1])
+async def test_temporary_expiry_out_of_range_is_refused(db_url, stand_ins, tmp_path, capsys,
+                                                        expire):
+    config = make_config(db_url, stand_ins)
+    out = tmp_path / "poster.png"
+    assert await commands.qrcode(config, "store:S001", out, True, expire, None) == 2
+    assert "--expire" in capsys.readouterr().out
+    assert not out.exists()
+    assert not stand_ins.wechat.calls  # not even a token was fetched
+
+
+@pytest.mark.parametrize("scene", [
+    "foo",
+    "store:",
+    "shop:S001",
+    "store:S 001",
+    "store:门店",
+    "store:" + "A" * 59,  # 65 characters
+    "ref:" + "1" * 70,
+    "",
+])
+async def test_bad_scene_is_refused(db_url, stand_ins, tmp_path, capsys, scene):
+    config = make_config(db_url, stand_ins)
+    out = tmp_path / "poster.png"
+    assert await commands.qrcode(config, scene, out, False, 2_592_000, None) == 2
+    assert "--scene" in capsys.readouterr().out
+    assert not out.exists()
+    assert not stand_ins.wechat.calls
+
+
+async def test_wechat_refusing_the_qrcode_is_exit_1(db_url, stand_ins, tmp_path, capsys):
+    config = make_config(db_url, stand_ins)
+    stand_ins.wechat.fail_next(QR_CREATE, 45009)
+    out = tmp_path / "poster.png"
+    assert await commands.qrcode(config, "store:S001", out, False, 2_592_000, None) == 1
+    assert "45009" in capsys.readouterr().out
+    assert not out.exists()
+
+
+@pytest.fixture
+def posters(monkeypatch):
+    """What render_poster was asked to draw: (url, caption, subcaption) per call."""
+    calls = []
+    real = commands.render_poster
+
+    def spy(url, caption, subcaption=""):
+        calls.append((url, caption, subcaption))
+        return real(url, caption, subcaption)
+
+    monkeypatch.setattr(commands, "render_poster", spy)
+    return calls
+
+
+async def test_caption_defaults_to_the_store_name(db_url, stand_ins, tmp_path, posters):
+    config = make_config(db_url, stand_ins)
+    await open_database(db_url)
+    try:
+        await Store.create(code="S001", name="示例门店·总店")
+    finally:
+        await close_database()
+    await commands.qrcode(config, "store:S001", tmp_path / "a.png", False, 2_592_000, None)
+    await commands.qrcode(config, "store:S999", tmp_path / "b.png", False, 2_592_000, None)
+    await commands.qrcode(config, "staff:7", tmp_path / "c.png", False, 2_592_000, "自定义")
+    assert [(caption, sub) for _, caption, sub in posters] == [
+        ("示例门店·总店 扫码加入会员", ""),
+        (f"{config.shop.name} 扫码加入会员", ""),
+        ("自定义", ""),
+    ]
+    assert [url for url, _, _ in posters] == [r.url for r in records(stand_ins)]
+
+
+@pytest.mark.parametrize(("expire", "subcaption"), [
+    (60, "1 小时内有效"),
+    (3600, "1 小时内有效"),
+    (86_400, "24 小时内有效"),
+    (90_000, "25 小时内有效"),
+    (172_800, "2 天内有效"),
+    (2_592_000, "30 天内有效"),
+])
+async def test_temporary_subcaption(db_url, stand_ins, tmp_path, posters, expire, subcaption):
+    config = make_config(db_url, stand_ins)
+    assert await commands.qrcode(config, "store:S001", tmp_path / "p.png", True, expire, "x") == 0
+    assert posters[0][2] == subcaption
+
+
+# --- menu ---
+
+async def test_menu_push_publishes_config_menu(db_url, stand_ins, capsys):
+    config = make_config(db_url, stand_ins)
+    assert await commands.menu(config, "push") == 0
+    toml_menu = load_config(ROOT / "config.toml", environ={}).menu
+    assert stand_ins.wechat.menu == toml_menu == config.menu
+    buttons = stand_ins.wechat.menu["button"]
+    assert len(buttons) == 3
+    assert [b["name"] for b in buttons] == ["会员卡", "加入会员", "更多"]
+    assert len(buttons[2]["sub_button"]) == 2
+    assert "3 buttons" in capsys.readouterr().out
+
+
+async def test_menu_show_prints_json(db_url, stand_ins, capsys):
+    config = make_config(db_url, stand_ins)
+    assert await commands.menu(config, "show") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {"button": config.menu["button"]}
+    assert not stand_ins.wechat.calls  # showing needs no WeChat
+
+
+async def test_menu_show_keeps_chinese_readable(db_url, stand_ins, capsys):
+    await commands.menu(make_config(db_url, stand_ins), "show")
+    out = capsys.readouterr().out
+    assert "会员卡" in out and "\\u" not in out
+
+
+async def test_menu_refused_by_wechat_is_exit_1(db_url, stand_ins, capsys):
+    buttons = [{"type": "click", "name": f"按钮{i}", "key": f"K{i}"} for i in range(4)]
+    config = make_config(db_url, stand_ins).replace(menu={"button": buttons})
+    assert await commands.menu(config, "push") == 1
+    out = capsys.readouterr().out
+    assert "40016" in out and "invalid button size" in out
+    assert stand_ins.wechat.menu is None
+
+
+async def test_menu_with_a_bad_sub_button_is_exit_1(db_url, stand_ins, capsys):
+    buttons = [{"name": "更多", "sub_button": [{"type": "view", "name": "x", "url": "ftp://x"}]}]
+    config = make_config(db_url, stand_ins).replace(menu={"button": buttons})
+    assert await commands.menu(config, "push") == 1
+    assert "40054" in capsys.readouterr().out
+
+
+async def test_menu_without_buttons_is_a_config_error(db_url, stand_ins):
+    config = make_config(db_url, stand_ins).replace(menu={})
+    with pytest.raises(commands.ConfigError, match=r"menu\.button"):
+        await commands.menu(config, "push")
+    assert not stand_ins.wechat.calls
+
+
+# --- security new-key ---
+
+def test_security_new_key(tmp_path):
+    if not MEMBERBOT.exists():
+        pytest.skip(f"{MEMBERBOT} is not installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMBERBOT_")}
+    result = subprocess.run([str(MEMBERBOT), "security", "new-key"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=30, check=True)
+    assert len(result.stdout.splitlines()) == 1
+    key = result.stdout.strip()
+    assert len(base64.b64decode(key, validate=True)) == 32
+    assert key != new_data_key()  # random, not a constant
