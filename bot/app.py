@@ -53,8 +53,8 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utcnow) -> 
                 templates=Templates({"shop": config.shop}),
                 wechat=wechat,
                 sms=sms,
-                outbox=Outbox(wechat, sms, clock),
-                dialogs=DialogStore(),
+                outbox=Outbox(wechat, sms, clock, config.notices),
+                dialogs=DialogStore(clock),
                 clock=clock,
             )
             app[BOT] = bot

@@ -110,7 +110,47 @@ class StoreConfig:
 @dataclass
 class TierConfig:
     name: str
-    min_spend: int
+    min_spend: int  # yuan over the last 12 months
+    multiplier: float = 1.0  # points multiplier
+    discount: int = 100  # percent of the price, shown to staff (95 = 95折)
+    birthday_points: int = 0
+
+
+@dataclass
+class PointsConfig:
+    per_yuan: float = 1.0
+    rounding: str = "floor"  # floor | round | ceil
+    min_amount: float = 0.0  # yuan; smaller purchases earn nothing
+    member_day: int = 0  # ISO weekday 1 (Monday) .. 7 (Sunday); 0 = none
+    member_day_multiplier: float = 1.0
+    expiry: str = "months"  # months | year_end | never
+    expiry_months: int = 12
+    expiry_notice_days: int = 7
+    void_days: int = 7  # a manager can void a purchase this many days after it
+    checkin_points: int = 5
+    checkin_streak_days: int = 7
+    checkin_streak_bonus: int = 20
+    referral_points: int = 200  # to both, after the referred member's first purchase
+    max_purchase: int = 100000  # yuan; bigger amounts are refused as typos
+
+
+@dataclass
+class StoredValueConfig:
+    max_topup: int = 50000  # yuan
+
+
+@dataclass
+class TopUpBonusConfig:
+    min: int  # yuan
+    bonus: int  # yuan
+
+
+@dataclass
+class PunchProductConfig:
+    code: str
+    name: str
+    visits: int
+    valid_days: int = 365
 
 
 @dataclass
@@ -124,17 +164,27 @@ class Config:
     shop: ShopConfig = field(default_factory=ShopConfig)
     sms_limits: SmsLimitsConfig = field(default_factory=SmsLimitsConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    points: PointsConfig = field(default_factory=PointsConfig)
+    stored_value: StoredValueConfig = field(default_factory=StoredValueConfig)
     stores: list[StoreConfig] = field(default_factory=list)
     tiers: list[TierConfig] = field(default_factory=lambda: [TierConfig("普通会员", 0)])
+    topup_bonus: list[TopUpBonusConfig] = field(default_factory=list)
+    punch_cards: list[PunchProductConfig] = field(default_factory=list)
     menu: dict[str, Any] = field(default_factory=dict)
+    # Service-notice template messages: [notices.<purpose>] template_id, fields = {ours: theirs}
+    notices: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **sections: Any) -> Config:
         """A copy with whole sections swapped, e.g. config.replace(database=DatabaseConfig(url))."""
         return dataclasses.replace(self, **sections)
 
 
+_LISTS = {"stores": StoreConfig, "tiers": TierConfig, "topup_bonus": TopUpBonusConfig,
+          "punch_cards": PunchProductConfig}
+_FREE_FORM = ("menu", "notices")
 _SECTIONS = {
-    f.name: f.type for f in dataclasses.fields(Config) if f.name not in ("stores", "tiers", "menu")
+    f.name: f.type for f in dataclasses.fields(Config)
+    if f.name not in _LISTS and f.name not in _FREE_FORM
 }
 
 
@@ -145,7 +195,7 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     file = Path(path) if path else DEFAULT_PATH
     if file.exists():
         try:
-            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+            raw = tomllib.loads(file.read_text(encoding="utf-8-sig"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file}: not valid TOML ({exc})") from None
         except UnicodeDecodeError:
@@ -163,17 +213,18 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         if not isinstance(values, dict):
             raise ConfigError(f"[{name}] must be a table")
         sections[name] = _build_section(name, cls, values, environ)
-    unknown = set(raw) - set(_SECTIONS) - {"stores", "tiers", "menu"}
+    unknown = set(raw) - set(_SECTIONS) - set(_LISTS) - set(_FREE_FORM)
     if unknown:
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
-
-    config = Config(
-        **sections,
-        stores=[_build_list_item("stores", StoreConfig, s) for s in raw.get("stores", [])],
-        tiers=[_build_list_item("tiers", TierConfig, t) for t in raw.get("tiers", [])]
-        or [TierConfig("普通会员", 0)],
-        menu=raw.get("menu", {}),
-    )
+    lists = {}
+    for name, cls in _LISTS.items():
+        items = raw.get(name, [])
+        if not isinstance(items, list):
+            raise ConfigError(f"{name}: must be written as [[{name}]] entries")
+        lists[name] = [_build_list_item(name, cls, item) for item in items]
+    lists["tiers"] = lists["tiers"] or [TierConfig("普通会员", 0)]
+    free_form = {name: raw.get(name, {}) for name in _FREE_FORM}
+    config = Config(**sections, **lists, **free_form)
     validate_basics(config)
     return config
 
@@ -196,10 +247,15 @@ def _build_list_item(name: str, cls: type, values: Any) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"[[{name}]] entries must be tables")
     hints = get_type_hints(cls)
-    missing = [k for k in hints if k not in values]
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [k for k in required if k not in values]
     if missing:
         raise ConfigError(f"[[{name}]] entry is missing {missing[0]!r}")
-    return cls(**{k: _coerce(f"{name}.{k}", hints[k], values[k]) for k in hints})
+    unknown = [k for k in values if k not in hints]
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}: unknown key")
+    return cls(**{k: _coerce(f"{name}.{k}", hints[k], v) for k, v in values.items()})
 
 
 def _coerce(key: str, typ: Any, value: Any) -> Any:
@@ -252,6 +308,27 @@ def validate_basics(config: Config) -> None:
     spends = [t.min_spend for t in config.tiers]
     if spends[0] != 0 or spends != sorted(spends) or len(set(spends)) != len(spends):
         raise ConfigError("tiers.min_spend: must start at 0 and strictly increase")
+    if any(t.multiplier <= 0 for t in config.tiers):
+        raise ConfigError("tiers.multiplier: must be positive")
+    if any(not 1 <= t.discount <= 100 for t in config.tiers):
+        raise ConfigError("tiers.discount: a percentage from 1 to 100 (95 means 95折)")
+    points = config.points
+    if points.rounding not in ("floor", "round", "ceil"):
+        raise ConfigError("points.rounding: one of floor, round, ceil")
+    if points.expiry not in ("months", "year_end", "never"):
+        raise ConfigError("points.expiry: one of months, year_end, never")
+    if not 0 <= points.member_day <= 7:
+        raise ConfigError("points.member_day: 0 (none) or an ISO weekday 1..7")
+    if points.per_yuan < 0 or points.member_day_multiplier <= 0:
+        raise ConfigError("points.per_yuan / member_day_multiplier: must not be negative")
+    if points.expiry == "months" and points.expiry_months < 1:
+        raise ConfigError("points.expiry_months: at least 1")
+    codes = [p.code for p in config.punch_cards]
+    if len(codes) != len(set(codes)) or any(p.visits < 1 or p.valid_days < 1
+                                             for p in config.punch_cards):
+        raise ConfigError("punch_cards: codes unique, visits and valid_days at least 1")
+    if any(b.min <= 0 or b.bonus < 0 for b in config.topup_bonus):
+        raise ConfigError("topup_bonus: min must be positive and bonus not negative")
 
 
 def validate_for_serving(config: Config) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from bot.dialogs import Dialog
 from bot.inbound import Inbound
-from bot.models import Follower, Member
+from bot.models import Follower, Member, Staff, Store
 from bot.parsing import normalize_text
 from bot.replies import Text
 
@@ -23,6 +23,22 @@ class Context:
     dialog: Dialog
     follower: Follower | None = None
     member: Member | None = None
+    _staff: tuple[Staff, Store] | bool | None = False  # False: not looked up yet
+
+    async def staff(self) -> tuple[Staff, Store] | None:
+        """The sender as active staff (with their store), looked up only when a staff command
+        needs it, so members' messages cost no extra query."""
+        if self._staff is False:
+            from bot.services.staff import active_staff
+
+            self._staff = (await active_staff(self.inbound.user)
+                           if self.inbound.channel == "wechat" else None)
+        return self._staff
+
+    @property
+    def key(self) -> str:
+        """The idempotency key of whatever this message does: a WeChat retry has the same."""
+        return f"chat:{self.inbound.dedup_key}"
 
     @property
     def text(self) -> str:

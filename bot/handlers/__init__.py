@@ -6,9 +6,11 @@ from bot.routing import Router
 
 
 def build_router() -> Router:
-    from bot.handlers import card, follow, help, registration
+    from bot.handlers import card, engagement, follow, help, registration, staff
 
     root = Router("root")
-    # Dialog steps first: inside a dialog, what the member types answers its question.
-    root.include(registration.router, follow.router, card.router, help.router)
+    # Dialog steps first: inside a dialog, what the member types answers its question. Staff
+    # commands pass anything from non-staff on, so members' words reach the others.
+    root.include(registration.router, staff.router, follow.router, engagement.router,
+                 card.router, help.router)
     return root

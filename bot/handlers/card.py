@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from bot.context import Context
 from bot.handlers import registration
 from bot.replies import Reply
 from bot.routing import Router
-from bot.services import loyalty
+from bot.services import loyalty, wallet
 
 router = Router("card")
 
@@ -30,4 +32,7 @@ async def show_card(ctx: Context) -> Reply:
             return registration.prompt(ctx, ctx.dialog.state)
         return ctx.reply("not_registered.j2")
     summary = await loyalty.card_summary(ctx.bot, ctx.member)
-    return ctx.reply("card.j2", card=summary)
+    today = ctx.bot.today()
+    cards = await wallet.active_punch_cards(ctx.member.id, today)
+    soon = await loyalty.expiring(ctx.member.id, today + dt.timedelta(days=30))
+    return ctx.reply("card.j2", card=summary, punch_cards=cards, expiring=soon)

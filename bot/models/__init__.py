@@ -3,22 +3,36 @@
 from bot.models.conversation import Conversation, InboundMessage
 from bot.models.delivery import AccessToken, Delivery
 from bot.models.follower import Follower
-from bot.models.ledger import PointsEntry, Purchase
+from bot.models.jobs import JobRun
+from bot.models.ledger import CheckIn, PointsEntry, PointsUse, Purchase, TierChange
 from bot.models.member import CardSerial, Member, Store
+from bot.models.staff import AppendOnlyError, AuditEntry, Staff, StaffInvite
 from bot.models.verification import RateEvent, RateKey, SmsCode
+from bot.models.wallet import PunchCard, PunchUse, StoredValueEntry
 
 __all__ = [
     "AccessToken",
+    "AppendOnlyError",
+    "AuditEntry",
     "CardSerial",
+    "CheckIn",
     "Conversation",
     "Delivery",
     "Follower",
     "InboundMessage",
+    "JobRun",
     "Member",
     "PointsEntry",
+    "PointsUse",
+    "PunchCard",
+    "PunchUse",
     "Purchase",
     "RateEvent",
     "RateKey",
     "SmsCode",
+    "Staff",
+    "StaffInvite",
     "Store",
+    "StoredValueEntry",
+    "TierChange",
 ]

@@ -43,6 +43,8 @@ class Member(Model):
         "models.Member", related_name="referrals", null=True, on_delete=fields.SET_NULL
     )
     tier = fields.CharField(max_length=16)
+    # A tier a manager set by hand: a floor the periodic evaluation never goes below.
+    tier_floor = fields.CharField(max_length=16, null=True)
     # Cached sums of their ledgers, changed only in the transaction that appends an entry.
     points = fields.IntField(default=0)
     stored_value = fields.IntField(default=0)  # fen

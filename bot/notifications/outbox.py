@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.db import IntegrityError
-from bot.models import Delivery
+from bot.models import Delivery, Follower
 from bot.notifications.sms import SmsResult, SmsSender
 from bot.notifications.wechat_api import WeChatAPI, WeChatAPIError
 from bot.replies import Image, Reply, Text, to_json
@@ -29,10 +29,12 @@ class Outcome:
 
 
 class Outbox:
-    def __init__(self, wechat: WeChatAPI, sms: SmsSender, clock: Callable[[], dt.datetime]):
+    def __init__(self, wechat: WeChatAPI, sms: SmsSender, clock: Callable[[], dt.datetime],
+                 notices: dict[str, Any] | None = None):
         self._wechat = wechat
         self._sms = sms
         self._clock = clock
+        self._notices = notices or {}
 
     async def _claim(self, key: str, **fields: Any) -> Delivery | None:
         """The new Delivery row, or None when this key was already used."""
@@ -81,6 +83,37 @@ class Outbox:
         if not result.ok:
             log.warning("SMS to %s failed: %s %s", mask_phone(phone), result.code, result.message)
         return await self._finish(delivery, Outcome(result.ok, "" if result.ok else result.code))
+
+    async def notify(self, member_id: int, text: str, *, purpose: str, key: str,
+                     values: dict[str, str] | None = None) -> Outcome:
+        """A service notice the member is owed (a purchase, a balance change): a customer-service
+        message while their window lasts, else the purpose's template message if one is
+        configured ([notices.<purpose>]), else the row records that nobody could be reached.
+        Template messages carry service notices only, never marketing (WeChat bans for it)."""
+        follower = await Follower.get_or_none(member_id=member_id)
+        openid = follower.openid if follower and follower.following else None
+        delivery = await self._claim(key, channel="wechat_cs", purpose=purpose, openid=openid,
+                                     payload={"text": text, "values": values or {}})
+        if delivery is None:
+            return Outcome(False, "duplicate", duplicate=True)
+        if openid is None:
+            return await self._finish(delivery, Outcome(False, "not_following"))
+        if await cs_quota.take(openid, self._clock()):
+            try:
+                await self._wechat.send_text(openid, text)
+                return await self._finish(delivery, Outcome(True))
+            except WeChatAPIError as exc:
+                log.info("customer-service notice refused (%s); trying a template", exc.errcode)
+        notice = self._notices.get(purpose) or {}
+        if not notice.get("template_id") or values is None:
+            return await self._finish(delivery, Outcome(False, "no_window"))
+        await Delivery.filter(id=delivery.id).update(channel="wechat_tpl")
+        data = {theirs: values.get(ours, "") for ours, theirs in notice.get("fields", {}).items()}
+        try:
+            await self._wechat.send_template(openid, notice["template_id"], data)
+        except WeChatAPIError as exc:
+            return await self._finish(delivery, Outcome(False, str(exc.errcode)))
+        return await self._finish(delivery, Outcome(True))
 
     async def record_sms_report(self, out_id: str, delivered: bool, err_code: str) -> None:
         """Aliyun's delivery receipt for a message we sent (its OutId is our Delivery id)."""

@@ -1,5 +1,14 @@
-"""Points and the card summary. Member.points is the cached sum of the member's ledger entries
-and changes only in the transaction that appends one."""
+"""The points ledger. Member.points is the cached sum of the member's entries and changes only in
+the transaction that appends one.
+
+Every positive entry is a lot with an expiry and a `remaining` count; a negative entry takes
+points from lots, soonest-expiring first, and records what it took (PointsUse). So at all times
+    member.points == sum(entry.delta) == sum(lot.remaining) >= 0.
+
+Spending starts with a conditional update (`points >= amount`, row count checked): concurrent
+spends can never take a balance below zero, and on PostgreSQL the row lock it takes serialises
+the lot bookkeeping of one member.
+"""
 
 from __future__ import annotations
 
@@ -12,40 +21,113 @@ from tortoise.transactions import in_transaction
 
 from bot import tiers
 from bot.db import IntegrityError
-from bot.models import Member, PointsEntry, Purchase
+from bot.models import Member, PointsEntry, PointsUse, Purchase
 
 
 class InsufficientPoints(Exception):
     pass
 
 
-async def post_points(member_id: int, delta: int, *, kind: str, reason: str,
-                      key: str) -> PointsEntry:
-    """Append one ledger entry and move the cached balance, in one transaction. Repeating a key
-    returns the first entry instead of acting again. A spend is a conditional update
-    (points >= amount), so concurrent spends can never take the balance below zero."""
+async def post_points(member_id: int, delta: int, *, kind: str, reason: str, key: str,
+                      expires_on: dt.date | None = None,
+                      purchase_id: int | None = None) -> PointsEntry:
+    """Append one entry in its own transaction. Repeating a key returns the first entry instead
+    of acting again. Raises InsufficientPoints if a spend does not fit."""
     existing = await PointsEntry.get_or_none(idempotency_key=key)
     if existing:
         return existing
     try:
         async with in_transaction():
-            return await append_points(member_id, delta, kind=kind, reason=reason, key=key)
+            return await append_points(member_id, delta, kind=kind, reason=reason, key=key,
+                                       expires_on=expires_on, purchase_id=purchase_id)
     except IntegrityError:
         # The same key committed concurrently; ours rolled back.
         return await PointsEntry.get(idempotency_key=key)
 
 
-async def append_points(member_id: int, delta: int, *, kind: str, reason: str,
-                        key: str) -> PointsEntry:
-    """The body of post_points, for callers that already hold a transaction."""
+async def append_points(member_id: int, delta: int, *, kind: str, reason: str, key: str,
+                        expires_on: dt.date | None = None, purchase_id: int | None = None,
+                        from_lot: int | None = None) -> PointsEntry:
+    """The body of post_points, for callers that already hold a transaction. A negative delta
+    takes from `from_lot` first (expiry, reversal), then soonest-expiring first."""
+    if delta == 0:
+        raise ValueError("a ledger entry moves at least one point")
     query = Member.filter(id=member_id)
     if delta < 0:
         query = query.filter(points__gte=-delta)
     if not await query.update(points=F("points") + delta):
         raise InsufficientPoints(member_id)
     balance = await Member.get(id=member_id).values_list("points", flat=True)
-    return await PointsEntry.create(member_id=member_id, delta=delta, kind=kind, reason=reason,
-                                    idempotency_key=key, balance_after=balance)
+    entry = await PointsEntry.create(
+        member_id=member_id, delta=delta, kind=kind, reason=reason, idempotency_key=key,
+        balance_after=balance, remaining=max(delta, 0),
+        expires_on=expires_on if delta > 0 else None, purchase_id=purchase_id,
+    )
+    if delta < 0:
+        await _take_from_lots(entry, member_id, -delta, from_lot)
+    return entry
+
+
+def lot_order(lot: PointsEntry) -> tuple:
+    """Soonest expiry first; lots that never expire last; older first among equals."""
+    return (lot.expires_on is None, lot.expires_on or dt.date.max, lot.id)
+
+
+async def _take_from_lots(entry: PointsEntry, member_id: int, amount: int,
+                          first: int | None) -> None:
+    lots = sorted(await PointsEntry.filter(member_id=member_id, remaining__gt=0), key=lot_order)
+    lots.sort(key=lambda lot: lot.id != first)  # stable: the preferred lot moves to the front
+    uses = []
+    for lot in lots:
+        if amount == 0:
+            break
+        take = min(lot.remaining, amount)
+        await PointsEntry.filter(id=lot.id).update(remaining=F("remaining") - take)
+        uses.append(PointsUse(entry_id=entry.id, lot_id=lot.id, amount=take))
+        amount -= take
+    if amount:
+        # Only reachable if the invariant was broken outside this module; refuse to go on.
+        raise RuntimeError(f"member {member_id}: lots hold fewer points than the balance")
+    await PointsUse.bulk_create(uses)
+
+
+async def adjust(bot, member: Member, delta: int, *, reason: str, actor, key: str) -> PointsEntry:
+    """A manager's correction, audited. Added points expire like earned ones."""
+    from bot import earning
+    from bot.services.staff import audit
+
+    existing = await PointsEntry.get_or_none(idempotency_key=key)
+    if existing:
+        return existing
+    expires_on = earning.expiry_for(bot.today(), bot.config.points.expiry,
+                                    bot.config.points.expiry_months)
+    try:
+        async with in_transaction():
+            entry = await append_points(member.id, delta, kind="adjust", reason=reason[:120],
+                                        key=key, expires_on=expires_on)
+            await audit(actor, "adjust_points", member=member, before={"points": member.points},
+                        after={"points": entry.balance_after, "delta": delta}, detail=reason)
+    except IntegrityError:
+        return await PointsEntry.get(idempotency_key=key)
+    return entry
+
+
+async def spendable(member_id: int) -> int:
+    return await Member.get(id=member_id).values_list("points", flat=True)
+
+
+async def recent_entries(member_id: int, limit: int = 10) -> list[PointsEntry]:
+    return await PointsEntry.filter(member_id=member_id).order_by("-id").limit(limit)
+
+
+async def expiring(member_id: int, until: dt.date) -> list[tuple[dt.date, int]]:
+    """(date, points) of lots that expire on or before `until`, soonest first."""
+    lots = await PointsEntry.filter(member_id=member_id, remaining__gt=0,
+                                    expires_on__lte=until).order_by("expires_on")
+    by_day: dict[dt.date, int] = {}
+    for lot in lots:
+        by_day[lot.expires_on] = by_day.get(lot.expires_on, 0) + lot.remaining
+    return sorted(by_day.items())
 
 
 async def rolling_spend(member_id: int, now: dt.datetime) -> int:
@@ -76,3 +158,10 @@ async def card_summary(bot, member: Member) -> CardSummary:
     step = tiers.progress(bot.config.tiers, member.tier, spend)
     return CardSummary(member.card_no, member.name, member.tier, member.points,
                        member.stored_value, step.next, step.remaining_fen)
+
+
+async def check_invariant(member_id: int) -> tuple[int, int, int]:
+    """(cached balance, sum of entries, sum of lots' remaining): all three must be equal."""
+    member = await Member.get(id=member_id)
+    entries = await PointsEntry.filter(member_id=member_id).values_list("delta", "remaining")
+    return member.points, sum(d for d, _ in entries), sum(r for _, r in entries)

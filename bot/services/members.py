@@ -180,3 +180,35 @@ async def send_welcome_sms(bot, member: Member, phone: str) -> None:
     await bot.outbox.sms(phone, member.phone_hash, template,
                          {"name": member.name or "会员", "card_no": member.card_no},
                          key=f"welcome-sms:{member.id}", purpose="welcome")
+
+
+class MemberNotFound(Exception):
+    """Why a phone-or-card-number did not find a member; `reason` names a template."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def lookup(bot, text: str) -> Member:
+    """The member a staff member means by a phone number or a card number."""
+    from bot.cardno import is_valid_card_number
+    from bot.parsing import normalize_phone, normalize_text
+
+    text = normalize_text(text)
+    phone = normalize_phone(text)
+    if phone:
+        member = await find_by_phone(bot, phone)
+    elif text.isascii() and text.isdigit() and len(text) >= 6:
+        if not is_valid_card_number(text):
+            raise MemberNotFound("lookup_bad_card.j2")
+        member = await Member.get_or_none(card_no=text)
+    else:
+        raise MemberNotFound("lookup_bad_input.j2")
+    if member is None:
+        raise MemberNotFound("lookup_not_found.j2")
+    return member
+
+
+def phone_of(bot, member: Member) -> str:
+    return bot.vault.decrypt(member.phone_enc)

@@ -1,0 +1,254 @@
+"""Staff commands in the same chat: 绑定, 消费, 撤销, 查询, 充值, 储值, 退款, 开卡, 核次, 调积分,
+设等级, 员工帮助. A command from someone who is not staff falls through to the member handlers
+("not understood"); a command outside one's role gets a clear refusal."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+
+from bot import earning, tiers
+from bot.context import Context
+from bot.models import Purchase
+from bot.replies import Reply
+from bot.routing import Router, SkipHandler
+from bot.security import mask_phone
+from bot.services import loyalty, members, purchases, ratelimit, tiering, wallet
+from bot.services import staff as staff_service
+from bot.services.ratelimit import Limit
+from bot.services.staff import Actor
+
+router = Router("staff")
+
+StaffHandler = Callable[[Context, Actor, list[str]], Awaitable[Reply]]
+
+
+def staff_command(*words: str, action: str, usage: str, args: tuple[int, int]):
+    """Register a staff command: the sender must be active staff allowed to do `action`, and
+    the message must have between args[0] and args[1] words after the command."""
+
+    def decorator(handler: StaffHandler):
+        @router.command(*words)
+        @functools.wraps(handler)
+        async def wrapper(ctx: Context) -> Reply:
+            found = await ctx.staff()
+            if found is None:
+                raise SkipHandler  # a member typing 消费 … is just not understood
+            staff, store = found
+            if not staff_service.allowed(staff.role, action):
+                return ctx.reply("staff_not_allowed.j2", role=staff_service.ROLE_NAMES[staff.role],
+                                 usage=usage)
+            parts = ctx.text.split(maxsplit=args[1])[1:]
+            if not args[0] <= len(parts) <= args[1]:
+                return ctx.reply("staff_usage.j2", usage=usage)
+            try:
+                return await handler(ctx, Actor.of(staff, store), parts)
+            except members.MemberNotFound as exc:
+                return ctx.reply(exc.reason, text=parts[0])
+            except (purchases.PurchaseRefused, wallet.WalletRefused) as exc:
+                return ctx.reply(exc.reason, **exc.values)
+
+        return handler
+
+    return decorator
+
+
+def _amount(text: str, max_yuan: int) -> int | None:
+    return earning.parse_yuan(text, max_yuan * 100)
+
+
+def _who(ctx: Context, member) -> dict:
+    return {"member": member, "masked": mask_phone(members.phone_of(ctx.bot, member))}
+
+
+# --- binding ---
+
+@router.command("绑定")
+async def bind(ctx: Context) -> Reply:
+    parts = ctx.text.split()
+    if len(parts) != 2:
+        return ctx.reply("staff_bind_usage.j2")
+    # Guessing invite codes must not pay: a few tries an hour per WeChat account.
+    if await ratelimit.hit({f"bind:{ctx.inbound.user}": [Limit(5, 3600)]}, ctx.now):
+        return ctx.reply("staff_bind_slow_down.j2")
+    staff = await staff_service.bind(ctx.inbound.user, parts[1], ctx.now)
+    if staff is None:
+        return ctx.reply("staff_bind_failed.j2")
+    store = await staff.store
+    return ctx.reply("staff_bound.j2", staff=staff, store=store,
+                     role=staff_service.ROLE_NAMES[staff.role])
+
+
+@router.text("员工帮助", "店员帮助", "员工菜单")
+async def staff_help(ctx: Context) -> Reply:
+    found = await ctx.staff()
+    if found is None:
+        raise SkipHandler
+    staff, store = found
+    return ctx.reply("staff_help.j2", staff=staff, store=store,
+                     role=staff_service.ROLE_NAMES[staff.role],
+                     can=lambda action: staff_service.allowed(staff.role, action))
+
+
+# --- purchases ---
+
+@staff_command("消费", action="purchase", usage="消费 <手机号|卡号> <金额> [备注]", args=(2, 3))
+async def purchase(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    member = await members.lookup(ctx.bot, parts[0])
+    amount = _amount(parts[1], ctx.bot.config.points.max_purchase)
+    if amount is None:
+        return ctx.reply("staff_bad_amount.j2", text=parts[1],
+                         max=ctx.bot.config.points.max_purchase)
+    note = parts[2] if len(parts) > 2 else ""
+    result = await purchases.record(ctx.bot, member, amount, actor=actor, note=note, key=ctx.key)
+    if not result.duplicate:
+        text = ctx.render("purchase_member.j2", result=result, amount=amount, store=actor.store)
+        ctx.bot.spawn(ctx.bot.outbox.notify(
+            member.id, text, purpose="purchase", key=f"notice:purchase:{result.purchase.id}",
+            values={"amount": f"¥{earning.fen_to_yuan(amount)}", "points": str(result.points),
+                    "balance": str(result.member.points),
+                    "time": ctx.now.astimezone(ctx.bot.config.shop.tz).strftime("%Y-%m-%d %H:%M")}),
+            f"notice:purchase:{result.purchase.id}")
+    discount = tiers.config_of(ctx.bot.config.tiers, result.member.tier).discount
+    return ctx.reply("purchase_staff.j2", result=result, amount=amount, discount=discount,
+                     **_who(ctx, result.member))
+
+
+@staff_command("撤销", action="void_purchase", usage="撤销 <流水号>", args=(1, 1))
+async def void(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    serial = parts[0].lstrip("#")
+    if not serial.isascii() or not serial.isdigit() or len(serial) > 18:
+        return ctx.reply("staff_usage.j2", usage="撤销 <流水号>（消费确认里的 # 号码）")
+    result = await purchases.void(ctx.bot, int(serial), actor=actor)
+    if not result.duplicate:
+        ctx.bot.spawn(ctx.bot.outbox.notify(
+            result.member.id, ctx.render("void_member.j2", result=result),
+            purpose="purchase_void", key=f"notice:void:{result.purchase.id}"),
+            f"notice:void:{result.purchase.id}")
+    return ctx.reply("void_staff.j2", result=result, **_who(ctx, result.member))
+
+
+# --- looking members up ---
+
+@staff_command("查询", action="lookup", usage="查询 <手机号|卡号>", args=(1, 1))
+async def look_up(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    member = await members.lookup(ctx.bot, parts[0])
+    recent = await Purchase.filter(member_id=member.id).order_by("-id").limit(5)
+    cards = await wallet.active_punch_cards(member.id, ctx.bot.today())
+    discount = tiers.config_of(ctx.bot.config.tiers, member.tier).discount
+    return ctx.reply("lookup.j2", purchases=recent, cards=cards, discount=discount,
+                     **_who(ctx, member))
+
+
+# --- points by hand, tiers ---
+
+@staff_command("调积分", "调整积分", action="adjust_points",
+               usage="调积分 <手机号|卡号> <+/-积分> <原因>", args=(3, 3))
+async def adjust(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    member = await members.lookup(ctx.bot, parts[0])
+    text = parts[1]
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    if not digits.isascii() or not digits.isdigit() or not 0 < int(digits) <= 1_000_000:
+        return ctx.reply("staff_usage.j2", usage="调积分 <手机号|卡号> <+/-积分> <原因>")
+    delta = sign * int(digits)
+    try:
+        entry = await loyalty.adjust(ctx.bot, member, delta, reason=parts[2], actor=actor,
+                                     key=ctx.key)
+    except loyalty.InsufficientPoints:
+        return ctx.reply("adjust_insufficient.j2", points=member.points, delta=delta)
+    return ctx.reply("adjust_staff.j2", entry=entry, **_who(ctx, member))
+
+
+@staff_command("设等级", "设置等级", action="set_tier", usage="设等级 <手机号|卡号> <等级>",
+               args=(2, 2))
+async def set_tier(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    member = await members.lookup(ctx.bot, parts[0])
+    names = [t.name for t in ctx.bot.config.tiers]
+    if parts[1] not in names:
+        return ctx.reply("tier_unknown.j2", text=parts[1], names=names)
+    member = await tiering.set_tier(ctx.bot, member, parts[1], actor=actor)
+    return ctx.reply("tier_set_staff.j2", **_who(ctx, member))
+
+
+# --- stored value ---
+
+@staff_command("充值", action="stored_value_topup", usage="充值 <手机号|卡号> <金额>", args=(2, 2))
+async def top_up(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    member = await members.lookup(ctx.bot, parts[0])
+    amount = _amount(parts[1], ctx.bot.config.stored_value.max_topup)
+    if amount is None:
+        return ctx.reply("staff_bad_amount.j2", text=parts[1],
+                         max=ctx.bot.config.stored_value.max_topup)
+    result = await wallet.top_up(ctx.bot, member, amount, actor=actor, key=ctx.key)
+    _notify_stored_value(ctx, result, "stored_value_topup_member.j2")
+    return ctx.reply("stored_value_staff.j2", result=result, what="充值", **_who(ctx, member))
+
+
+@staff_command("储值", "储值消费", action="stored_value_pay", usage="储值 <手机号|卡号> <金额>",
+               args=(2, 2))
+async def pay(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    member = await members.lookup(ctx.bot, parts[0])
+    amount = _amount(parts[1], ctx.bot.config.stored_value.max_topup)
+    if amount is None:
+        return ctx.reply("staff_bad_amount.j2", text=parts[1],
+                         max=ctx.bot.config.stored_value.max_topup)
+    result = await wallet.pay(ctx.bot, member, amount, actor=actor, key=ctx.key)
+    _notify_stored_value(ctx, result, "stored_value_pay_member.j2")
+    return ctx.reply("stored_value_staff.j2", result=result, what="储值消费", **_who(ctx, member))
+
+
+@staff_command("退款", "储值退款", action="stored_value_refund",
+               usage="退款 <手机号|卡号> <金额>", args=(2, 2))
+async def refund(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    member = await members.lookup(ctx.bot, parts[0])
+    amount = _amount(parts[1], ctx.bot.config.stored_value.max_topup)
+    if amount is None:
+        return ctx.reply("staff_bad_amount.j2", text=parts[1],
+                         max=ctx.bot.config.stored_value.max_topup)
+    result = await wallet.refund(ctx.bot, member, amount, actor=actor, key=ctx.key)
+    _notify_stored_value(ctx, result, "stored_value_refund_member.j2")
+    return ctx.reply("stored_value_staff.j2", result=result, what="储值退款", **_who(ctx, member))
+
+
+def _notify_stored_value(ctx: Context, result: wallet.StoredValueResult, template: str) -> None:
+    if result.duplicate:
+        return
+    key = f"notice:stored_value:{ctx.key}"
+    ctx.bot.spawn(ctx.bot.outbox.notify(
+        result.member.id, ctx.render(template, result=result), purpose="stored_value", key=key,
+        values={"amount": f"¥{earning.fen_to_yuan(result.amount)}",
+                "balance": f"¥{earning.fen_to_yuan(result.balance)}",
+                "time": ctx.now.astimezone(ctx.bot.config.shop.tz).strftime("%Y-%m-%d %H:%M")}),
+        key)
+
+
+# --- punch cards ---
+
+@staff_command("开卡", action="punch_sell", usage="开卡 <手机号|卡号> <次卡>", args=(2, 2))
+async def sell_card(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    member = await members.lookup(ctx.bot, parts[0])
+    product = wallet.product_named(ctx.bot.config.punch_cards, parts[1])
+    if product is None:
+        return ctx.reply("punch_unknown.j2", text=parts[1], products=ctx.bot.config.punch_cards)
+    card, _ = await wallet.sell_punch_card(ctx.bot, member, product, actor=actor, key=ctx.key)
+    return ctx.reply("punch_sold.j2", card=card, **_who(ctx, member))
+
+
+@staff_command("核次", "用次卡", action="punch_use", usage="核次 <手机号|卡号> [次卡]",
+               args=(1, 2))
+async def use_card(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    member = await members.lookup(ctx.bot, parts[0])
+    product = None
+    if len(parts) > 1:
+        product = wallet.product_named(ctx.bot.config.punch_cards, parts[1])
+        if product is None:
+            return ctx.reply("punch_unknown.j2", text=parts[1],
+                             products=ctx.bot.config.punch_cards)
+    result = await wallet.use_punch_card(ctx.bot, member, product, actor=actor, key=ctx.key)
+    if not result.duplicate:
+        ctx.bot.spawn(ctx.bot.outbox.notify(
+            member.id, ctx.render("punch_used_member.j2", result=result), purpose="punch_use",
+            key=f"notice:punch:{ctx.key}"), f"notice:punch:{ctx.key}")
+    return ctx.reply("punch_used_staff.j2", result=result, **_who(ctx, member))
+

@@ -1,0 +1,155 @@
+"""Scheduled jobs (apscheduler), safe with several workers.
+
+Each run of a job is claimed in the database: one JobRun row per job and period (a local date for
+daily jobs), unique, so when several workers fire at the same moment exactly one runs it. A run
+keeps a heartbeat; a run whose worker died (no heartbeat for STALE) is taken over by the next
+worker that tries, and because every job is idempotent item by item (ledger keys, delivery keys)
+the new run finishes the work without repeating what was done.
+
+Misfires: a worker that was down at the scheduled time runs the job when it starts, if today's
+run is not done yet (catch-up). Each job covers everything that became due since its last run
+(e.g. expiry takes every lot whose day has passed), so one late run makes up for missed days.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.db import IntegrityError
+from bot.models import JobRun, Member
+from bot.services import expiry, maintenance, tiering
+
+log = logging.getLogger("memberbot.scheduler")
+
+STALE = dt.timedelta(minutes=5)
+HEARTBEAT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    hour: int
+    minute: int
+    run: Callable[[Any, dt.date], Awaitable[dict[str, Any]]]
+
+
+async def _points_expiry(bot, today: dt.date) -> dict[str, Any]:
+    expired = await expiry.expire_due(today)
+    notices = await expiry.notify_expiring(bot, today)
+    return {"expired_points": expired, "notices": notices}
+
+
+async def _tier_evaluation(bot, today: dt.date) -> dict[str, Any]:
+    changed, after = 0, 0
+    while True:
+        batch = await Member.filter(id__gt=after).order_by("id").limit(500)
+        if not batch:
+            return {"changed": changed}
+        for member in batch:
+            result = await tiering.evaluate(bot, member)
+            if result is None:
+                continue
+            changed += 1
+            template = "tier_up.j2" if result.upgrade else "tier_down.j2"
+            await bot.outbox.notify(
+                member.id, bot.templates.render(template, tier=result.to_tier,
+                                                previous=result.from_tier),
+                purpose="tier_change", key=f"tier:{member.id}:{today.isoformat()}")
+        after = batch[-1].id
+
+
+async def _purge(bot, today: dt.date) -> dict[str, Any]:
+    return await maintenance.purge(bot.now())
+
+
+JOBS = (
+    Job("points_expiry", 0, 10, _points_expiry),
+    Job("tier_evaluation", 3, 0, _tier_evaluation),
+    Job("purge", 4, 30, _purge),
+)
+
+
+class Scheduler:
+    def __init__(self, bot, jobs: tuple[Job, ...] = JOBS, worker: str | None = None):
+        self.bot = bot
+        self.jobs = jobs
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self._aps = AsyncIOScheduler(timezone=bot.config.shop.tz)
+
+    def start(self) -> None:
+        for job in self.jobs:
+            self._aps.add_job(self.run, CronTrigger(hour=job.hour, minute=job.minute,
+                                                    timezone=self.bot.config.shop.tz),
+                              args=[job], id=job.name, coalesce=True, max_instances=1,
+                              misfire_grace_time=6 * 3600)
+        self._aps.start()
+        self.bot.spawn(self.catch_up(), "scheduler catch-up")
+
+    async def stop(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+
+    async def catch_up(self) -> None:
+        """Run today's jobs whose time has passed but whose run is not done (worker was down)."""
+        now = self.bot.now().astimezone(self.bot.config.shop.tz)
+        for job in self.jobs:
+            if (now.hour, now.minute) >= (job.hour, job.minute):
+                await self.run(job)
+
+    async def run(self, job: Job, today: dt.date | None = None) -> bool:
+        """Run the job for its period if this worker can claim it; True if it ran."""
+        today = today or self.bot.today()
+        period = today.isoformat()
+        run = await self._claim(job.name, period)
+        if run is None:
+            return False
+        beat = asyncio.create_task(self._heartbeat(run.id))
+        try:
+            result = await job.run(self.bot, today)
+        except Exception:
+            log.exception("job %s for %s failed; the next worker will take it over",
+                          job.name, period)
+            return False
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        await JobRun.filter(id=run.id).update(status="done", finished_at=self.bot.now(),
+                                              result=result)
+        log.info("job %s for %s done: %s", job.name, period, result)
+        return True
+
+    async def _claim(self, name: str, period: str) -> JobRun | None:
+        now = self.bot.now()
+        try:
+            return await JobRun.create(job=name, period=period, worker=self.worker,
+                                       started_at=now, heartbeat_at=now)
+        except IntegrityError:
+            pass
+        run = await JobRun.get(job=name, period=period)
+        if run.status == "done" or now - run.heartbeat_at < STALE:
+            return None
+        # Its worker stopped beating: take it over, if nobody else just did.
+        taken = await JobRun.filter(id=run.id, status="running",
+                                    heartbeat_at=run.heartbeat_at).update(
+            worker=self.worker, heartbeat_at=now)
+        if not taken:
+            return None
+        log.warning("taking over job %s for %s from %s", name, period, run.worker)
+        return await JobRun.get(id=run.id)
+
+    async def _heartbeat(self, run_id: int) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await JobRun.filter(id=run_id).update(heartbeat_at=self.bot.now())

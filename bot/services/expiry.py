@@ -1,0 +1,74 @@
+"""Points expiry and its advance notice, run daily by the scheduler. Both are safe to run again:
+expiring a lot takes exactly what is left in it (key expire:<lot>), and a notice is one delivery
+per member and expiry date."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from bot.models import Member, PointsEntry
+from bot.services import loyalty
+
+BATCH = 500
+
+
+async def expire_lot(lot_id: int) -> int:
+    """Expire what is left of one lot; returns the points expired."""
+    async with in_transaction():
+        lot = await PointsEntry.get(id=lot_id)
+        # Lock the member row first (a no-op update), then read what the lot still holds: a
+        # spend running at the same moment has either finished or waits for us.
+        await Member.filter(id=lot.member_id).update(points=F("points"))
+        remaining = await PointsEntry.get(id=lot_id).values_list("remaining", flat=True)
+        if remaining <= 0:
+            return 0
+        await loyalty.append_points(lot.member_id, -remaining, kind="expire",
+                                    reason=f"积分到期（{lot.expires_on:%Y-%m-%d}）",
+                                    key=f"expire:{lot_id}", from_lot=lot_id)
+    return remaining
+
+
+async def expire_due(today: dt.date) -> int:
+    """Expire every lot whose last day is before today, in batches; returns points expired."""
+    total, after = 0, 0
+    while True:
+        ids = await (PointsEntry.filter(expires_on__lt=today, remaining__gt=0, id__gt=after)
+                     .order_by("id").limit(BATCH).values_list("id", flat=True))
+        if not ids:
+            return total
+        for lot_id in ids:
+            total += await expire_lot(lot_id)
+        after = ids[-1]
+
+
+async def notify_expiring(bot, today: dt.date) -> int:
+    """Tell members how many points expire within the notice window, once per expiry date."""
+    until = today + dt.timedelta(days=bot.config.points.expiry_notice_days)
+    sent, after = 0, 0
+    while True:
+        rows = await (PointsEntry.filter(expires_on__gte=today, expires_on__lte=until,
+                                         remaining__gt=0, member_id__gt=after)
+                      .order_by("member_id").limit(BATCH)
+                      .values_list("member_id", "expires_on", "remaining"))
+        if not rows:
+            return sent
+        by_member: dict[int, dict[dt.date, int]] = {}
+        for member_id, expires_on, remaining in rows:
+            by_member.setdefault(member_id, {}).setdefault(expires_on, 0)
+            by_member[member_id][expires_on] += remaining
+        last = rows[-1][0]
+        if len(rows) == BATCH and len(by_member) > 1:
+            by_member.pop(last)  # may be cut off mid-member: take it whole in the next batch
+            last = max(by_member)
+        for member_id, days in by_member.items():
+            for expires_on, points in sorted(days.items()):
+                text = bot.templates.render("points_expiring.j2", points=points,
+                                            expires_on=expires_on)
+                outcome = await bot.outbox.notify(
+                    member_id, text, purpose="points_expiring",
+                    key=f"expiry-notice:{member_id}:{expires_on.isoformat()}")
+                sent += outcome.ok
+        after = last

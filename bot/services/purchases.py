@@ -1,0 +1,177 @@
+"""Purchases: points earned, tier upgrades, referral rewards, and voiding.
+
+Each function is one transaction with an idempotency key: a staff command that WeChat delivers
+twice, or a CLI call repeated after a timeout, records one purchase.
+
+Voiding (撤销) reverses every points lot the purchase created (its own points, and a referral
+reward it triggered), taking from that lot first. If the member already spent some of those
+points, the rest comes from their other points, soonest-expiring first; what still cannot be taken
+back (the member has spent everything) is written off and recorded on the purchase as
+`void_shortfall`, shown to the manager. The balance never goes below zero. Tiers are not lowered
+by a void; the periodic evaluation does that, with notice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from tortoise.transactions import in_transaction
+
+from bot import earning, tiers
+from bot.db import IntegrityError
+from bot.models import Member, PointsEntry, Purchase, TierChange
+from bot.services import loyalty
+from bot.services.staff import Actor, audit
+
+
+class PurchaseRefused(Exception):
+    """A rule refused the action; `reason` names a template to explain it."""
+
+    def __init__(self, reason: str, **values):
+        super().__init__(reason)
+        self.reason = reason
+        self.values = values
+
+
+def earning_rule(config) -> earning.EarningRule:
+    points = config.points
+    return earning.EarningRule(
+        points_per_yuan=earning.Fraction(str(points.per_yuan)),
+        rounding=points.rounding,
+        min_amount_fen=round(points.min_amount * 100),
+        member_day=points.member_day,
+        member_day_multiplier=earning.Fraction(str(points.member_day_multiplier)),
+    )
+
+
+@dataclass(frozen=True)
+class PurchaseResult:
+    purchase: Purchase
+    member: Member
+    points: int
+    new_tier: str | None  # set when this purchase lifted the member to a higher tier
+    referral_points: int  # points the member got for being referred (first purchase)
+    duplicate: bool = False
+
+
+async def record(bot, member: Member, amount_fen: int, *, actor: Actor, note: str,
+                 key: str) -> PurchaseResult:
+    existing = await Purchase.get_or_none(idempotency_key=key)
+    if existing:
+        return PurchaseResult(existing, await Member.get(id=existing.member_id), existing.points,
+                              None, 0, duplicate=True)
+    config = bot.config
+    today = bot.today()
+    points = earning.points_for(amount_fen, earning_rule(config),
+                                tiers.multiplier(config.tiers, member.tier), today.isoweekday())
+    expires_on = earning.expiry_for(today, config.points.expiry, config.points.expiry_months)
+    try:
+        async with in_transaction():
+            purchase = await Purchase.create(
+                member_id=member.id, store=actor.store, staff=actor.staff, amount=amount_fen,
+                points=points, note=note[:64], idempotency_key=key,
+            )
+            if points:
+                await loyalty.append_points(member.id, points, kind="earn",
+                                            reason=f"消费 ¥{earning.fen_to_yuan(amount_fen)}",
+                                            key=f"purchase:{purchase.id}", expires_on=expires_on,
+                                            purchase_id=purchase.id)
+            referral = await _reward_referral(bot, member, purchase, expires_on)
+            new_tier = await _upgrade(bot, member, actor)
+            fresh = await Member.get(id=member.id)
+            await audit(actor, "purchase", member=member,
+                        before={"points": member.points, "tier": member.tier},
+                        after={"points": fresh.points, "tier": fresh.tier,
+                               "amount": amount_fen, "purchase": purchase.id},
+                        detail=note)
+    except IntegrityError:
+        # The same key committed concurrently: report that purchase, not a second one.
+        existing = await Purchase.get(idempotency_key=key)
+        return PurchaseResult(existing, await Member.get(id=existing.member_id), existing.points,
+                              None, 0, duplicate=True)
+    return PurchaseResult(purchase, fresh, points, new_tier, referral)
+
+
+async def _reward_referral(bot, member: Member, purchase: Purchase,
+                           expires_on: dt.date | None) -> int:
+    """Both sides get the referral reward on the referred member's first purchase, once: the
+    keys are per referred member, so later purchases (or a retry) find them taken."""
+    reward = bot.config.points.referral_points
+    if not member.referrer_id or not reward:
+        return 0
+    if await PointsEntry.exists(idempotency_key=f"referral:{member.id}:referee"):
+        return 0
+    await loyalty.append_points(member.id, reward, kind="earn", reason="好友推荐奖励",
+                                key=f"referral:{member.id}:referee", expires_on=expires_on,
+                                purchase_id=purchase.id)
+    await loyalty.append_points(member.referrer_id, reward, kind="earn",
+                                reason=f"推荐好友 {member.name or member.card_no[-4:]} 首次消费",
+                                key=f"referral:{member.id}:referrer", expires_on=expires_on,
+                                purchase_id=purchase.id)
+    return reward
+
+
+async def _upgrade(bot, member: Member, actor: Actor | None) -> str | None:
+    """Upgrades happen at once; downgrades only at the periodic evaluation."""
+    spend = await loyalty.rolling_spend(member.id, bot.now())
+    target = tiers.target_tier(bot.config.tiers, spend, member.tier_floor)
+    if tiers.rank(bot.config.tiers, target) <= tiers.rank(bot.config.tiers, member.tier):
+        return None
+    await Member.filter(id=member.id).update(tier=target)
+    await TierChange.create(member_id=member.id, from_tier=member.tier, to_tier=target,
+                            reason="purchase", staff=actor.staff if actor else None)
+    return target
+
+
+@dataclass(frozen=True)
+class VoidResult:
+    purchase: Purchase
+    member: Member
+    reversed_points: int
+    shortfall: int
+    duplicate: bool = False
+
+
+async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
+    """Void a purchase once; the purchase itself is the idempotency key (a repeat reports the
+    first void)."""
+    purchase = await Purchase.get_or_none(id=purchase_id)
+    if purchase is None:
+        raise PurchaseRefused("void_unknown.j2", serial=purchase_id)
+    if purchase.voided_at:
+        return VoidResult(purchase, await Member.get(id=purchase.member_id), 0,
+                          purchase.void_shortfall, duplicate=True)
+    limit = dt.timedelta(days=bot.config.points.void_days)
+    if bot.now() - purchase.created_at > limit:
+        raise PurchaseRefused("void_too_late.j2", serial=purchase_id,
+                              days=bot.config.points.void_days)
+    now = bot.now()
+    async with in_transaction():
+        # The conditional update is the guard: two managers voiding at once void it once.
+        if not await Purchase.filter(id=purchase.id, voided_at=None).update(voided_at=now):
+            return VoidResult(purchase, await Member.get(id=purchase.member_id), 0,
+                              purchase.void_shortfall, duplicate=True)
+        before = await Member.get(id=purchase.member_id)
+        reversed_points, shortfall = 0, 0
+        lots = await PointsEntry.filter(purchase_id=purchase.id, delta__gt=0).order_by("id")
+        for index, lot in enumerate(lots):
+            balance = await loyalty.spendable(lot.member_id)
+            take = min(lot.delta, balance)
+            if take:
+                await loyalty.append_points(
+                    lot.member_id, -take, kind="reverse",
+                    reason=f"撤销消费 #{purchase.id}", key=f"void:{purchase.id}:{index}",
+                    from_lot=lot.id)
+            if lot.member_id == purchase.member_id:
+                reversed_points += take
+                shortfall += lot.delta - take
+        await Purchase.filter(id=purchase.id).update(void_shortfall=shortfall)
+        after = await Member.get(id=purchase.member_id)
+        await audit(actor, "void_purchase", member=after,
+                    before={"points": before.points, "purchase": purchase.id,
+                            "amount": purchase.amount},
+                    after={"points": after.points, "reversed": reversed_points,
+                           "shortfall": shortfall})
+    purchase = await Purchase.get(id=purchase.id)
+    return VoidResult(purchase, after, reversed_points, shortfall)

@@ -1,0 +1,135 @@
+"""Staff: invites, binding a WeChat account, roles, and the audit log every staff action writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from bot.db import IntegrityError
+from bot.models import AuditEntry, Member, Staff, StaffInvite, Store
+from bot.models.staff import ROLES
+
+INVITE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I
+INVITE_LENGTH = 8
+INVITE_TTL = dt.timedelta(hours=24)
+
+# The least role that may do each thing. Owners may do everything, in every store.
+REQUIRED_ROLE = {
+    "purchase": "clerk",
+    "lookup": "clerk",
+    "stored_value_pay": "clerk",
+    "punch_sell": "clerk",
+    "punch_use": "clerk",
+    "redeem_coupon": "clerk",
+    "void_purchase": "manager",
+    "adjust_points": "manager",
+    "stored_value_topup": "manager",
+    "stored_value_refund": "manager",
+    "set_tier": "manager",
+    "broadcast": "manager",
+}
+ROLE_NAMES = {"clerk": "店员", "manager": "店长", "owner": "老板"}
+
+
+def allowed(role: str, action: str) -> bool:
+    return ROLES.index(role) >= ROLES.index(REQUIRED_ROLE[action])
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting, for the audit log: a staff member in chat, or the owner's shell."""
+
+    staff: Staff | None
+    store: Store | None
+    label: str
+
+    @classmethod
+    def of(cls, staff: Staff, store: Store) -> Actor:
+        return cls(staff, store, f"staff:{staff.id} {staff.name}".strip())
+
+    @classmethod
+    def cli(cls, store: Store | None = None) -> Actor:
+        return cls(None, store, "cli")
+
+    @property
+    def name(self) -> str:
+        return self.staff.name if self.staff and self.staff.name else self.label
+
+
+async def audit(actor: Actor, action: str, *, member: Member | int | None = None,
+                before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
+                detail: str = "") -> AuditEntry:
+    """Append one audit entry; call it inside the transaction of the action it records."""
+    member_id = member.id if isinstance(member, Member) else member
+    return await AuditEntry.create(
+        staff=actor.staff, actor=actor.label[:64],
+        store_code=actor.store.code if actor.store else None, action=action,
+        member_id=member_id, before=before, after=after, detail=detail[:255],
+    )
+
+
+def _hash(code: str) -> str:
+    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
+
+
+async def create_invite(store_code: str, role: str, name: str, now: dt.datetime) -> str:
+    """A one-time code, valid 24 h; only its hash is stored."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    store = await Store.get_or_none(code=store_code)
+    if store is None:
+        raise LookupError(f"no store {store_code!r}")
+    code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(INVITE_LENGTH))
+    async with in_transaction():
+        await StaffInvite.create(code_hash=_hash(code), store=store, role=role, name=name,
+                                 expires_at=now + INVITE_TTL)
+        await audit(Actor.cli(store), "staff_invite", detail=f"role={role} name={name}")
+    return code
+
+
+async def bind(openid: str, code: str, now: dt.datetime) -> Staff | None:
+    """Redeem an invite for this WeChat account. None if the code is unknown, used or expired.
+    The conditional update makes a code usable exactly once, however many try at once."""
+    invite = await StaffInvite.get_or_none(code_hash=_hash(code)).select_related("store")
+    if invite is None or invite.used_at or invite.expires_at <= now:
+        return None
+    async with in_transaction():
+        if not await StaffInvite.filter(id=invite.id, used_at=None).update(used_at=now):
+            return None
+        staff = await Staff.get_or_none(openid=openid)
+        fields = {"store_id": invite.store_id, "role": invite.role, "active": True}
+        if invite.name:
+            fields["name"] = invite.name
+        if staff is None:
+            try:
+                staff = await Staff.create(openid=openid, **fields)
+            except IntegrityError:
+                return None
+        else:
+            await Staff.filter(id=staff.id).update(**fields)
+            await staff.refresh_from_db()
+        await StaffInvite.filter(id=invite.id).update(staff_id=staff.id)
+        await audit(Actor.of(staff, invite.store), "staff_bind",
+                    after={"role": invite.role, "store": invite.store.code})
+    return staff
+
+
+async def active_staff(openid: str) -> tuple[Staff, Store] | None:
+    staff = await Staff.get_or_none(openid=openid, active=True).select_related("store")
+    return (staff, staff.store) if staff else None
+
+
+async def revoke(staff_id: int) -> bool:
+    async with in_transaction():
+        staff = await Staff.get_or_none(id=staff_id).select_related("store")
+        if staff is None or not staff.active:
+            return False
+        await Staff.filter(id=staff_id).update(active=False)
+        await audit(Actor.cli(staff.store), "staff_revoke", before={"role": staff.role},
+                    after={"active": False}, detail=f"staff:{staff.id} {staff.name}")
+    return True

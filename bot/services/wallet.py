@@ -1,0 +1,195 @@
+"""Stored value (储值, integer fen) and punch cards (次卡). Every change is one transaction with
+an idempotency key; every decrease is a conditional update, so balances and visits never go
+below zero whatever the concurrency.
+
+退款 (refund) puts a stored-value payment back on the card; it can never return more than the
+member has paid with stored value and not yet had refunded, so it cannot mint money.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from tortoise.expressions import F
+from tortoise.functions import Sum
+from tortoise.transactions import in_transaction
+
+from bot import earning
+from bot.config import PunchProductConfig
+from bot.db import IntegrityError
+from bot.models import Member, PunchCard, PunchUse, StoredValueEntry
+from bot.services.staff import Actor, audit
+
+
+class WalletRefused(Exception):
+    def __init__(self, reason: str, **values):
+        super().__init__(reason)
+        self.reason = reason
+        self.values = values
+
+
+@dataclass(frozen=True)
+class StoredValueResult:
+    member: Member
+    amount: int
+    bonus: int
+    balance: int
+    duplicate: bool = False
+
+
+async def _append(member_id: int, delta: int, kind: str, reason: str, key: str,
+                  actor: Actor) -> int:
+    query = Member.filter(id=member_id)
+    if delta < 0:
+        query = query.filter(stored_value__gte=-delta)
+    if not await query.update(stored_value=F("stored_value") + delta):
+        raise WalletRefused("stored_value_insufficient.j2")
+    balance = await Member.get(id=member_id).values_list("stored_value", flat=True)
+    await StoredValueEntry.create(member_id=member_id, delta=delta, kind=kind, reason=reason,
+                                  idempotency_key=key, balance_after=balance,
+                                  store=actor.store, staff=actor.staff)
+    return balance
+
+
+async def _replay(key: str) -> StoredValueResult | None:
+    entries = await StoredValueEntry.filter(idempotency_key__in=[key, f"{key}:bonus"])
+    if not entries:
+        return None
+    member = await Member.get(id=entries[0].member_id)
+    main = next(e for e in entries if e.idempotency_key == key)
+    bonus = sum(e.delta for e in entries if e.kind == "bonus")
+    return StoredValueResult(member, abs(main.delta), bonus, member.stored_value, duplicate=True)
+
+
+async def _change(member: Member, entries: list[tuple[int, str, str, str]], *, actor: Actor,
+                  action: str, key: str, amount: int, bonus: int = 0) -> StoredValueResult:
+    replay = await _replay(key)
+    if replay:
+        return replay
+    try:
+        async with in_transaction():
+            balance = member.stored_value
+            for delta, kind, reason, entry_key in entries:
+                balance = await _append(member.id, delta, kind, reason, entry_key, actor)
+            await audit(actor, action, member=member,
+                        before={"stored_value": member.stored_value},
+                        after={"stored_value": balance, "amount": amount, "bonus": bonus})
+    except IntegrityError:
+        replay = await _replay(key)
+        if replay is None:
+            raise
+        return replay
+    return StoredValueResult(await Member.get(id=member.id), amount, bonus, balance)
+
+
+async def top_up(bot, member: Member, amount_fen: int, *, actor: Actor,
+                 key: str) -> StoredValueResult:
+    bonuses = [earning.TopUpBonus(b.min * 100, b.bonus * 100) for b in bot.config.topup_bonus]
+    bonus = earning.topup_bonus(amount_fen, bonuses)
+    entries = [(amount_fen, "topup", f"充值 ¥{earning.fen_to_yuan(amount_fen)}", key)]
+    if bonus:
+        entries.append((bonus, "bonus", f"充值赠送 ¥{earning.fen_to_yuan(bonus)}", f"{key}:bonus"))
+    return await _change(member, entries, actor=actor, action="stored_value_topup", key=key,
+                         amount=amount_fen, bonus=bonus)
+
+
+async def pay(bot, member: Member, amount_fen: int, *, actor: Actor,
+              key: str) -> StoredValueResult:
+    return await _change(member, [(-amount_fen, "pay",
+                                   f"储值消费 ¥{earning.fen_to_yuan(amount_fen)}", key)],
+                         actor=actor, action="stored_value_pay", key=key, amount=amount_fen)
+
+
+async def refund(bot, member: Member, amount_fen: int, *, actor: Actor,
+                 key: str) -> StoredValueResult:
+    replay = await _replay(key)
+    if replay:
+        return replay
+    rows = await (StoredValueEntry.filter(member_id=member.id, kind__in=["pay", "refund"])
+                  .group_by("kind").annotate(total=Sum("delta")).values("kind", "total"))
+    totals = {row["kind"]: int(row["total"] or 0) for row in rows}
+    refundable = -totals.get("pay", 0) - totals.get("refund", 0)
+    if amount_fen > refundable:
+        raise WalletRefused("stored_value_refund_too_much.j2", refundable=refundable)
+    return await _change(member, [(amount_fen, "refund",
+                                   f"储值退款 ¥{earning.fen_to_yuan(amount_fen)}", key)],
+                         actor=actor, action="stored_value_refund", key=key, amount=amount_fen)
+
+
+# --- punch cards ---
+
+def product_named(products: list[PunchProductConfig], text: str) -> PunchProductConfig | None:
+    text = text.strip().upper()
+    for product in products:
+        if text in (product.code.upper(), product.name.upper()):
+            return product
+    return None
+
+
+async def sell_punch_card(bot, member: Member, product: PunchProductConfig, *, actor: Actor,
+                          key: str) -> tuple[PunchCard, bool]:
+    existing = await PunchCard.get_or_none(idempotency_key=key)
+    if existing:
+        return existing, True
+    expires_on = bot.today() + dt.timedelta(days=product.valid_days)
+    try:
+        async with in_transaction():
+            card = await PunchCard.create(member_id=member.id, product=product.code,
+                                          name=product.name, visits=product.visits,
+                                          remaining=product.visits, expires_on=expires_on,
+                                          idempotency_key=key, store=actor.store,
+                                          staff=actor.staff)
+            await audit(actor, "punch_sell", member=member,
+                        after={"card": card.id, "product": product.code,
+                               "visits": product.visits, "expires_on": expires_on.isoformat()})
+    except IntegrityError:
+        return await PunchCard.get(idempotency_key=key), True
+    return card, False
+
+
+async def active_punch_cards(member_id: int, today: dt.date) -> list[PunchCard]:
+    return await PunchCard.filter(member_id=member_id, remaining__gt=0,
+                                  expires_on__gte=today).order_by("expires_on", "id")
+
+
+@dataclass(frozen=True)
+class PunchResult:
+    card: PunchCard
+    remaining: int
+    duplicate: bool = False
+
+
+async def use_punch_card(bot, member: Member, product: PunchProductConfig | None, *,
+                         actor: Actor, key: str) -> PunchResult:
+    """One visit off the card that expires soonest (of this product, if named). The conditional
+    update (remaining > 0) is what lets only one of two clerks use the last visit."""
+    used = await PunchUse.get_or_none(idempotency_key=key).select_related("card")
+    if used:
+        return PunchResult(used.card, used.remaining_after, duplicate=True)
+    today = bot.today()
+    cards = await active_punch_cards(member.id, today)
+    if product:
+        cards = [c for c in cards if c.product == product.code]
+    elif len({c.product for c in cards}) > 1:
+        raise WalletRefused("punch_which.j2", names=sorted({c.name for c in cards}))
+    for card in cards:
+        try:
+            async with in_transaction():
+                taken = await PunchCard.filter(id=card.id, remaining__gt=0,
+                                               expires_on__gte=today).update(
+                    remaining=F("remaining") - 1)
+                if not taken:
+                    continue  # someone used this card's last visit; try the next card
+                remaining = await PunchCard.get(id=card.id).values_list("remaining", flat=True)
+                await PunchUse.create(card_id=card.id, idempotency_key=key,
+                                      remaining_after=remaining, store=actor.store,
+                                      staff=actor.staff)
+                await audit(actor, "punch_use", member=member,
+                            before={"card": card.id, "remaining": remaining + 1},
+                            after={"card": card.id, "remaining": remaining})
+        except IntegrityError:
+            used = await PunchUse.get(idempotency_key=key).select_related("card")
+            return PunchResult(used.card, used.remaining_after, duplicate=True)
+        return PunchResult(card, remaining)
+    raise WalletRefused("punch_none.j2", product=product.name if product else "")
