@@ -7,7 +7,6 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tortoise import connections
@@ -15,17 +14,9 @@ from tortoise import connections
 from bot.channels import sms as sms_channel
 from bot.channels.wechat import Rejected, WeChatChannel
 from bot.config import Config, validate_for_serving
-from bot.db import close_database, open_database
-from bot.dialogs import DialogStore
 from bot.dispatcher import Dispatcher
 from bot.handlers import build_router
-from bot.models import Store
-from bot.notifications.outbox import Outbox
-from bot.notifications.sms import SmsSender
-from bot.notifications.wechat_api import WeChatAPI
-from bot.runtime import Bot, utcnow
-from bot.security import Vault
-from bot.templates import Templates
+from bot.runtime import Bot, open_bot, utcnow
 
 log = logging.getLogger("memberbot.http")
 
@@ -41,30 +32,10 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utcnow) -> 
                                  clock=lambda: clock().timestamp())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await open_database(config.database.url)
-        await _sync_stores(config)
-        timeout = aiohttp.ClientTimeout(total=10, connect=5)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            wechat = WeChatAPI(session, config.wechat, clock)
-            sms = SmsSender(config.sms)
-            bot = Bot(
-                config=config,
-                vault=Vault(config.security.data_key_bytes),
-                templates=Templates({"shop": config.shop}),
-                wechat=wechat,
-                sms=sms,
-                outbox=Outbox(wechat, sms, clock, config.notices),
-                dialogs=DialogStore(clock),
-                clock=clock,
-            )
+        async with open_bot(config, clock) as bot:
             app[BOT] = bot
             app[DISPATCHER] = Dispatcher(bot, build_router())
-            try:
-                yield
-            finally:
-                await bot.drain()
-                await sms.close()
-                await close_database()
+            yield
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/wechat", verify_url)
@@ -74,11 +45,6 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utcnow) -> 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app
-
-
-async def _sync_stores(config: Config) -> None:
-    for store in config.stores:
-        await Store.update_or_create(defaults={"name": store.name}, code=store.code)
 
 
 def _refuse(request: web.Request, status: int, reason: str) -> web.Response:

@@ -21,6 +21,32 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("serve", help="run the webhook server")
     commands.add_parser("sandbox", help="run with local WeChat and SMS stand-ins and demo data")
+    commands.add_parser("worker", help="run the scheduled jobs without the webhook")
+
+    staff = commands.add_parser("staff", help="employees who run the shop from chat")
+    staff_actions = staff.add_subparsers(dest="action", required=True)
+    invite = staff_actions.add_parser("invite",
+                                      help="a one-time code an employee sends as 绑定 <code>")
+    invite.add_argument("--store", required=True, help="store code, e.g. S001")
+    invite.add_argument("--role", required=True, choices=("clerk", "manager", "owner"))
+    invite.add_argument("--name", default="", help="how the employee appears in the audit log")
+    staff_actions.add_parser("list", help="all staff, active and revoked")
+    revoke = staff_actions.add_parser("revoke", help="stop an employee's access")
+    revoke.add_argument("id", type=int)
+
+    buy = commands.add_parser("purchase", help="record a purchase (like 消费 in chat)")
+    buy.add_argument("member", help="phone number or card number")
+    buy.add_argument("amount", help="yuan, e.g. 128.50")
+    buy.add_argument("--note", default="")
+    buy.add_argument("--store", help="store code (default: the first store)")
+    buy.add_argument("--key", help="idempotency key: repeating it records nothing new")
+
+    audit = commands.add_parser("audit", help="the append-only log of staff actions")
+    audit.add_argument("--staff", type=int, help="staff id")
+    audit.add_argument("--member", help="phone number or card number")
+    audit.add_argument("--since", help="first day, e.g. 2026-11-01")
+    audit.add_argument("--until", help="last day (inclusive)")
+    audit.add_argument("--limit", type=int, default=200)
 
     chat = commands.add_parser("chat", help="act as a WeChat user against the sandbox")
     chat.add_argument("--openid", default="o_demo_1")
@@ -63,12 +89,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+# Commands that open the member database need the full set of keys (data key included).
+NEEDS_SERVING_CONFIG = frozenset({"serve", "worker", "staff", "purchase", "audit"})
+
+
 def _run(args: argparse.Namespace, config: Config) -> int:
     from bot import commands
 
+    if args.command in NEEDS_SERVING_CONFIG:
+        validate_for_serving(config)
+
     match args.command:
         case "serve":
-            validate_for_serving(config)
             return commands.serve(config)
         case "sandbox":
             from bot.sandbox.runner import run_sandbox
@@ -80,6 +112,21 @@ def _run(args: argparse.Namespace, config: Config) -> int:
 
             asyncio.run(run_chat(config, args.openid, args.mode))
             return 0
+        case "worker":
+            return asyncio.run(commands.worker(config))
+        case "staff":
+            if args.action == "invite":
+                return asyncio.run(commands.staff_invite(config, args.store, args.role,
+                                                         args.name))
+            if args.action == "list":
+                return asyncio.run(commands.staff_list(config))
+            return asyncio.run(commands.staff_revoke(config, args.id))
+        case "purchase":
+            return asyncio.run(commands.purchase(config, args.member, args.amount, args.note,
+                                                 args.store, args.key))
+        case "audit":
+            return asyncio.run(commands.audit_log(config, args.staff, args.member, args.since,
+                                                  args.until, args.limit))
         case "menu":
             return asyncio.run(commands.menu(config, args.action))
         case "qrcode":

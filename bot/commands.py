@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
+import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +16,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bot import earning
 from bot.app import create_app
 from bot.config import Config, ConfigError
 from bot.db import close_database, open_database
-from bot.models import Store
+from bot.models import AuditEntry, Staff, Store
 from bot.notifications.wechat_api import WeChatAPI, WeChatAPIError
 from bot.poster import render_poster
-from bot.services.members import parse_scene
+from bot.runtime import open_bot
+from bot.services import members, purchases
+from bot.services import staff as staff_service
+from bot.services.staff import Actor
 
 log = logging.getLogger("memberbot")
 
@@ -76,7 +83,7 @@ async def menu(config: Config, action: str) -> int:
 
 async def qrcode(config: Config, scene: str, output: Path, temporary: bool, expire: int,
                  caption: str | None) -> int:
-    parsed = parse_scene(scene)
+    parsed = members.parse_scene(scene)
     if parsed is None:
         print("--scene must look like store:S001, staff:<id> or ref:<card_no> (at most 64 "
               "characters, letters, digits, _ and -)")
@@ -102,3 +109,116 @@ async def qrcode(config: Config, scene: str, output: Path, temporary: bool, expi
     kind = f"temporary ({expire} s)" if temporary else "permanent"
     print(f"Wrote {output}: {kind} QR code for scene {scene}")
     return 0
+
+
+async def worker(config: Config) -> int:
+    """The scheduler alone, without the webhook (for a separate worker process)."""
+    async with open_bot(config, scheduler=True):
+        log.info("memberbot worker running its scheduled jobs; Ctrl+C to stop")
+        await asyncio.Event().wait()
+    return 0
+
+
+async def staff_invite(config: Config, store: str, role: str, name: str) -> int:
+    async with open_bot(config, scheduler=False) as bot:
+        try:
+            code = await staff_service.create_invite(store, role, name, bot.now())
+        except (LookupError, ValueError) as exc:
+            print(f"memberbot: {exc}", file=sys.stderr)
+            return 2
+    print(f"Invite for a {role} of {store}{f' ({name})' if name else ''}, valid 24 hours, "
+          "usable once. The employee sends 绑定 <code> to the Official Account:")
+    print(code)
+    return 0
+
+
+async def staff_list(config: Config) -> int:
+    async with open_bot(config, scheduler=False):
+        rows = await Staff.all().order_by("id").select_related("store")
+        if not rows:
+            print("No staff yet: memberbot staff invite --store S001 --role clerk")
+        for staff in rows:
+            state = "active" if staff.active else "revoked"
+            print(f"{staff.id:>4}  {staff.name or '-':<8} {staff.role:<8} {staff.store.code:<8} "
+                  f"{state:<8} bound {staff.created_at:%Y-%m-%d}")
+    return 0
+
+
+async def staff_revoke(config: Config, staff_id: int) -> int:
+    async with open_bot(config, scheduler=False):
+        if not await staff_service.revoke(staff_id):
+            print(f"memberbot: no active staff member with id {staff_id}", file=sys.stderr)
+            return 1
+    print(f"Staff member {staff_id} revoked; their WeChat account can no longer run commands.")
+    return 0
+
+
+async def purchase(config: Config, who: str, amount: str, note: str, store_code: str | None,
+                   key: str | None) -> int:
+    """The CLI twin of 消费: same service, same rules, audited as "cli"."""
+    async with open_bot(config, scheduler=False) as bot:
+        fen = earning.parse_yuan(amount, config.points.max_purchase * 100)
+        if fen is None:
+            print(f"memberbot: amount {amount!r} must be a positive number of yuan with at most "
+                  f"two decimals, at most {config.points.max_purchase}", file=sys.stderr)
+            return 2
+        store = await Store.get_or_none(code=store_code or config.stores[0].code)
+        if store is None:
+            print(f"memberbot: no store {store_code!r}", file=sys.stderr)
+            return 2
+        try:
+            member = await members.lookup(bot, who)
+        except members.MemberNotFound as exc:
+            print(f"memberbot: {bot.templates.render(exc.reason, text=who)}", file=sys.stderr)
+            return 1
+        result = await purchases.record(bot, member, fen, actor=Actor.cli(store), note=note,
+                                        key=key or f"cli:{uuid.uuid4()}")
+        await bot.outbox.notify(
+            member.id, bot.templates.render("purchase_member.j2", result=result, amount=fen,
+                                            store=store),
+            purpose="purchase", key=f"notice:purchase:{result.purchase.id}")
+    state = "already recorded" if result.duplicate else "recorded"
+    print(f"Purchase #{result.purchase.id} {state}: ¥{earning.fen_to_yuan(fen)} for "
+          f"{member.card_no}, +{result.points} points, balance {result.member.points}"
+          + (f", upgraded to {result.new_tier}" if result.new_tier else ""))
+    return 0
+
+
+async def audit_log(config: Config, staff_id: int | None, who: str | None, since: str | None,
+                    until: str | None, limit: int) -> int:
+    async with open_bot(config, scheduler=False) as bot:
+        query = AuditEntry.all()
+        if staff_id is not None:
+            query = query.filter(staff_id=staff_id)
+        if who:
+            try:
+                query = query.filter(member_id=(await members.lookup(bot, who)).id)
+            except members.MemberNotFound as exc:
+                print(f"memberbot: {bot.templates.render(exc.reason, text=who)}",
+                      file=sys.stderr)
+                return 1
+        tz = config.shop.tz
+        for name, value, op in (("since", since, "gte"), ("until", until, "lt")):
+            if value:
+                try:
+                    day = dt.date.fromisoformat(value)
+                except ValueError:
+                    print(f"memberbot: --{name} takes a date like 2026-11-01", file=sys.stderr)
+                    return 2
+                if op == "lt":
+                    day += dt.timedelta(days=1)  # --until is inclusive
+                start = dt.datetime.combine(day, dt.time(), tz)
+                query = query.filter(**{f"created_at__{op}": start})
+        rows = await query.order_by("-id").limit(limit).select_related("member")
+        for row in reversed(rows):
+            card = row.member.card_no if row.member else "-"
+            print(f"{row.created_at.astimezone(tz):%Y-%m-%d %H:%M:%S} {row.actor:<16} "
+                  f"{row.store_code or '-':<6} {row.action:<20} {card:<12} "
+                  f"{_compact(row.before)} → {_compact(row.after)} {row.detail}")
+    return 0
+
+
+def _compact(values: dict | None) -> str:
+    if not values:
+        return "-"
+    return ",".join(f"{k}={v}" for k, v in values.items())

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
+
+import aiohttp
 
 from bot.config import Config
 from bot.dialogs import DialogStore
@@ -61,3 +64,45 @@ class Bot:
     async def drain(self, seconds: float = 10) -> None:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=seconds)
+
+
+@contextlib.asynccontextmanager
+async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
+                   *, scheduler: bool | None = None) -> AsyncIterator[Bot]:
+    """Everything the bot needs, from database to HTTP session, and the scheduler when
+    [scheduler] enabled (or `scheduler` says so); closed in reverse order."""
+    from bot.db import close_database, open_database
+    from bot.models import Store
+    from bot.scheduler import Scheduler
+
+    await open_database(config.database.url)
+    try:
+        for store in config.stores:
+            await Store.update_or_create(defaults={"name": store.name}, code=store.code)
+        timeout = aiohttp.ClientTimeout(total=10, connect=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            wechat = WeChatAPI(session, config.wechat, clock)
+            sms = SmsSender(config.sms)
+            bot = Bot(
+                config=config,
+                vault=Vault(config.security.data_key_bytes),
+                templates=Templates({"shop": config.shop}),
+                wechat=wechat,
+                sms=sms,
+                outbox=Outbox(wechat, sms, clock, config.notices),
+                dialogs=DialogStore(clock),
+                clock=clock,
+            )
+            jobs = Scheduler(bot) if (config.scheduler.enabled if scheduler is None
+                                      else scheduler) else None
+            if jobs:
+                jobs.start()
+            try:
+                yield bot
+            finally:
+                if jobs:
+                    await jobs.stop()
+                await bot.drain()
+                await sms.close()
+    finally:
+        await close_database()

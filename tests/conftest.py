@@ -26,6 +26,7 @@ from bot.app import BOT, create_app
 from bot.config import (
     Config,
     DatabaseConfig,
+    SchedulerConfig,
     SecurityConfig,
     ServerConfig,
     ShopConfig,
@@ -128,6 +129,8 @@ def make_config(db_url: str, stand_ins: StandIns | None = None, **overrides: Any
         security=SecurityConfig(data_key=new_data_key()),
         shop=ShopConfig(**{**base.shop.__dict__, **overrides.pop("shop", {})}),
         stores=[StoreConfig("S001", "示例门店·总店"), StoreConfig("S002", "示例门店·二店")],
+        # Tests that exercise jobs run them directly; a background catch-up would race them.
+        scheduler=SchedulerConfig(enabled=False),
     )
     return config.replace(**overrides) if overrides else config
 

@@ -42,6 +42,7 @@ class ChatSession:
     following: bool = False
     _message_seq: int = 0
     _sms_seq: int = 0
+    _template_seq: int = 0
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -49,6 +50,7 @@ class ChatSession:
         bot_port, wechat_port, sms_port = ports(self.config)
         self.bot_url = f"http://127.0.0.1:{bot_port}/wechat"
         self.messages_url = f"http://127.0.0.1:{wechat_port}/sandbox/messages"
+        self.templates_url = f"http://127.0.0.1:{wechat_port}/sandbox/templates"
         self.sms_url = f"http://127.0.0.1:{sms_port}/sandbox/sms"
 
     async def __aenter__(self) -> ChatSession:
@@ -56,6 +58,7 @@ class ChatSession:
         # Start after what was already sent, so an old conversation is not replayed.
         self._message_seq = await self._latest(self.messages_url, {"openid": self.openid})
         self._sms_seq = await self._latest(self.sms_url, {})
+        self._template_seq = await self._latest(self.templates_url, {"openid": self.openid})
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -124,6 +127,12 @@ class ChatSession:
             for message in (await response.json())["messages"]:
                 self._message_seq = max(self._message_seq, message["seq"])
                 lines.append(f"🤖 {message.get('content') or '[图片]'}")
+        async with self._session.get(self.templates_url, params={
+                "openid": self.openid, "after": str(self._template_seq)}) as response:
+            for notice in (await response.json())["messages"]:
+                self._template_seq = max(self._template_seq, notice["seq"])
+                fields = "，".join(f"{k}：{v}" for k, v in notice["data"].items())
+                lines.append(f"📋 服务通知 [{notice['template_id']}] {fields}")
         async with self._session.get(self.sms_url,
                                      params={"after": str(self._sms_seq)}) as response:
             for sms in (await response.json())["messages"]:

@@ -14,7 +14,7 @@ from aiohttp import web
 from bot.app import create_app
 from bot.config import Config, DatabaseConfig, SmsConfig, WeChatConfig
 from bot.db import IntegrityError
-from bot.models import Follower, Member, Store
+from bot.models import Follower, Member, Staff, Store
 from bot.sandbox.sms_server import create_sms_app
 from bot.sandbox.wechat_server import create_wechat_app
 from bot.security import Vault, new_data_key
@@ -60,9 +60,17 @@ def sandbox_config(config: Config, data_dir: Path = Path("data")) -> Config:
                       template_verify=TEMPLATE_VERIFY, template_welcome=TEMPLATE_WELCOME),
         security=replace(config.security, data_key=data_key(data_dir)),
         database=DatabaseConfig(f"sqlite://{data_dir}/sandbox.db"),
+        notices=SANDBOX_NOTICES,
     )
 
 
+# Service-notice templates, so a member with no open chat window still sees their purchases.
+_FIELDS = {"amount": "amount", "points": "points", "balance": "balance", "time": "time"}
+SANDBOX_NOTICES = {
+    purpose: {"template_id": f"TPL_{purpose.upper()}", "fields": _FIELDS}
+    for purpose in ("purchase", "stored_value")
+}
+DEMO_STAFF = "o_demo_staff"  # a manager of the first store: try 消费 13900139001 128.50
 DEMO_MEMBERS = [
     # (openid or None, phone, name, points): the last one has no WeChat yet, so registering
     # with 13800138000 in the chat shows how an existing card gets linked.
@@ -97,6 +105,9 @@ async def seed_demo(config: Config) -> None:
         if openid:
             await Follower.update_or_create(defaults={"member_id": member.id, "following": True},
                                             openid=openid)
+    if store and not await Staff.exists(openid=DEMO_STAFF):
+        await Staff.create(openid=DEMO_STAFF, name="小王", store=store, role="manager")
+        await Follower.get_or_create(openid=DEMO_STAFF)
 
 
 async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
@@ -124,6 +135,8 @@ async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
             "then type /scan store:S001 and follow the bot. Codes the bot texts appear here "
             "and in\n"
             "the chat. Demo members: o_demo_member_1 and o_demo_member_2 (try 积分).\n"
+            f"Act as staff with --openid {DEMO_STAFF} (a manager): 员工帮助, "
+            "消费 13900139001 128.50, 查询 13900139001.\n"
             "Press Ctrl+C to stop.\n",
             flush=True,
         )

@@ -594,12 +594,27 @@ async def _media_upload(state: WeChatState, request: web.Request) -> dict[str, A
     return {"type": media_type, "media_id": media_id, "created_at": created}
 
 
-async def _sandbox_messages(state: WeChatState, request: web.Request) -> dict[str, Any]:
+def _after(request: web.Request) -> int:
     try:
-        after = int(request.query.get("after", "0"))
+        return int(request.query.get("after", "0"))
     except ValueError:
-        after = 0
-    return {"messages": state.messages_for(request.query.get("openid") or None, after)}
+        return 0
+
+
+async def _sandbox_messages(state: WeChatState, request: web.Request) -> dict[str, Any]:
+    return {"messages": state.messages_for(request.query.get("openid") or None,
+                                           _after(request))}
+
+
+async def _sandbox_templates(state: WeChatState, request: web.Request) -> dict[str, Any]:
+    """Template messages (service notices) sent to an openid, numbered from 1 in `seq`."""
+    openid, after = request.query.get("openid") or None, _after(request)
+    return {"messages": [
+        {"seq": seq, "openid": t.openid, "template_id": t.template_id,
+         "data": {key: value.get("value") for key, value in t.data.items()}}
+        for seq, t in enumerate(state.templates, start=1)
+        if seq > after and (openid is None or t.openid == openid)
+    ]}
 
 
 Handler = Callable[[WeChatState, web.Request], Awaitable[Any]]
@@ -613,6 +628,7 @@ ROUTES: dict[str, tuple[str, Handler, bool]] = {
     "/cgi-bin/showqrcode": ("GET", _showqrcode, False),
     "/cgi-bin/media/upload": ("POST", _media_upload, True),
     "/sandbox/messages": ("GET", _sandbox_messages, False),
+    "/sandbox/templates": ("GET", _sandbox_templates, False),
 }
 
 
