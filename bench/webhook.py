@@ -18,14 +18,11 @@ import asyncio
 import multiprocessing
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.config import WeChatConfig
 from bot.sandbox import wechat_client as wire

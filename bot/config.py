@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import datetime as dt
 import os
 import tomllib
 import zoneinfo
@@ -146,6 +147,32 @@ class TopUpBonusConfig:
 
 
 @dataclass
+class CouponTemplateConfig:
+    code: str
+    name: str
+    kind: str  # amount_off | threshold | discount | gift
+    amount: float = 0.0  # yuan off (amount_off, threshold)
+    threshold: float = 0.0  # yuan the purchase must reach
+    discount: int = 100  # percent to pay: 88 = 8.8折
+    cap: float = 0.0  # yuan; the most a discount takes off (0 = no cap)
+    gift: str = ""
+    points_cost: int = 0  # > 0: members can buy it with points
+    valid_days: int = 0  # valid N days after issue, or between valid_from and valid_until
+    valid_from: str = ""
+    valid_until: str = ""
+    stock: int = 0  # total that may be issued; 0 = unlimited
+    per_member: int = 0  # 0 = no limit
+    stores: list[str] = field(default_factory=list)  # empty = every store
+    exclusive: bool = True
+
+
+@dataclass
+class CouponRewardsConfig:
+    welcome: str = ""  # template code issued on registration
+    referral: str = ""  # to both, with the referral points
+
+
+@dataclass
 class PunchProductConfig:
     code: str
     name: str
@@ -166,10 +193,12 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     points: PointsConfig = field(default_factory=PointsConfig)
     stored_value: StoredValueConfig = field(default_factory=StoredValueConfig)
+    coupon_rewards: CouponRewardsConfig = field(default_factory=CouponRewardsConfig)
     stores: list[StoreConfig] = field(default_factory=list)
     tiers: list[TierConfig] = field(default_factory=lambda: [TierConfig("普通会员", 0)])
     topup_bonus: list[TopUpBonusConfig] = field(default_factory=list)
     punch_cards: list[PunchProductConfig] = field(default_factory=list)
+    coupons: list[CouponTemplateConfig] = field(default_factory=list)
     menu: dict[str, Any] = field(default_factory=dict)
     # Service-notice template messages: [notices.<purpose>] template_id, fields = {ours: theirs}
     notices: dict[str, Any] = field(default_factory=dict)
@@ -180,7 +209,7 @@ class Config:
 
 
 _LISTS = {"stores": StoreConfig, "tiers": TierConfig, "topup_bonus": TopUpBonusConfig,
-          "punch_cards": PunchProductConfig}
+          "punch_cards": PunchProductConfig, "coupons": CouponTemplateConfig}
 _FREE_FORM = ("menu", "notices")
 _SECTIONS = {
     f.name: f.type for f in dataclasses.fields(Config)
@@ -277,12 +306,19 @@ def _coerce(key: str, typ: Any, value: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        if getattr(typ, "__origin__", None) is list:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError
+            return list(value)
         if typ is str:
+            if isinstance(value, dt.date):  # TOML has date literals: valid_until = 2026-12-31
+                return value.isoformat()
             if not isinstance(value, str | int | float):
                 raise ValueError
             return str(value)
     except ValueError:
-        raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r}") from None
+        expected = getattr(typ, "__name__", str(typ))
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}") from None
     return value
 
 
@@ -329,6 +365,44 @@ def validate_basics(config: Config) -> None:
         raise ConfigError("punch_cards: codes unique, visits and valid_days at least 1")
     if any(b.min <= 0 or b.bonus < 0 for b in config.topup_bonus):
         raise ConfigError("topup_bonus: min must be positive and bonus not negative")
+    for coupon in config.coupons:
+        _validate_coupon(coupon, {s.code for s in config.stores})
+    codes = [c.code for c in config.coupons]
+    if len(codes) != len(set(codes)):
+        raise ConfigError("coupons.code: template codes must be unique")
+    for reward in ("welcome", "referral"):
+        wanted = getattr(config.coupon_rewards, reward)
+        if wanted and wanted not in codes:
+            raise ConfigError(f"coupon_rewards.{reward}: no [[coupons]] template {wanted!r}")
+
+
+def _validate_coupon(c: CouponTemplateConfig, stores: set[str]) -> None:
+    where = f"coupons.{c.code}"
+    if c.kind not in ("amount_off", "threshold", "discount", "gift"):
+        raise ConfigError(f"{where}.kind: one of amount_off, threshold, discount, gift")
+    if c.kind in ("amount_off", "threshold") and c.amount <= 0:
+        raise ConfigError(f"{where}.amount: the yuan taken off must be positive")
+    if c.kind == "threshold" and c.threshold < c.amount:
+        raise ConfigError(f"{where}.threshold: must be at least the amount taken off")
+    if c.kind == "discount" and not 1 <= c.discount <= 99:
+        raise ConfigError(f"{where}.discount: percent to pay, 1 to 99 (88 = 8.8折)")
+    if c.kind == "gift" and not c.gift:
+        raise ConfigError(f"{where}.gift: say what the gift is")
+    fixed = bool(c.valid_from or c.valid_until)
+    if (c.valid_days > 0) == fixed:
+        raise ConfigError(f"{where}: give either valid_days or valid_from and valid_until")
+    if fixed:
+        try:
+            start, end = dt.date.fromisoformat(c.valid_from), dt.date.fromisoformat(c.valid_until)
+        except ValueError:
+            raise ConfigError(f"{where}.valid_from/valid_until: dates like 2026-12-31") from None
+        if end < start:
+            raise ConfigError(f"{where}.valid_until: before valid_from")
+    unknown = set(c.stores) - stores
+    if unknown:
+        raise ConfigError(f"{where}.stores: unknown store {sorted(unknown)[0]!r}")
+    if min(c.stock, c.per_member, c.points_cost) < 0:
+        raise ConfigError(f"{where}: stock, per_member and points_cost cannot be negative")
 
 
 def validate_for_serving(config: Config) -> None:

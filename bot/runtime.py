@@ -74,11 +74,13 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
     from bot.db import close_database, open_database
     from bot.models import Store
     from bot.scheduler import Scheduler
+    from bot.services import coupons
 
     await open_database(config.database.url)
     try:
         for store in config.stores:
             await Store.update_or_create(defaults={"name": store.name}, code=store.code)
+        await coupons.sync_templates(config)
         timeout = aiohttp.ClientTimeout(total=10, connect=5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             wechat = WeChatAPI(session, config.wechat, clock)
@@ -86,7 +88,7 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
             bot = Bot(
                 config=config,
                 vault=Vault(config.security.data_key_bytes),
-                templates=Templates({"shop": config.shop}),
+                templates=Templates({"shop": config.shop, "timedelta": dt.timedelta}),
                 wechat=wechat,
                 sms=sms,
                 outbox=Outbox(wechat, sms, clock, config.notices),

@@ -28,7 +28,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.db import IntegrityError
 from bot.models import JobRun, Member
-from bot.services import expiry, maintenance, tiering
+from bot.services import coupons, expiry, maintenance, tiering
 
 log = logging.getLogger("memberbot.scheduler")
 
@@ -69,12 +69,17 @@ async def _tier_evaluation(bot, today: dt.date) -> dict[str, Any]:
         after = batch[-1].id
 
 
+async def _coupon_expiry(bot, today: dt.date) -> dict[str, Any]:
+    return await coupons.expire_and_remind(bot, bot.now())
+
+
 async def _purge(bot, today: dt.date) -> dict[str, Any]:
     return await maintenance.purge(bot.now())
 
 
 JOBS = (
     Job("points_expiry", 0, 10, _points_expiry),
+    Job("coupon_expiry", 0, 20, _coupon_expiry),
     Job("tier_evaluation", 3, 0, _tier_evaluation),
     Job("purge", 4, 30, _purge),
 )

@@ -48,7 +48,7 @@ EXPECTED = {
     "event_click.xml": "还不是",  # MY_CARD from a non-member: the invitation to join
     "event_location.xml": None,
     "event_scan.xml": "欢迎关注",
-    "event_scancode_waitmsg.xml": None,  # a staff scan from someone who is not staff
+    "event_scancode_waitmsg.xml": "店员核销",  # a staff scan from someone who is not staff
     "event_subscribe_plain.xml": "欢迎关注",
     "event_subscribe_scene.xml": "欢迎关注",
     "event_templatesendjobfinish.xml": None,

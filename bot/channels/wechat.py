@@ -207,7 +207,8 @@ def to_inbound(message: BaseMessage) -> Inbound:
         # WeChat's rule: events have no MsgId, so FromUserName + CreateTime identify a retry.
         # The event and its key join them: two different taps within one second are two events,
         # while a retry repeats every field. Hashed, because a VIEW key is a long URL.
-        what = f"{getattr(message, 'event', '')}|{getattr(message, 'key', '')}".encode()
+        scanned = (getattr(message, "scan_code_info", None) or {}).get("ScanResult", "")
+        what = f"{getattr(message, 'event', '')}|{getattr(message, 'key', '')}|{scanned}".encode()
         digest = hashlib.sha256(what).hexdigest()[:16]
         base["dedup_key"] = f"evt:{message.source}:{base['created_at']}:{digest}"
     else:

@@ -6,11 +6,12 @@ from bot.routing import Router
 
 
 def build_router() -> Router:
-    from bot.handlers import card, engagement, follow, help, registration, staff
+    from bot.handlers import card, coupons, engagement, follow, help, registration, staff
 
     root = Router("root")
     # Dialog steps first: inside a dialog, what the member types answers its question. Staff
     # commands pass anything from non-staff on, so members' words reach the others.
-    root.include(registration.router, staff.router, follow.router, engagement.router,
-                 card.router, help.router)
+    # (coupons also adds its staff commands, 核销 and friends, to the staff router.)
+    root.include(registration.router, staff.router, coupons.router, follow.router,
+                 engagement.router, card.router, help.router)
     return root

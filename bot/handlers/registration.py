@@ -14,7 +14,7 @@ from bot.parsing import normalize_phone, parse_birthday, parse_code
 from bot.replies import Reply
 from bot.routing import NO_DIALOG, Router
 from bot.security import mask_phone
-from bot.services import members, verification
+from bot.services import coupons, members, verification
 
 router = Router("registration")
 
@@ -224,7 +224,12 @@ async def _finish(ctx: Context, birthday) -> Reply:
         return ctx.reply("reg_phone_taken.j2", masked=mask_phone(phone))
     ctx.dialog.clear()
     member = registration.member
+    coupon = None
     if registration.created:
         ctx.bot.spawn(members.send_welcome_sms(ctx.bot, member, phone), f"welcome:{member.id}")
-    return ctx.reply("reg_welcome.j2", member=member, birthday=birthday,
+        coupon = await coupons.issue_reward(ctx.bot, member, ctx.bot.config.coupon_rewards.welcome,
+                                            source="welcome", key=f"welcome-coupon:{member.id}")
+        if coupon:
+            await coupon.fetch_related("template")
+    return ctx.reply("reg_welcome.j2", member=member, birthday=birthday, coupon=coupon,
                      points=ctx.bot.config.shop.welcome_points if registration.created else 0)

@@ -148,7 +148,7 @@ async def adjust(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     member = await members.lookup(ctx.bot, parts[0])
     text = parts[1]
     sign = -1 if text.startswith("-") else 1
-    digits = text.lstrip("+-")
+    digits = text[1:] if text[:1] in ("+", "-") else text  # one sign at most: not "+-50"
     if not digits.isascii() or not digits.isdigit() or not 0 < int(digits) <= 1_000_000:
         return ctx.reply("staff_usage.j2", usage="调积分 <手机号|卡号> <+/-积分> <原因>")
     delta = sign * int(digits)

@@ -1,6 +1,7 @@
 """Tortoise models, one module per aggregate. Tortoise discovers them through this package."""
 
 from bot.models.conversation import Conversation, InboundMessage
+from bot.models.coupons import Coupon, CouponTemplate
 from bot.models.delivery import AccessToken, Delivery
 from bot.models.follower import Follower
 from bot.models.jobs import JobRun
@@ -17,6 +18,8 @@ __all__ = [
     "CardSerial",
     "CheckIn",
     "Conversation",
+    "Coupon",
+    "CouponTemplate",
     "Delivery",
     "Follower",
     "InboundMessage",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
+from bot import earning
 from bot.cardno import card_number
 from bot.db import IntegrityError
 from bot.models import CardSerial, Follower, Member, Store
@@ -149,7 +150,10 @@ async def register(bot, openid: str, phone: str, name: str, birthday: Birthday |
             if bot.config.shop.welcome_points:
                 await loyalty.append_points(member.id, bot.config.shop.welcome_points,
                                             kind="earn", reason="新会员欢迎积分",
-                                            key=f"welcome:{member.id}")
+                                            key=f"welcome:{member.id}",
+                                            expires_on=earning.expiry_for(
+                                                bot.today(), bot.config.points.expiry,
+                                                bot.config.points.expiry_months))
     except IntegrityError:
         # Someone registered this phone or this account at the same moment.
         follower = await Follower.get(id=follower.id)

@@ -59,38 +59,64 @@ async def record(bot, member: Member, amount_fen: int, *, actor: Actor, note: st
                  key: str) -> PurchaseResult:
     existing = await Purchase.get_or_none(idempotency_key=key)
     if existing:
-        return PurchaseResult(existing, await Member.get(id=existing.member_id), existing.points,
-                              None, 0, duplicate=True)
-    config = bot.config
-    today = bot.today()
-    points = earning.points_for(amount_fen, earning_rule(config),
-                                tiers.multiplier(config.tiers, member.tier), today.isoweekday())
-    expires_on = earning.expiry_for(today, config.points.expiry, config.points.expiry_months)
+        return await _replayed(existing)
     try:
         async with in_transaction():
-            purchase = await Purchase.create(
-                member_id=member.id, store=actor.store, staff=actor.staff, amount=amount_fen,
-                points=points, note=note[:64], idempotency_key=key,
-            )
-            if points:
-                await loyalty.append_points(member.id, points, kind="earn",
-                                            reason=f"消费 ¥{earning.fen_to_yuan(amount_fen)}",
-                                            key=f"purchase:{purchase.id}", expires_on=expires_on,
-                                            purchase_id=purchase.id)
-            referral = await _reward_referral(bot, member, purchase, expires_on)
-            new_tier = await _upgrade(bot, member, actor)
-            fresh = await Member.get(id=member.id)
-            await audit(actor, "purchase", member=member,
-                        before={"points": member.points, "tier": member.tier},
-                        after={"points": fresh.points, "tier": fresh.tier,
-                               "amount": amount_fen, "purchase": purchase.id},
-                        detail=note)
+            result = await record_in_transaction(bot, member, amount_fen, actor=actor,
+                                                 note=note, key=key)
     except IntegrityError:
         # The same key committed concurrently: report that purchase, not a second one.
-        existing = await Purchase.get(idempotency_key=key)
-        return PurchaseResult(existing, await Member.get(id=existing.member_id), existing.points,
-                              None, 0, duplicate=True)
-    return PurchaseResult(purchase, fresh, points, new_tier, referral)
+        return await _replayed(await Purchase.get(idempotency_key=key))
+    await after_commit(bot, result)
+    return result
+
+
+async def after_commit(bot, result: PurchaseResult) -> None:
+    """What follows a committed purchase: the referral coupons, if a reward was earned (their
+    keys make a repeat a no-op)."""
+    from bot.services import coupons
+
+    template = bot.config.coupon_rewards.referral
+    member = result.member
+    if result.referral_points and template and member.referrer_id:
+        referrer = await Member.get(id=member.referrer_id)
+        for who, side in ((member, "referee"), (referrer, "referrer")):
+            await coupons.issue_reward(bot, who, template, source="referral",
+                                       key=f"referral-coupon:{member.id}:{side}")
+
+
+async def _replayed(purchase: Purchase) -> PurchaseResult:
+    return PurchaseResult(purchase, await Member.get(id=purchase.member_id), purchase.points,
+                          None, 0, duplicate=True)
+
+
+async def record_in_transaction(bot, member: Member, amount_fen: int, *, actor: Actor,
+                                note: str, key: str) -> PurchaseResult:
+    """The body of record(), for callers that hold a transaction (a coupon redemption)."""
+    config = bot.config
+    today = bot.today()
+    before = await Member.get(id=member.id)
+    points = earning.points_for(amount_fen, earning_rule(config),
+                                tiers.multiplier(config.tiers, before.tier), today.isoweekday())
+    expires_on = earning.expiry_for(today, config.points.expiry, config.points.expiry_months)
+    purchase = await Purchase.create(
+        member_id=member.id, store=actor.store, staff=actor.staff, amount=amount_fen,
+        points=points, note=note[:64], idempotency_key=key,
+    )
+    if points:
+        await loyalty.append_points(member.id, points, kind="earn",
+                                    reason=f"消费 ¥{earning.fen_to_yuan(amount_fen)}",
+                                    key=f"purchase:{purchase.id}", expires_on=expires_on,
+                                    purchase_id=purchase.id)
+    referral = await _reward_referral(bot, before, purchase, expires_on)
+    new_tier = await _upgrade(bot, before, actor)
+    after = await Member.get(id=member.id)
+    await audit(actor, "purchase", member=member,
+                before={"points": before.points, "tier": before.tier},
+                after={"points": after.points, "tier": after.tier,
+                       "amount": amount_fen, "purchase": purchase.id},
+                detail=note)
+    return PurchaseResult(purchase, after, points, new_tier, referral)
 
 
 async def _reward_referral(bot, member: Member, purchase: Purchase,

@@ -37,22 +37,27 @@ async def hit(limits: dict[str, list[Limit]], now: dt.datetime) -> int | None:
     async with in_transaction():
         # Locks in a fixed order (no deadlocks); SQLite serialises the transaction instead.
         await RateKey.filter(key__in=keys).select_for_update().order_by("key").values_list("id")
-        retry_after = 0
-        for key in keys:
-            longest = max(limit.seconds for limit in limits[key])
-            times = await RateEvent.filter(
-                key=key, at__gt=now - dt.timedelta(seconds=longest)
-            ).order_by("-at").values_list("at", flat=True)
-            for limit in limits[key]:
-                recent = [t for t in times if t > now - dt.timedelta(seconds=limit.seconds)]
-                if len(recent) >= limit.count:
-                    oldest_counted = recent[limit.count - 1]
-                    wait = oldest_counted + dt.timedelta(seconds=limit.seconds) - now
-                    retry_after = max(retry_after, int(wait.total_seconds()) + 1)
+        retry_after = await blocked(limits, now)
         if retry_after:
             return retry_after
         await RateEvent.bulk_create([RateEvent(key=key, at=now) for key in keys])
     return None
+
+
+async def blocked(limits: dict[str, list[Limit]], now: dt.datetime) -> int | None:
+    """Seconds until there is room again under these limits, without recording anything."""
+    retry_after = 0
+    for key, rules in limits.items():
+        longest = max(limit.seconds for limit in rules)
+        times = await RateEvent.filter(
+            key=key, at__gt=now - dt.timedelta(seconds=longest)
+        ).order_by("-at").values_list("at", flat=True)
+        for limit in rules:
+            recent = [t for t in times if t > now - dt.timedelta(seconds=limit.seconds)]
+            if len(recent) >= limit.count:
+                wait = recent[limit.count - 1] + dt.timedelta(seconds=limit.seconds) - now
+                retry_after = max(retry_after, int(wait.total_seconds()) + 1)
+    return retry_after or None
 
 
 async def release(limits: dict[str, list[Limit]], at: dt.datetime) -> None:

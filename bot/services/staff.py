@@ -32,6 +32,8 @@ REQUIRED_ROLE = {
     "stored_value_refund": "manager",
     "set_tier": "manager",
     "broadcast": "manager",
+    "issue_coupon": "manager",
+    "undo_coupon": "manager",
 }
 ROLE_NAMES = {"clerk": "店员", "manager": "店长", "owner": "老板"}
 

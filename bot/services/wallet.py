@@ -106,15 +106,20 @@ async def refund(bot, member: Member, amount_fen: int, *, actor: Actor,
     replay = await _replay(key)
     if replay:
         return replay
-    rows = await (StoredValueEntry.filter(member_id=member.id, kind__in=["pay", "refund"])
-                  .group_by("kind").annotate(total=Sum("delta")).values("kind", "total"))
-    totals = {row["kind"]: int(row["total"] or 0) for row in rows}
-    refundable = -totals.get("pay", 0) - totals.get("refund", 0)
-    if amount_fen > refundable:
-        raise WalletRefused("stored_value_refund_too_much.j2", refundable=refundable)
-    return await _change(member, [(amount_fen, "refund",
-                                   f"储值退款 ¥{earning.fen_to_yuan(amount_fen)}", key)],
-                         actor=actor, action="stored_value_refund", key=key, amount=amount_fen)
+    # Check and refund in one transaction, the member's row locked (SQLite serialises the
+    # transaction instead): two refunds at once must not both see the same refundable amount.
+    async with in_transaction():
+        await Member.filter(id=member.id).select_for_update().values_list("id")
+        rows = await (StoredValueEntry.filter(member_id=member.id, kind__in=["pay", "refund"])
+                      .group_by("kind").annotate(total=Sum("delta")).values("kind", "total"))
+        totals = {row["kind"]: int(row["total"] or 0) for row in rows}
+        refundable = -totals.get("pay", 0) - totals.get("refund", 0)
+        if amount_fen > refundable:
+            raise WalletRefused("stored_value_refund_too_much.j2", refundable=refundable)
+        return await _change(member, [(amount_fen, "refund",
+                                       f"储值退款 ¥{earning.fen_to_yuan(amount_fen)}", key)],
+                             actor=actor, action="stored_value_refund", key=key,
+                             amount=amount_fen)
 
 
 # --- punch cards ---

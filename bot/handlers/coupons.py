@@ -1,0 +1,220 @@
+"""Coupons in chat. Members: 优惠券 (wallet), 券 <n> (its QR code to show at the till), 历史券, and
+兑换 (buy a coupon with points: choose a number, confirm). Staff: 核销 <券码> [金额] or a scan with
+the STAFF_SCAN menu button, 撤销券 <券码> (same day, manager), 发券 <手机号|卡号> <模板> (manager).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from bot import coupon_rules, earning
+from bot.context import Context
+from bot.handlers.staff import staff_command
+from bot.models import CouponTemplate
+from bot.notifications.wechat_api import WeChatAPIError
+from bot.poster import render_poster
+from bot.replies import Image, Reply
+from bot.routing import NO_DIALOG, Router, SkipHandler
+from bot.services import coupons, loyalty, members, ratelimit
+from bot.services import staff as staff_service
+from bot.services.coupons import CouponRefused
+from bot.services.ratelimit import Limit
+from bot.services.staff import Actor
+
+router = Router("coupons")
+
+EXCHANGE_IDLE = dt.timedelta(minutes=10)
+# Guessing codes must not pay: after this many unknown or mistyped codes, a staff account waits.
+MISSES = [Limit(10, 600), Limit(30, 86400)]
+
+
+# --- the member's wallet ---
+
+@router.text("优惠券", "我的优惠券", "卡券", "我的券", state=NO_DIALOG)
+@router.click("MY_COUPONS")
+async def show_wallet(ctx: Context) -> Reply:
+    if ctx.member is None:
+        return ctx.reply("not_registered.j2")
+    held = await coupons.wallet(ctx.member.id, ctx.now)
+    return ctx.reply("coupon_wallet.j2", coupons=held, tz=ctx.bot.config.shop.tz)
+
+
+@router.text("历史券", "已用券", "过期券")
+async def show_history(ctx: Context) -> Reply:
+    if ctx.member is None:
+        return ctx.reply("not_registered.j2")
+    past = await coupons.history(ctx.member.id, ctx.now)
+    return ctx.reply("coupon_history.j2", coupons=past, now=ctx.now, tz=ctx.bot.config.shop.tz)
+
+
+@router.command("券")
+async def show_coupon_qr(ctx: Context) -> Reply:
+    """券 <n>: the n-th coupon of the wallet as a QR image the clerk can scan."""
+    if ctx.member is None:
+        return ctx.reply("not_registered.j2")
+    parts = ctx.text.split()
+    held = await coupons.wallet(ctx.member.id, ctx.now)
+    if len(parts) != 2 or not parts[1].isdigit() or not 1 <= int(parts[1]) <= len(held):
+        return ctx.reply("coupon_pick.j2", count=len(held))
+    coupon = held[int(parts[1]) - 1]
+    caption = f"{coupon.template.name}  {coupon.code}"
+    try:
+        png = await asyncio.to_thread(render_poster, coupon.code, caption, "请出示给店员扫码核销")
+        media_id = await ctx.bot.wechat.upload_image(f"coupon-{coupon.code}.png", png)
+    except WeChatAPIError:
+        return ctx.reply("coupon_qr_failed.j2", coupon=coupon)
+    return Image(media_id)
+
+
+# --- exchange: points for a coupon ---
+
+def _exchange_abandoned(ctx: Context) -> bool:
+    return ctx.dialog.idle(ctx.now) > EXCHANGE_IDLE
+
+
+@router.when(_exchange_abandoned, state=("exchange.choose", "exchange.confirm"))
+async def exchange_expired(ctx: Context) -> Reply:
+    # Left alone too long: forget the offer and treat the message as a fresh one.
+    ctx.dialog.clear()
+    raise SkipHandler
+
+
+@router.text("取消", "算了", "不换了", state=("exchange.choose", "exchange.confirm"))
+async def exchange_cancel(ctx: Context) -> Reply:
+    ctx.dialog.clear()
+    return ctx.reply("exchange_cancelled.j2")
+
+
+@router.text("兑换", "积分兑换", "换券", state=NO_DIALOG)
+@router.click("EXCHANGE")
+async def exchange_start(ctx: Context) -> Reply:
+    if ctx.member is None:
+        return ctx.reply("not_registered.j2")
+    offers = await coupons.exchangeable(ctx.member)
+    if not offers:
+        return ctx.reply("exchange_nothing.j2")
+    ctx.dialog.set("exchange.choose", options=[t.id for t in offers])
+    return ctx.reply("exchange_menu.j2", offers=offers, points=ctx.member.points)
+
+
+@router.message(state="exchange.choose")
+async def exchange_choose(ctx: Context) -> Reply:
+    options = ctx.dialog.data.get("options", [])
+    if not ctx.text.isdigit() or not 1 <= int(ctx.text) <= len(options):
+        return ctx.reply("exchange_pick.j2", count=len(options))
+    template = await CouponTemplate.get_or_none(id=options[int(ctx.text) - 1], active=True)
+    if template is None:
+        ctx.dialog.clear()
+        return ctx.reply("exchange_nothing.j2")
+    if ctx.member.points < template.points_cost:
+        return ctx.reply("exchange_not_enough.j2", template=template, points=ctx.member.points)
+    ctx.dialog.set("exchange.confirm", template_id=template.id)
+    return ctx.reply("exchange_confirm.j2", template=template, points=ctx.member.points)
+
+
+@router.text("确认", "确定", "是", "好", "好的", state="exchange.confirm")
+async def exchange_confirm(ctx: Context) -> Reply:
+    template = await CouponTemplate.get_or_none(id=ctx.dialog.data.get("template_id"))
+    ctx.dialog.clear()
+    if template is None:
+        return ctx.reply("exchange_nothing.j2")
+    try:
+        coupon = await coupons.exchange(ctx.bot, ctx.member, template, key=ctx.key)
+    except CouponRefused as refused:
+        return ctx.reply(refused.reason, **refused.values)
+    points = await loyalty.spendable(ctx.member.id)
+    return ctx.reply("exchange_done.j2", template=template, coupon=coupon, points=points)
+
+
+@router.message(state="exchange.confirm")
+async def exchange_unclear(ctx: Context) -> Reply:
+    return ctx.reply("exchange_confirm_unclear.j2")
+
+
+# --- staff: redemption, undo, issuing ---
+
+def _split_codes_and_amount(parts: list[str], max_fen: int) -> tuple[list[str], int | None]:
+    amount = earning.parse_yuan(parts[-1], max_fen) if len(parts) > 1 else None
+    codes = parts[:-1] if amount is not None else parts
+    return [coupon_rules.normalize_code(code) for code in codes], amount
+
+
+async def _redeem(ctx: Context, actor: Actor, codes: list[str], amount: int | None) -> Reply:
+    misses = {f"coupon-miss:{actor.staff.id if actor.staff else actor.label}": MISSES}
+    if await ratelimit.blocked(misses, ctx.now):
+        return ctx.reply("coupon_slow_down.j2")
+    bad = next((code for code in codes if not coupon_rules.is_valid_code(code)), None)
+    if bad is not None:
+        await ratelimit.hit(misses, ctx.now)
+        return ctx.reply("coupon_bad_code.j2", code=bad)
+    try:
+        result = await coupons.redeem_or_explain(ctx.bot, codes, amount, actor=actor,
+                                                 key=ctx.key)
+    except CouponRefused as refused:
+        if refused.reason == "coupon_unknown.j2":
+            await ratelimit.hit(misses, ctx.now)
+        return ctx.reply(refused.reason, tz=ctx.bot.config.shop.tz, **refused.values)
+    member = result.coupons[0].member
+    for coupon in result.coupons:
+        text = ctx.render("coupon_used_member.j2", coupon=coupon, store=actor.store,
+                          when=ctx.now.astimezone(ctx.bot.config.shop.tz))
+        ctx.bot.spawn(ctx.bot.outbox.notify(member.id, text, purpose="coupon_used",
+                                            key=f"notice:coupon:{coupon.id}:{ctx.key}"),
+                      f"notice:coupon:{coupon.id}")
+    return ctx.reply("coupon_redeemed.j2", result=result, member=member)
+
+
+@staff_command("核销", "核券", action="redeem_coupon", usage="核销 <券码> [券码…] [消费金额]",
+               args=(1, 6))
+async def redeem_by_code(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    codes, amount = _split_codes_and_amount(parts, ctx.bot.config.points.max_purchase * 100)
+    if not codes:
+        return ctx.reply("staff_usage.j2", usage="核销 <券码> [券码…] [消费金额]")
+    return await _redeem(ctx, actor, codes, amount)
+
+
+@router.event("scancode")
+async def redeem_by_scan(ctx: Context) -> Reply | None:
+    """The staff menu's scancode_waitmsg button: WeChat sends what the camera read."""
+    found = await ctx.staff()
+    if found is None:
+        return ctx.reply("scan_not_staff.j2")
+    staff, store = found
+    if not staff_service.allowed(staff.role, "redeem_coupon"):
+        return ctx.reply("staff_not_allowed.j2", role=staff_service.ROLE_NAMES[staff.role],
+                         usage="核销")
+    code = coupon_rules.normalize_code(ctx.inbound.text)
+    return await _redeem(ctx, Actor.of(staff, store), [code], None)
+
+
+@staff_command("撤销券", "撤销核销", action="undo_coupon", usage="撤销券 <券码>", args=(1, 1))
+async def undo_redemption(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    code = coupon_rules.normalize_code(parts[0])
+    try:
+        coupon, voided = await coupons.undo(ctx.bot, code, actor=actor)
+    except CouponRefused as refused:
+        return ctx.reply(refused.reason, tz=ctx.bot.config.shop.tz, **refused.values)
+    return ctx.reply("coupon_undone.j2", coupon=coupon, voided=voided)
+
+
+@staff_command("发券", action="issue_coupon", usage="发券 <手机号|卡号> <模板代码>", args=(2, 2))
+async def give_coupon(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    member = await members.lookup(ctx.bot, parts[0])
+    template = await CouponTemplate.get_or_none(code=parts[1].upper()) or \
+        await CouponTemplate.get_or_none(name=parts[1])
+    if template is None:
+        names = await CouponTemplate.filter(active=True).values_list("code", flat=True)
+        return ctx.reply("coupon_template_unknown.j2", text=parts[1], codes=names)
+    try:
+        coupon = await coupons.issue(ctx.bot, member, template, source="manual", key=ctx.key,
+                                     actor=actor)
+    except CouponRefused as refused:
+        return ctx.reply(refused.reason, **refused.values)
+    ctx.bot.spawn(ctx.bot.outbox.notify(
+        member.id, ctx.render("coupon_received.j2", template=template, coupon=coupon,
+                              tz=ctx.bot.config.shop.tz),
+        purpose="coupon_issued", key=f"notice:coupon-issued:{coupon.id}"),
+        f"notice:coupon-issued:{coupon.id}")
+    return ctx.reply("coupon_issued_staff.j2", template=template, coupon=coupon,
+                     member=member)

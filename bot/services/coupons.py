@@ -1,0 +1,323 @@
+"""Coupons: templates, issuing, exchange for points, redemption at the till, undo, expiry.
+
+Stock and per-member limits hold under concurrency: stock is a conditional update on the
+template's counter (issued < stock), and the per-member count is taken with the member's row
+locked. Redemption is a conditional update (status = 'issued'), so a coupon is redeemed at most
+once whatever the concurrency; a redemption with an amount records the purchase (and its points)
+in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from tortoise.expressions import F, Q
+from tortoise.transactions import in_transaction
+
+from bot import coupon_rules
+from bot.config import Config, CouponTemplateConfig
+from bot.db import IntegrityError
+from bot.models import Coupon, CouponTemplate, Member, Staff, Store
+from bot.services import loyalty, purchases
+from bot.services.staff import Actor, audit
+
+
+class CouponRefused(Exception):
+    """A rule refused; `reason` names the template that explains it."""
+
+    def __init__(self, reason: str, **values):
+        super().__init__(reason)
+        self.reason = reason
+        self.values = values
+
+
+# --- templates ---
+
+def _template_fields(c: CouponTemplateConfig) -> dict:
+    return {
+        "name": c.name, "kind": c.kind, "amount_off": round(c.amount * 100),
+        "threshold": round(c.threshold * 100), "discount_percent": c.discount,
+        "cap": round(c.cap * 100), "gift": c.gift, "points_cost": c.points_cost,
+        "valid_days": c.valid_days or None,
+        "valid_from": dt.date.fromisoformat(c.valid_from) if c.valid_from else None,
+        "valid_until": dt.date.fromisoformat(c.valid_until) if c.valid_until else None,
+        "stock": c.stock or None, "per_member": c.per_member, "stores": list(c.stores),
+        "exclusive": c.exclusive,
+    }
+
+
+async def sync_templates(config: Config) -> None:
+    """Templates defined in config.toml are created or updated by code at start-up (their
+    issued counters are kept); templates added with the CLI are left alone."""
+    for template in config.coupons:
+        await CouponTemplate.update_or_create(defaults=_template_fields(template),
+                                              code=template.code)
+
+
+async def add_template(c: CouponTemplateConfig) -> CouponTemplate:
+    return await CouponTemplate.create(code=c.code, **_template_fields(c))
+
+
+def rule_of(t: CouponTemplate) -> coupon_rules.Rule:
+    return coupon_rules.Rule(kind=t.kind, amount_off=t.amount_off, threshold=t.threshold,
+                             discount_percent=t.discount_percent, cap=t.cap, gift=t.gift)
+
+
+def _validity(t: CouponTemplate, now: dt.datetime, tz) -> tuple[dt.datetime, dt.datetime]:
+    """From when to when a coupon issued now is valid (to the end of its last local day)."""
+    if t.valid_days:
+        last = now.astimezone(tz).date() + dt.timedelta(days=t.valid_days)
+        return now, dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tz)
+    start = dt.datetime.combine(t.valid_from, dt.time(), tz)
+    end = dt.datetime.combine(t.valid_until + dt.timedelta(days=1), dt.time(), tz)
+    return start, end
+
+
+# --- issuing ---
+
+async def issue(bot, member: Member, template: CouponTemplate, *, source: str, key: str,
+                actor: Actor | None = None) -> Coupon:
+    """One coupon for the member, in its own transaction. The same key returns the same coupon."""
+    existing = await Coupon.get_or_none(issue_key=key)
+    if existing:
+        return existing
+    try:
+        async with in_transaction():
+            return await issue_in_transaction(bot, member, template, source=source, key=key,
+                                              actor=actor)
+    except IntegrityError:
+        existing = await Coupon.get_or_none(issue_key=key)
+        if existing is None:
+            raise
+        return existing
+
+
+async def issue_in_transaction(bot, member: Member, template: CouponTemplate, *, source: str,
+                               key: str, actor: Actor | None = None) -> Coupon:
+    now = bot.now()
+    if not template.active:
+        raise CouponRefused("coupon_inactive.j2", template=template)
+    valid_from, expires_at = _validity(template, now, bot.config.shop.tz)
+    if expires_at <= now:
+        raise CouponRefused("coupon_template_over.j2", template=template)
+    if template.per_member:
+        # Lock the member's row so two grabs by one member count each other.
+        await Member.filter(id=member.id).update(points=F("points"))
+        held = await Coupon.filter(member_id=member.id, template_id=template.id).count()
+        if held >= template.per_member:
+            raise CouponRefused("coupon_limit.j2", template=template)
+    taken = await CouponTemplate.filter(
+        Q(stock__isnull=True) | Q(issued__lt=F("stock")), id=template.id, active=True
+    ).update(issued=F("issued") + 1)
+    if not taken:
+        raise CouponRefused("coupon_out_of_stock.j2", template=template)
+    coupon = await Coupon.create(template_id=template.id, member_id=member.id,
+                                 code=coupon_rules.new_code(), source=source, issue_key=key,
+                                 valid_from=valid_from, expires_at=expires_at)
+    if actor:
+        await audit(actor, "coupon_issue", member=member,
+                    after={"coupon": coupon.code, "template": template.code})
+    return coupon
+
+
+async def issue_reward(bot, member: Member, template_code: str, *, source: str, key: str) -> (
+        Coupon | None):
+    """A configured reward (welcome, referral); a template that ran out just gives nothing."""
+    if not template_code:
+        return None
+    template = await CouponTemplate.get_or_none(code=template_code)
+    if template is None:
+        return None
+    try:
+        return await issue(bot, member, template, source=source, key=key)
+    except CouponRefused:
+        return None
+
+
+async def exchangeable(member: Member) -> list[CouponTemplate]:
+    return await CouponTemplate.filter(active=True, points_cost__gt=0).order_by(
+        "points_cost", "id")
+
+
+async def exchange(bot, member: Member, template: CouponTemplate, *, key: str) -> Coupon:
+    """Points off and the coupon on, in one transaction: both happen or neither."""
+    existing = await Coupon.get_or_none(issue_key=key)
+    if existing:
+        return existing
+    try:
+        async with in_transaction():
+            await loyalty.append_points(member.id, -template.points_cost, kind="redeem",
+                                        reason=f"兑换 {template.name}", key=f"{key}:points")
+            return await issue_in_transaction(bot, member, template, source="exchange", key=key)
+    except loyalty.InsufficientPoints:
+        raise CouponRefused("exchange_not_enough.j2", template=template,
+                            points=await loyalty.spendable(member.id)) from None
+    except IntegrityError:
+        existing = await Coupon.get_or_none(issue_key=key)
+        if existing is None:
+            raise
+        return existing
+
+
+# --- the wallet ---
+
+async def wallet(member_id: int, now: dt.datetime) -> list[Coupon]:
+    return await (Coupon.filter(member_id=member_id, status="issued", expires_at__gt=now)
+                  .order_by("expires_at", "id").select_related("template"))
+
+
+async def history(member_id: int, now: dt.datetime, limit: int = 20) -> list[Coupon]:
+    return await (Coupon.filter(Q(status__not="issued") | Q(expires_at__lte=now),
+                                member_id=member_id)
+                  .order_by("-id").limit(limit).select_related("template", "redeemed_store"))
+
+
+# --- redemption ---
+
+@dataclass(frozen=True)
+class Redemption:
+    coupons: list[Coupon]
+    amount: int | None  # what the customer's purchase came to, if staff said
+    discount: int  # fen to take off
+    gifts: list[str] = field(default_factory=list)
+    purchase: purchases.PurchaseResult | None = None
+
+    @property
+    def to_pay(self) -> int | None:
+        return None if self.amount is None else self.amount - self.discount
+
+
+async def find(code: str) -> Coupon | None:
+    return await Coupon.get_or_none(code=code).select_related("template", "member")
+
+
+async def _refusal_for(coupon: Coupon, store: Store | None, amount: int | None,
+                       now: dt.datetime) -> CouponRefused | None:
+    template = coupon.template
+    if coupon.status == "redeemed":
+        staff = await Staff.get_or_none(id=coupon.redeemed_by_id) if coupon.redeemed_by_id else None
+        where = await Store.get_or_none(id=coupon.redeemed_store_id)
+        return CouponRefused("coupon_already_used.j2", coupon=coupon, staff=staff, store=where)
+    if coupon.status != "issued" or coupon.expires_at <= now:
+        return CouponRefused("coupon_expired.j2", coupon=coupon)
+    if coupon.valid_from > now:
+        return CouponRefused("coupon_not_yet.j2", coupon=coupon)
+    if template.stores and (store is None or store.code not in template.stores):
+        return CouponRefused("coupon_wrong_store.j2", coupon=coupon, stores=template.stores)
+    if amount is not None and not coupon_rules.applies(rule_of(template), amount):
+        return CouponRefused("coupon_below_threshold.j2", coupon=coupon, amount=amount)
+    return None
+
+
+async def redeem(bot, codes: list[str], amount: int | None, *, actor: Actor,
+                 key: str) -> Redemption:
+    """Redeem one or more coupons (one purchase). Raises CouponRefused with what staff must
+    know; the codes have passed the check character already."""
+    now = bot.now()
+    found = [await find(code) for code in codes]
+    if None in found:
+        raise CouponRefused("coupon_unknown.j2", code=codes[found.index(None)])
+    coupons: list[Coupon] = found  # type: ignore[assignment]
+    if len({c.member_id for c in coupons}) > 1:
+        raise CouponRefused("coupon_mixed_members.j2")
+    if sum(c.template.exclusive for c in coupons) > 1 or (
+            len(coupons) > 1 and any(c.template.exclusive for c in coupons)):
+        raise CouponRefused("coupon_not_combinable.j2",
+                            names=[c.template.name for c in coupons if c.template.exclusive])
+    for coupon in coupons:
+        refusal = await _refusal_for(coupon, actor.store, amount, now)
+        if refusal:
+            raise refusal
+    rules = [rule_of(c.template) for c in coupons]
+    off = coupon_rules.combined_discount(rules, amount) if amount is not None else 0
+    gifts = [c.template.gift for c in coupons if c.template.kind == "gift"]
+    member = coupons[0].member
+    purchase = None
+    async with in_transaction():
+        for coupon in coupons:
+            # The guard: of two clerks scanning the same code at once, one updates a row.
+            if not await Coupon.filter(id=coupon.id, status="issued").update(
+                    status="redeemed", redeemed_at=now,
+                    redeemed_by_id=actor.staff.id if actor.staff else None,
+                    redeemed_store_id=actor.store.id if actor.store else None):
+                raise _RaceLost(coupon.id)
+        if amount is not None and amount - off > 0:
+            purchase = await purchases.record_in_transaction(
+                bot, member, amount - off, actor=actor,
+                note=f"用券 {'、'.join(c.template.name for c in coupons)}"[:64],
+                key=f"{key}:purchase")
+            await Coupon.filter(id__in=[c.id for c in coupons]).update(
+                purchase_id=purchase.purchase.id)
+        await audit(actor, "coupon_redeem", member=member,
+                    after={"coupons": [c.code for c in coupons], "amount": amount,
+                           "discount": off})
+    if purchase:
+        await purchases.after_commit(bot, purchase)
+    return Redemption(coupons, amount, off, gifts, purchase)
+
+
+class _RaceLost(Exception):
+    """Another redemption took this coupon between our checks and our update."""
+
+    def __init__(self, coupon_id: int):
+        super().__init__(coupon_id)
+        self.coupon_id = coupon_id
+
+
+async def redeem_or_explain(bot, codes: list[str], amount: int | None, *, actor: Actor,
+                            key: str) -> Redemption:
+    """redeem(), turning a lost race into the same answer as "already used"."""
+    try:
+        return await redeem(bot, codes, amount, actor=actor, key=key)
+    except _RaceLost as lost:
+        coupon = await Coupon.get(id=lost.coupon_id).select_related("template")
+        refusal = await _refusal_for(coupon, actor.store, None, bot.now())
+        raise refusal or CouponRefused("coupon_unknown.j2", code=coupon.code) from None
+
+
+async def undo(bot, code: str, *, actor: Actor) -> tuple[Coupon, int | None]:
+    """A manager takes a redemption back on the same (local) day; the purchase recorded with it
+    is voided. Returns the coupon and that purchase's id."""
+    coupon = await find(code)
+    if coupon is None:
+        raise CouponRefused("coupon_unknown.j2", code=code)
+    if coupon.status != "redeemed":
+        raise CouponRefused("coupon_not_redeemed.j2", coupon=coupon)
+    tz = bot.config.shop.tz
+    if coupon.redeemed_at.astimezone(tz).date() != bot.today():
+        raise CouponRefused("coupon_undo_too_late.j2", coupon=coupon)
+    async with in_transaction():
+        if not await Coupon.filter(id=coupon.id, status="redeemed").update(
+                status="issued", redeemed_at=None, redeemed_by_id=None,
+                redeemed_store_id=None, purchase_id=None):
+            raise CouponRefused("coupon_not_redeemed.j2", coupon=coupon)
+        await audit(actor, "coupon_undo", member=coupon.member_id,
+                    before={"coupon": coupon.code, "status": "redeemed"},
+                    after={"status": "issued"})
+    if coupon.purchase_id:
+        await purchases.void(bot, coupon.purchase_id, actor=actor)
+    return await Coupon.get(id=coupon.id).select_related("template"), coupon.purchase_id
+
+
+# --- the daily job ---
+
+async def expire_and_remind(bot, now: dt.datetime) -> dict[str, int]:
+    """Mark lapsed coupons expired; remind members 3 days before a coupon expires (once)."""
+    expired = await Coupon.filter(status="issued", expires_at__lte=now).update(status="expired")
+    reminded, after = 0, 0
+    while True:
+        due = await (Coupon.filter(status="issued", reminded_at=None, id__gt=after,
+                                   expires_at__gt=now,
+                                   expires_at__lte=now + dt.timedelta(days=3))
+                     .order_by("id").limit(500).select_related("template"))
+        if not due:
+            return {"expired": expired, "reminded": reminded}
+        for coupon in due:
+            text = bot.templates.render("coupon_expiring.j2", coupon=coupon,
+                                        tz=bot.config.shop.tz)
+            outcome = await bot.outbox.notify(coupon.member_id, text, purpose="coupon_expiring",
+                                              key=f"coupon-expiring:{coupon.id}")
+            await Coupon.filter(id=coupon.id).update(reminded_at=now)
+            reminded += outcome.ok
+        after = due[-1].id
