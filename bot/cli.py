@@ -64,6 +64,39 @@ def _parser() -> argparse.ArgumentParser:
                     help="seconds a temporary code lives (at most 2592000 = 30 days)")
     qr.add_argument("--caption", help="text under the code (default: the store's name)")
 
+    coupon = commands.add_parser("coupon", help="coupon templates and issuing")
+    coupon_actions = coupon.add_subparsers(dest="action", required=True)
+    template = coupon_actions.add_parser("template", help="kinds of coupon")
+    template_actions = template.add_subparsers(dest="template_action", required=True)
+    add = template_actions.add_parser("add", help="a new coupon template")
+    add.add_argument("--code", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--kind", required=True,
+                     choices=("amount_off", "threshold", "discount", "gift"))
+    add.add_argument("--amount", type=float, default=0.0, help="yuan off")
+    add.add_argument("--threshold", type=float, default=0.0, help="yuan the purchase must reach")
+    add.add_argument("--discount", type=int, default=100, help="percent to pay: 88 = 8.8折")
+    add.add_argument("--cap", type=float, default=0.0, help="most yuan a discount takes off")
+    add.add_argument("--gift", default="")
+    add.add_argument("--points-cost", type=int, default=0, help="> 0: exchangeable for points")
+    add.add_argument("--valid-days", type=int, default=0)
+    add.add_argument("--valid-from", default="")
+    add.add_argument("--valid-until", default="")
+    add.add_argument("--stock", type=int, default=0, help="0 = unlimited")
+    add.add_argument("--per-member", type=int, default=0, help="0 = no limit")
+    add.add_argument("--stores", default="", help="comma-separated store codes; empty = all")
+    add.add_argument("--combinable", action="store_true",
+                     help="may be used together with other coupons")
+    template_actions.add_parser("list", help="all templates, with stock")
+    disable = template_actions.add_parser("disable", help="stop issuing a template")
+    disable.add_argument("code")
+    give = coupon_actions.add_parser("issue", help="issue coupons to a member or a segment")
+    give.add_argument("--template", required=True)
+    target = give.add_mutually_exclusive_group(required=True)
+    target.add_argument("--member", help="phone number or card number")
+    target.add_argument("--segment", help="all, or tier:<name>")
+    give.add_argument("--key", help="re-use to resume an interrupted issue without doubles")
+
     security = commands.add_parser("security", help="keys")
     security.add_argument("action", choices=("new-key",))
     return parser
@@ -90,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Commands that open the member database need the full set of keys (data key included).
-NEEDS_SERVING_CONFIG = frozenset({"serve", "worker", "staff", "purchase", "audit"})
+NEEDS_SERVING_CONFIG = frozenset({"serve", "worker", "staff", "purchase", "audit", "coupon"})
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
@@ -127,6 +160,8 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         case "audit":
             return asyncio.run(commands.audit_log(config, args.staff, args.member, args.since,
                                                   args.until, args.limit))
+        case "coupon":
+            return asyncio.run(_coupon(args, config))
         case "menu":
             return asyncio.run(commands.menu(config, args.action))
         case "qrcode":
@@ -138,6 +173,26 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             print(new_data_key())
             return 0
     return 2
+
+
+async def _coupon(args: argparse.Namespace, config: Config) -> int:
+    from bot import commands
+    from bot.config import CouponTemplateConfig
+
+    if args.action == "issue":
+        return await commands.coupon_issue(config, args.template, args.member, args.segment,
+                                           args.key)
+    if args.template_action == "list":
+        return await commands.coupon_template_list(config)
+    if args.template_action == "disable":
+        return await commands.coupon_template_disable(config, args.code)
+    template = CouponTemplateConfig(
+        code=args.code, name=args.name, kind=args.kind, amount=args.amount,
+        threshold=args.threshold, discount=args.discount, cap=args.cap, gift=args.gift,
+        points_cost=args.points_cost, valid_days=args.valid_days, valid_from=args.valid_from,
+        valid_until=args.valid_until, stock=args.stock, per_member=args.per_member,
+        stores=[s for s in args.stores.split(",") if s], exclusive=not args.combinable)
+    return await commands.coupon_template_add(config, template)
 
 
 if __name__ == "__main__":

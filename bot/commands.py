@@ -18,13 +18,13 @@ from aiohttp import web
 
 from bot import earning
 from bot.app import create_app
-from bot.config import Config, ConfigError
+from bot.config import Config, ConfigError, CouponTemplateConfig, validate_coupon
 from bot.db import close_database, open_database
-from bot.models import AuditEntry, Staff, Store
+from bot.models import AuditEntry, CouponTemplate, Member, Staff, Store
 from bot.notifications.wechat_api import WeChatAPI, WeChatAPIError
 from bot.poster import render_poster
 from bot.runtime import open_bot
-from bot.services import members, purchases
+from bot.services import coupons, members, purchases
 from bot.services import staff as staff_service
 from bot.services.staff import Actor
 
@@ -176,7 +176,10 @@ async def purchase(config: Config, who: str, amount: str, note: str, store_code:
         await bot.outbox.notify(
             member.id, bot.templates.render("purchase_member.j2", result=result, amount=fen,
                                             store=store),
-            purpose="purchase", key=f"notice:purchase:{result.purchase.id}")
+            purpose="purchase", key=f"notice:purchase:{result.purchase.id}",
+            values={"amount": f"¥{earning.fen_to_yuan(fen)}", "points": str(result.points),
+                    "balance": str(result.member.points),
+                    "time": bot.now().astimezone(config.shop.tz).strftime("%Y-%m-%d %H:%M")})
     state = "already recorded" if result.duplicate else "recorded"
     print(f"Purchase #{result.purchase.id} {state}: ¥{earning.fen_to_yuan(fen)} for "
           f"{member.card_no}, +{result.points} points, balance {result.member.points}"
@@ -207,7 +210,8 @@ async def audit_log(config: Config, staff_id: int | None, who: str | None, since
                     return 2
                 if op == "lt":
                     day += dt.timedelta(days=1)  # --until is inclusive
-                start = dt.datetime.combine(day, dt.time(), tz)
+                # In UTC, as stored: SQLite compares the stored text, not the instant.
+                start = dt.datetime.combine(day, dt.time(), tz).astimezone(dt.UTC)
                 query = query.filter(**{f"created_at__{op}": start})
         rows = await query.order_by("-id").limit(limit).select_related("member")
         for row in reversed(rows):
@@ -222,3 +226,87 @@ def _compact(values: dict | None) -> str:
     if not values:
         return "-"
     return ",".join(f"{k}={v}" for k, v in values.items())
+
+
+async def coupon_template_add(config: Config, template: CouponTemplateConfig) -> int:
+    async with open_bot(config, scheduler=False):
+        stores = set(await Store.all().values_list("code", flat=True))
+        validate_coupon(template, stores)
+        if await CouponTemplate.exists(code=template.code):
+            print(f"memberbot: a coupon template {template.code!r} exists already",
+                  file=sys.stderr)
+            return 1
+        await coupons.add_template(template)
+    print(f"Coupon template {template.code} added.")
+    return 0
+
+
+async def coupon_template_list(config: Config) -> int:
+    async with open_bot(config, scheduler=False):
+        for t in await CouponTemplate.all().order_by("id"):
+            stock = f"{t.issued}/{t.stock}" if t.stock else f"{t.issued}/∞"
+            state = "active" if t.active else "disabled"
+            cost = f"{t.points_cost} pts" if t.points_cost else "-"
+            print(f"{t.code:<12} {t.name:<12} {t.kind:<10} issued {stock:<10} {cost:<9} {state}")
+    return 0
+
+
+async def coupon_template_disable(config: Config, code: str) -> int:
+    async with open_bot(config, scheduler=False):
+        if not await CouponTemplate.filter(code=code).update(active=False):
+            print(f"memberbot: no coupon template {code!r}", file=sys.stderr)
+            return 1
+    print(f"Coupon template {code} disabled: no new coupons; issued ones stay valid.")
+    return 0
+
+
+async def coupon_issue(config: Config, code: str, who: str | None, segment: str | None,
+                       key: str | None) -> int:
+    """Issue to one member or to a segment (all, or tier:<name>), in batches. Each member's
+    coupon has its own key, so re-running the same issue (same --key) gives nobody a second."""
+    async with open_bot(config, scheduler=False) as bot:
+        template = await CouponTemplate.get_or_none(code=code)
+        if template is None:
+            print(f"memberbot: no coupon template {code!r}", file=sys.stderr)
+            return 2
+        key = key or f"cli:{uuid.uuid4()}"
+        actor = Actor.cli()
+        if who:
+            try:
+                member = await members.lookup(bot, who)
+                coupon = await coupons.issue(bot, member, template, source="manual",
+                                             key=f"{key}:{member.id}", actor=actor)
+            except members.MemberNotFound as exc:
+                print(f"memberbot: {bot.templates.render(exc.reason, text=who)}",
+                      file=sys.stderr)
+                return 1
+            except coupons.CouponRefused as exc:
+                print(f"memberbot: {bot.templates.render(exc.reason, **exc.values)}",
+                      file=sys.stderr)
+                return 1
+            print(f"Issued {coupon.code} to {member.card_no}.")
+            return 0
+        query = Member.all()
+        if segment and segment.startswith("tier:"):
+            query = query.filter(tier=segment.removeprefix("tier:"))
+        elif segment != "all":
+            print("memberbot: --segment is all or tier:<name>", file=sys.stderr)
+            return 2
+        issued = refused = 0
+        after = 0
+        while True:
+            batch = await query.filter(id__gt=after).order_by("id").limit(500)
+            if not batch:
+                break
+            for member in batch:
+                try:
+                    await coupons.issue(bot, member, template, source="manual",
+                                        key=f"{key}:{member.id}", actor=actor)
+                    issued += 1
+                except coupons.CouponRefused:
+                    refused += 1
+            after = batch[-1].id
+            print(f"… {issued} issued, {refused} refused (limit or stock)", flush=True)
+    print(f"Done: {issued} issued, {refused} refused. Re-run with --key {key} to resume "
+          "without issuing twice.")
+    return 0

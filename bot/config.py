@@ -366,7 +366,7 @@ def validate_basics(config: Config) -> None:
     if any(b.min <= 0 or b.bonus < 0 for b in config.topup_bonus):
         raise ConfigError("topup_bonus: min must be positive and bonus not negative")
     for coupon in config.coupons:
-        _validate_coupon(coupon, {s.code for s in config.stores})
+        validate_coupon(coupon, {s.code for s in config.stores})
     codes = [c.code for c in config.coupons]
     if len(codes) != len(set(codes)):
         raise ConfigError("coupons.code: template codes must be unique")
@@ -376,7 +376,7 @@ def validate_basics(config: Config) -> None:
             raise ConfigError(f"coupon_rewards.{reward}: no [[coupons]] template {wanted!r}")
 
 
-def _validate_coupon(c: CouponTemplateConfig, stores: set[str]) -> None:
+def validate_coupon(c: CouponTemplateConfig, stores: set[str]) -> None:
     where = f"coupons.{c.code}"
     if c.kind not in ("amount_off", "threshold", "discount", "gift"):
         raise ConfigError(f"{where}.kind: one of amount_off, threshold, discount, gift")
