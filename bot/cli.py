@@ -19,7 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("serve", help="run the webhook server")
+    serve = commands.add_parser("serve", help="run the webhook server")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="processes sharing the port (SO_REUSEPORT); default 1")
     commands.add_parser("sandbox", help="run with local WeChat and SMS stand-ins and demo data")
     commands.add_parser("worker", help="run the scheduled jobs without the webhook")
 
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    logging.getLogger("tortoise").setLevel(logging.WARNING)
+    for noisy in ("tortoise", "apscheduler", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
         return _run(args, config)
@@ -134,7 +137,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
 
     match args.command:
         case "serve":
-            return commands.serve(config)
+            return commands.serve(config, args.workers)
         case "sandbox":
             from bot.sandbox.runner import run_sandbox
 

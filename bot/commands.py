@@ -7,6 +7,8 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import multiprocessing
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -38,11 +40,39 @@ def _write(path: Path, content: bytes) -> None:
     path.write_bytes(content)
 
 
-def serve(config: Config) -> int:
+def serve(config: Config, workers: int = 1) -> int:
+    """The webhook. With several workers, each is a process listening on the same port
+    (SO_REUSEPORT: the kernel spreads connections); they share everything through the
+    database (and Redis, if configured), so any worker can take any message."""
+    if workers <= 1:
+        _serve_one(config, reuse_port=False)
+        return 0
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_serve_one, args=(config, True), name=f"worker-{i}")
+                 for i in range(workers)]
+    for process in processes:
+        process.start()
+
+    def stop(signum, frame) -> None:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for process in processes:
+        process.join()
+    return max((p.exitcode or 0 for p in processes), default=0)
+
+
+def _serve_one(config: Config, reuse_port: bool) -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s")
+    for noisy in ("tortoise", "apscheduler", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     log.info("memberbot listening on http://%s:%d/wechat", config.server.host, config.server.port)
     web.run_app(create_app(config), host=config.server.host, port=config.server.port,
-                access_log=None, print=None)
-    return 0
+                access_log=None, print=None, reuse_port=reuse_port)
 
 
 @contextlib.asynccontextmanager

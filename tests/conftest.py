@@ -41,7 +41,8 @@ from bot.sandbox.sms_server import SMS_OUTBOX, SmsOutbox, create_sms_app
 from bot.sandbox.wechat_server import WECHAT_STATE, WeChatState, create_wechat_app
 from bot.security import new_data_key
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+# WeChat and Aliyun message samples (copied from the project's shared fixtures).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PG_URL = os.environ.get("MEMBERBOT_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
 APP_ID = "wx1234567890abcdef"
 APP_SECRET = "test-app-secret"

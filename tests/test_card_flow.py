@@ -63,7 +63,7 @@ async def test_unfollow_keeps_data_and_refollow_greets_back(harness):
 
 
 async def test_shared_fixtures_parse_and_get_sensible_answers(harness):
-    # The sample messages from shared/fixtures, signed and encrypted as WeChat sends them.
+    # The sample messages in tests/fixtures, signed and encrypted as WeChat sends them.
     text = await harness.post(fixture_xml("text.xml"))
     assert "还不是" in text["Content"]
     assert await harness.post(fixture_xml("event_location.xml")) is None
