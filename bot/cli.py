@@ -100,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     give.add_argument("--key", help="re-use to resume an interrupted issue without doubles")
 
     security = commands.add_parser("security", help="keys")
-    security.add_argument("action", choices=("new-key",))
+    security.add_argument("action", choices=("new-key", "rotate-key"),
+                          help="new-key prints a data key; rotate-key re-encrypts every phone "
+                               "under the current key (see README)")
     return parser
 
 
@@ -170,6 +172,9 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         case "qrcode":
             return asyncio.run(commands.qrcode(config, args.scene, Path(args.output),
                                                args.temporary, args.expire, args.caption))
+        case "security" if args.action == "rotate-key":
+            validate_for_serving(config)
+            return asyncio.run(commands.rotate_key(config))
         case "security":
             from bot.security import new_data_key
 

@@ -25,8 +25,8 @@ from bot.db import close_database, open_database
 from bot.models import AuditEntry, CouponTemplate, Member, Staff, Store
 from bot.notifications.wechat_api import WeChatAPI, WeChatAPIError
 from bot.poster import render_poster
-from bot.runtime import open_bot
-from bot.services import coupons, members, purchases
+from bot.runtime import local_midnight, open_bot
+from bot.services import coupons, members, privacy, purchases
 from bot.services import staff as staff_service
 from bot.services.staff import Actor
 
@@ -241,7 +241,7 @@ async def audit_log(config: Config, staff_id: int | None, who: str | None, since
                 if op == "lt":
                     day += dt.timedelta(days=1)  # --until is inclusive
                 # In UTC, as stored: SQLite compares the stored text, not the instant.
-                start = dt.datetime.combine(day, dt.time(), tz).astimezone(dt.UTC)
+                start = local_midnight(day, tz)
                 query = query.filter(**{f"created_at__{op}": start})
         rows = await query.order_by("-id").limit(limit).select_related("member")
         for row in reversed(rows):
@@ -339,4 +339,13 @@ async def coupon_issue(config: Config, code: str, who: str | None, segment: str 
             print(f"… {issued} issued, {refused} refused (limit or stock)", flush=True)
     print(f"Done: {issued} issued, {refused} refused. Re-run with --key {key} to resume "
           "without issuing twice.")
+    return 0
+
+
+async def rotate_key(config: Config) -> int:
+    async with open_bot(config, scheduler=False) as bot:
+        rewritten, current = await privacy.rotate_key(bot)
+    print(f"Re-encrypted {rewritten} phone numbers under key {bot.vault.key_id}; "
+          f"{current} were already current. Once every worker runs with this key, remove the "
+          "old one from MEMBERBOT_SECURITY_PREVIOUS_KEYS.")
     return 0

@@ -68,10 +68,16 @@ class SmsConfig:
 @dataclass
 class SecurityConfig:
     data_key: str = ""
+    # While rotating: the old key(s), comma-separated, still readable but no longer written.
+    previous_keys: str = ""
 
     @property
     def data_key_bytes(self) -> bytes:
         return base64.b64decode(self.data_key)
+
+    @property
+    def previous_key_bytes(self) -> list[bytes]:
+        return [base64.b64decode(k) for k in self.previous_keys.split(",") if k.strip()]
 
 
 @dataclass
@@ -432,5 +438,11 @@ def validate_for_serving(config: Config) -> None:
             raise ValueError
     except (binascii.Error, ValueError):
         raise ConfigError("security.data_key: must be base64 of exactly 32 bytes") from None
+    try:
+        if any(len(k) != 32 for k in config.security.previous_key_bytes):
+            raise ValueError
+    except (binascii.Error, ValueError):
+        raise ConfigError(
+            "security.previous_keys: comma-separated base64 keys of 32 bytes") from None
     if not config.stores:
         raise ConfigError("stores: define at least one [[stores]] entry")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tortoise import Tortoise
+from tortoise import Tortoise, connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.exceptions import IntegrityError, TransactionManagementError
 
@@ -50,6 +50,26 @@ async def open_database(url: str, *, create_schema: bool = True) -> None:
     await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
     if create_schema:
         await Tortoise.generate_schemas(safe=True)
+        await _protect_audit_log(url)
+
+
+async def _protect_audit_log(url: str) -> None:
+    """The audit log is append-only in the database itself, not only in the model: any UPDATE
+    or DELETE of an audit row is refused, whatever code or tool sends it."""
+    conn = connections.get("default")
+    if url.startswith("sqlite"):
+        for verb in ("UPDATE", "DELETE"):
+            await conn.execute_script(
+                f"CREATE TRIGGER IF NOT EXISTS audit_entry_no_{verb.lower()} BEFORE {verb} "
+                f"ON audit_entry BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); "
+                "END;")
+        return
+    await conn.execute_script(
+        "CREATE OR REPLACE FUNCTION memberbot_append_only() RETURNS trigger AS $$ BEGIN "
+        "RAISE EXCEPTION 'audit entries are append-only'; END; $$ LANGUAGE plpgsql;"
+        "DROP TRIGGER IF EXISTS audit_entry_append_only ON audit_entry;"
+        "CREATE TRIGGER audit_entry_append_only BEFORE UPDATE OR DELETE ON audit_entry "
+        "FOR EACH ROW EXECUTE FUNCTION memberbot_append_only();")
 
 
 async def close_database() -> None:

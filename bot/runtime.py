@@ -28,6 +28,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def local_midnight(day: dt.date, tz: dt.tzinfo) -> dt.datetime:
+    """The instant a local day starts, in UTC. Everything stored or compared is UTC: SQLite
+    keeps datetimes as text, where 08:00+08:00 and 00:00+00:00 do not compare as equal."""
+    return dt.datetime.combine(day, dt.time(), tz).astimezone(dt.UTC)
+
+
 @dataclass
 class Bot:
     config: Config
@@ -87,7 +93,7 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
             sms = SmsSender(config.sms)
             bot = Bot(
                 config=config,
-                vault=Vault(config.security.data_key_bytes),
+                vault=Vault(config.security.data_key_bytes, config.security.previous_key_bytes),
                 templates=Templates({"shop": config.shop, "timedelta": dt.timedelta}),
                 wechat=wechat,
                 sms=sms,

@@ -26,8 +26,10 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from bot import tiers
 from bot.db import IntegrityError
-from bot.models import JobRun, Member
+from bot.models import JobRun, Member, TierChange
+from bot.runtime import local_midnight
 from bot.services import coupons, expiry, maintenance, tiering
 
 log = logging.getLogger("memberbot.scheduler")
@@ -53,20 +55,26 @@ async def _points_expiry(bot, today: dt.date) -> dict[str, Any]:
 async def _tier_evaluation(bot, today: dt.date) -> dict[str, Any]:
     changed, after = 0, 0
     while True:
-        batch = await Member.filter(id__gt=after).order_by("id").limit(500)
+        batch = await Member.filter(id__gt=after, erased_at=None).order_by("id").limit(500)
         if not batch:
-            return {"changed": changed}
+            break
         for member in batch:
-            result = await tiering.evaluate(bot, member)
-            if result is None:
-                continue
-            changed += 1
-            template = "tier_up.j2" if result.upgrade else "tier_down.j2"
-            await bot.outbox.notify(
-                member.id, bot.templates.render(template, tier=result.to_tier,
-                                                previous=result.from_tier),
-                purpose="tier_change", key=f"tier:{member.id}:{today.isoformat()}")
+            changed += await tiering.evaluate(bot, member) is not None
         after = batch[-1].id
+    # Notices from the tier history rather than from this run: a run that crashed after
+    # changing tiers but before telling members is completed by the one that takes over.
+    start = local_midnight(today, bot.config.shop.tz)
+    notices = 0
+    for change in await TierChange.filter(reason="evaluation", created_at__gte=start,
+                                          created_at__lt=start + dt.timedelta(days=1)):
+        text = bot.templates.render(
+            "tier_up.j2" if tiers.rank(bot.config.tiers, change.to_tier)
+            > tiers.rank(bot.config.tiers, change.from_tier) else "tier_down.j2",
+            tier=change.to_tier, previous=change.from_tier)
+        outcome = await bot.outbox.notify(change.member_id, text, purpose="tier_change",
+                                          key=f"tier:{change.member_id}:{today.isoformat()}")
+        notices += outcome.ok
+    return {"changed": changed, "notices": notices}
 
 
 async def _coupon_expiry(bot, today: dt.date) -> dict[str, Any]:

@@ -349,7 +349,7 @@ def test_ciphertexts_differ_and_hide_the_phone(vault, phone):
     first, second = vault.encrypt(phone), vault.encrypt(phone)
     assert first != second  # random nonce
     assert phone not in first
-    assert first.startswith("v1:")
+    assert first.startswith(f"v1.{vault.key_id}:")
 
 
 @FAST
@@ -376,25 +376,38 @@ def test_another_key_cannot_decrypt(vault):
 @FAST
 @given(phone=mobiles, data=st.data())
 def test_tampered_ciphertext_is_refused(vault, phone, data):
-    token = vault.encrypt(phone)
-    raw = bytearray(base64.b64decode(token.removeprefix("v1:")))
+    header, _, body = vault.encrypt(phone).partition(":")
+    raw = bytearray(base64.b64decode(body))
     index = data.draw(st.integers(0, len(raw) - 1))
     raw[index] ^= 1 << data.draw(st.integers(0, 7))
-    with pytest.raises(ValueError):
-        vault.decrypt("v1:" + base64.b64encode(bytes(raw)).decode())
+    with pytest.raises(ValueError, match="does not match"):
+        vault.decrypt(f"{header}:{base64.b64encode(bytes(raw)).decode()}")
 
 
-@pytest.mark.parametrize("token", ["", "v2:AAAA", "garbage", "v1:", "v1:AAAA", "v1:!!!!"])
+@pytest.mark.parametrize("token", ["", "v2:AAAA", "garbage", "v1:", "v1:AAAA", "v1:!!!!",
+                                   "v1.{id}:", "v1.{id}:AAAA", "v1.{id}:!!!!", "v1.0000dead:AAAA"])
 def test_malformed_ciphertext_is_refused(vault, token):
     with pytest.raises(ValueError):
-        vault.decrypt(token)
+        vault.decrypt(token.format(id=vault.key_id))
 
 
 def test_truncated_ciphertext_is_refused(vault):
-    token = vault.encrypt("13800138000")
-    raw = base64.b64decode(token.removeprefix("v1:"))
-    with pytest.raises(ValueError):
-        vault.decrypt("v1:" + base64.b64encode(raw[:-1]).decode())
+    header, _, body = vault.encrypt("13800138000").partition(":")
+    raw = base64.b64decode(body)
+    with pytest.raises(ValueError, match="does not match"):
+        vault.decrypt(f"{header}:{base64.b64encode(raw[:-1]).decode()}")
+
+
+def test_a_vault_with_the_previous_key_reads_old_rows_and_finds_old_hashes():
+    old_key, new_key = base64.b64decode(new_data_key()), base64.b64decode(new_data_key())
+    old, rotating = Vault(old_key), Vault(new_key, [old_key])
+    sealed = old.encrypt("13800138000")
+    assert rotating.decrypt(sealed) == "13800138000"
+    assert old.lookup_hash("13800138000") in rotating.lookup_hashes("13800138000")
+    assert rotating.lookup_hash("13800138000") != old.lookup_hash("13800138000")
+    assert rotating.key_id_of(rotating.encrypt("x")) == rotating.key_id != old.key_id
+    with pytest.raises(ValueError, match="does not hold"):
+        Vault(new_key).decrypt(sealed)
 
 
 @pytest.mark.parametrize("size", [0, 16, 31, 33])

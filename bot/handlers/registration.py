@@ -53,7 +53,12 @@ def prompt(ctx: Context, state: str | None) -> Reply:
 
 def _phone(ctx: Context) -> str | None:
     sealed = ctx.dialog.data.get("phone")
-    return ctx.bot.vault.decrypt(sealed) if sealed else None
+    if not sealed:
+        return None
+    try:
+        return ctx.bot.vault.decrypt(sealed)
+    except ValueError:  # sealed under a key retired since: ask for the number again
+        return None
 
 
 def _stale(ctx: Context) -> bool:

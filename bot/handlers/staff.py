@@ -133,6 +133,8 @@ async def void(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
 @staff_command("查询", action="lookup", usage="查询 <手机号|卡号>", args=(1, 1))
 async def look_up(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     member = await members.lookup(ctx.bot, parts[0])
+    # Reading a member's personal data is logged like any other staff action.
+    await staff_service.audit(actor, "lookup", member=member)
     recent = await Purchase.filter(member_id=member.id).order_by("-id").limit(5)
     cards = await wallet.active_punch_cards(member.id, ctx.bot.today())
     discount = tiers.config_of(ctx.bot.config.tiers, member.tier).discount

@@ -49,6 +49,10 @@ class Member(Model):
     points = fields.IntField(default=0)
     stored_value = fields.IntField(default=0)  # fen
     privacy_consent_at = fields.DatetimeField(null=True)
+    # 退订: no marketing from then on (service notices the member is owed still go out).
+    marketing_opt_out_at = fields.DatetimeField(null=True)
+    # 注销: personal data erased; the row stays so ledgers keep adding up.
+    erased_at = fields.DatetimeField(null=True)
     registered_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -19,6 +19,7 @@ from bot import coupon_rules
 from bot.config import Config, CouponTemplateConfig
 from bot.db import IntegrityError
 from bot.models import Coupon, CouponTemplate, Member, Staff, Store
+from bot.runtime import local_midnight
 from bot.services import loyalty, purchases
 from bot.services.staff import Actor, audit
 
@@ -65,13 +66,12 @@ def rule_of(t: CouponTemplate) -> coupon_rules.Rule:
 
 
 def _validity(t: CouponTemplate, now: dt.datetime, tz) -> tuple[dt.datetime, dt.datetime]:
-    """From when to when a coupon issued now is valid (to the end of its last local day)."""
+    """From when to when (UTC) a coupon issued now is valid: to the end of its last local day."""
     if t.valid_days:
         last = now.astimezone(tz).date() + dt.timedelta(days=t.valid_days)
-        return now, dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tz)
-    start = dt.datetime.combine(t.valid_from, dt.time(), tz)
-    end = dt.datetime.combine(t.valid_until + dt.timedelta(days=1), dt.time(), tz)
-    return start, end
+        return now, local_midnight(last + dt.timedelta(days=1), tz)
+    return (local_midnight(t.valid_from, tz),
+            local_midnight(t.valid_until + dt.timedelta(days=1), tz))
 
 
 # --- issuing ---
@@ -215,6 +215,7 @@ async def redeem(bot, codes: list[str], amount: int | None, *, actor: Actor,
     """Redeem one or more coupons (one purchase). Raises CouponRefused with what staff must
     know; the codes have passed the check character already."""
     now = bot.now()
+    codes = list(dict.fromkeys(codes))  # the same code twice is one coupon, used once
     found = [await find(code) for code in codes]
     if None in found:
         raise CouponRefused("coupon_unknown.j2", code=codes[found.index(None)])

@@ -72,7 +72,8 @@ async def member_of(openid: str) -> tuple[Follower, Member | None]:
 
 
 async def find_by_phone(bot, phone: str) -> Member | None:
-    return await Member.get_or_none(phone_hash=bot.vault.lookup_hash(phone))
+    # Every key the vault holds: during a key rotation some rows still carry the old hash.
+    return await Member.filter(phone_hash__in=bot.vault.lookup_hashes(phone)).first()
 
 
 async def phone_owner(bot, phone: str, openid: str) -> str:
@@ -211,6 +212,8 @@ async def lookup(bot, text: str) -> Member:
         raise MemberNotFound("lookup_bad_input.j2")
     if member is None:
         raise MemberNotFound("lookup_not_found.j2")
+    if member.erased_at:
+        raise MemberNotFound("lookup_erased.j2")
     return member
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from bot import earning, tiers
@@ -95,6 +96,9 @@ async def record_in_transaction(bot, member: Member, amount_fen: int, *, actor: 
     """The body of record(), for callers that hold a transaction (a coupon redemption)."""
     config = bot.config
     today = bot.today()
+    # Lock the member's row first: their purchases run one at a time, so "is this the first
+    # purchase?" (the referral reward) and the tier check see each other's effects.
+    await Member.filter(id=member.id).update(points=F("points"))
     before = await Member.get(id=member.id)
     points = earning.points_for(amount_fen, earning_rule(config),
                                 tiers.multiplier(config.tiers, before.tier), today.isoweekday())
@@ -168,6 +172,10 @@ async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
     if purchase.voided_at:
         return VoidResult(purchase, await Member.get(id=purchase.member_id), 0,
                           purchase.void_shortfall, duplicate=True)
+    if (actor.staff and actor.staff.role != "owner" and actor.store
+            and purchase.store_id not in (None, actor.store.id)):
+        # Managers act in their own store; owners in every store.
+        raise PurchaseRefused("void_other_store.j2", serial=purchase_id)
     limit = dt.timedelta(days=bot.config.points.void_days)
     if bot.now() - purchase.created_at > limit:
         raise PurchaseRefused("void_too_late.j2", serial=purchase_id,

@@ -36,7 +36,7 @@ async def hit(limits: dict[str, list[Limit]], now: dt.datetime) -> int | None:
     await _ensure_keys(keys)
     async with in_transaction():
         # Locks in a fixed order (no deadlocks); SQLite serialises the transaction instead.
-        await RateKey.filter(key__in=keys).select_for_update().order_by("key").values_list("id")
+        await RateKey.filter(key__in=keys).select_for_update().order_by("key").only("id")
         retry_after = await blocked(limits, now)
         if retry_after:
             return retry_after

@@ -108,8 +108,9 @@ async def refund(bot, member: Member, amount_fen: int, *, actor: Actor,
         return replay
     # Check and refund in one transaction, the member's row locked (SQLite serialises the
     # transaction instead): two refunds at once must not both see the same refundable amount.
+    # (.only, not .values_list: tortoise drops FOR UPDATE from values queries.)
     async with in_transaction():
-        await Member.filter(id=member.id).select_for_update().values_list("id")
+        await Member.filter(id=member.id).select_for_update().only("id")
         rows = await (StoredValueEntry.filter(member_id=member.id, kind__in=["pay", "refund"])
                       .group_by("kind").annotate(total=Sum("delta")).values("kind", "total"))
         totals = {row["kind"]: int(row["total"] or 0) for row in rows}
