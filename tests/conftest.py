@@ -1,9 +1,10 @@
 """Shared fixtures: the bot on a real port, the WeChat and Aliyun stand-ins on real ports, and a
 simulator that signs and encrypts callbacks exactly as WeChat does.
 
-Every test gets a fresh database. `db_url` is SQLite by default; tests marked
-`@pytest.mark.postgres` (or parametrised over `any_db`) also run on PostgreSQL at
-127.0.0.1:5432/test when it answers, and skip with a reason when it does not.
+Every test gets a fresh database. `db_url` is SQLite by default, or PostgreSQL for the whole
+suite with MEMBERBOT_TEST_DB=postgres (`make test` runs both passes). Tests parametrised over
+`any_db` run on both in either pass' SQLite run. PostgreSQL is 127.0.0.1:5432/test; when it does
+not answer, those runs skip with a reason.
 """
 
 from __future__ import annotations
@@ -77,13 +78,20 @@ async def reset_postgres(url: str) -> None:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def any_db(request: pytest.FixtureRequest) -> str:
-    """Parametrise a test over both databases (PostgreSQL skips when it is not running)."""
+    """Parametrise a test over both databases (PostgreSQL skips when it is not running). In the
+    PostgreSQL pass of the suite these already ran: skip them rather than run them twice."""
+    if SUITE_DB == "postgres":
+        pytest.skip("runs in the SQLite pass, on both databases")
     return request.param
+
+
+SUITE_DB = os.environ.get("MEMBERBOT_TEST_DB", "sqlite")
 
 
 @pytest.fixture
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    kind = request.getfixturevalue("any_db") if "any_db" in request.fixturenames else "sqlite"
+    wants_both = "any_db" in request.fixturenames
+    kind = request.getfixturevalue("any_db") if wants_both else SUITE_DB
     if kind == "postgres":
         if not POSTGRES_UP:
             pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (CI runs these)")
