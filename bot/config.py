@@ -42,6 +42,7 @@ class DatabaseConfig:
 @dataclass
 class RedisConfig:
     url: str = ""
+    prefix: str = "memberbot"  # key prefix: several shops can share one server
 
 
 @dataclass

@@ -5,8 +5,8 @@ gift (赠送护理一次).
 Any kind can also be bought with points (points_cost > 0): that is what 兑换 lists.
 
 Codes are 9 random characters from an alphabet without look-alikes (no 0/O, 1/I) and a check
-character (Luhn mod 32), so a single mistyped character, or two swapped neighbours, is caught
-before any lookup.
+character (Luhn mod 32), so a single mistyped character, or two swapped neighbours (all but
+2↔Z, the one pair Luhn mod N cannot tell apart), is caught before any lookup.
 """
 
 from __future__ import annotations

@@ -14,9 +14,7 @@ import logging
 import time
 
 from bot.context import Context
-from bot.db import IntegrityError
 from bot.inbound import Inbound
-from bot.models import InboundMessage
 from bot.replies import Reply, Text, from_json, to_json
 from bot.routing import Router
 from bot.runtime import Bot
@@ -35,13 +33,10 @@ class Dispatcher:
 
     async def feed(self, inbound: Inbound) -> Reply | None:
         started = time.perf_counter()
-        try:
-            await InboundMessage.create(dedup_key=inbound.dedup_key, user=inbound.user,
-                                        kind=inbound.kind)
-        except IntegrityError:
-            reply, outcome = await self._await_first_copy(inbound), "duplicate"
-        else:
+        if await self.bot.dedup.claim(inbound):
             reply, outcome = await self._run(inbound)
+        else:
+            reply, outcome = await self._await_first_copy(inbound), "duplicate"
         elapsed = time.perf_counter() - started
         self.bot.metrics.inbound.labels(inbound.channel, inbound.kind, outcome).inc()
         self.bot.metrics.latency.labels(inbound.channel).observe(elapsed)
@@ -55,7 +50,7 @@ class Dispatcher:
         # timeout) must count as a failure, not as "slow, answer later".
         done, _ = await asyncio.wait({task}, timeout=self.timeout)
         if not done:
-            await InboundMessage.filter(dedup_key=inbound.dedup_key).update(status="deferred")
+            await self.bot.dedup.finish(inbound.dedup_key, "deferred")
             self.bot.spawn(self._deliver_later(inbound, task), f"deferred:{inbound.dedup_key}")
             return None, "deferred"
         try:
@@ -63,11 +58,9 @@ class Dispatcher:
         except Exception:
             log.exception("handler failed for %s", inbound.kind)
             reply = Text(self.bot.templates.render("error.j2"))
-            await InboundMessage.filter(dedup_key=inbound.dedup_key).update(
-                status="failed", reply=to_json(reply))
+            await self.bot.dedup.finish(inbound.dedup_key, "failed", to_json(reply))
             return reply, "failed"
-        await InboundMessage.filter(dedup_key=inbound.dedup_key).update(
-            status="replied", reply=to_json(reply))
+        await self.bot.dedup.finish(inbound.dedup_key, "replied", to_json(reply))
         return reply, "replied" if reply else "silent"
 
     async def _deliver_later(self, inbound: Inbound, task: asyncio.Future) -> None:
@@ -77,7 +70,7 @@ class Dispatcher:
             log.exception("deferred handler failed for %s", inbound.kind)
             reply = Text(self.bot.templates.render("error.j2"))
             # No stored reply: a later retry still gets "success", the apology goes out below.
-            await InboundMessage.filter(dedup_key=inbound.dedup_key).update(status="failed")
+            await self.bot.dedup.finish(inbound.dedup_key, "failed")
         if reply is not None and inbound.channel == "wechat":
             await self.bot.outbox.wechat(inbound.user, reply, key=f"reply:{inbound.dedup_key}",
                                          purpose="reply")
@@ -98,10 +91,10 @@ class Dispatcher:
         """A retry: answer what the first copy answered, without acting again."""
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
-            row = await InboundMessage.get_or_none(dedup_key=inbound.dedup_key)
-            if row is None or row.status == "deferred":
+            outcome = await self.bot.dedup.outcome(inbound.dedup_key)
+            if outcome is None or outcome[0] == "deferred":
                 return None
-            if row.status in ("replied", "failed"):
-                return from_json(row.reply)
+            if outcome[0] in ("replied", "failed"):
+                return from_json(outcome[1])
             await asyncio.sleep(POLL_INTERVAL)
         return None

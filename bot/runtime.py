@@ -13,12 +13,14 @@ from typing import Any
 import aiohttp
 
 from bot.config import Config
+from bot.dedup import DatabaseDedup, Dedup
 from bot.dialogs import DialogStore
 from bot.metrics import Metrics
 from bot.notifications.outbox import Outbox
 from bot.notifications.sms import SmsSender
 from bot.notifications.wechat_api import WeChatAPI
 from bot.security import Vault
+from bot.services.ratelimit import DatabaseLimiter
 from bot.templates import Templates
 
 log = logging.getLogger("memberbot")
@@ -42,7 +44,9 @@ class Bot:
     wechat: WeChatAPI
     sms: SmsSender
     outbox: Outbox
-    dialogs: DialogStore
+    dialogs: DialogStore  # or redis_store.RedisDialogStore
+    dedup: Dedup
+    limiter: DatabaseLimiter  # or redis_store.RedisLimiter
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], dt.datetime] = utcnow
     _tasks: set[asyncio.Task] = field(default_factory=set)
@@ -88,8 +92,9 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
             await Store.update_or_create(defaults={"name": store.name}, code=store.code)
         await coupons.sync_templates(config)
         timeout = aiohttp.ClientTimeout(total=10, connect=5)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            wechat = WeChatAPI(session, config.wechat, clock)
+        async with aiohttp.ClientSession(timeout=timeout) as session, \
+                _shared_state(config, clock) as shared:
+            wechat = WeChatAPI(session, config.wechat, clock, shared.get("lock"))
             sms = SmsSender(config.sms)
             bot = Bot(
                 config=config,
@@ -98,7 +103,9 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
                 wechat=wechat,
                 sms=sms,
                 outbox=Outbox(wechat, sms, clock, config.notices),
-                dialogs=DialogStore(clock),
+                dialogs=shared.get("dialogs") or DialogStore(clock),
+                dedup=shared.get("dedup") or DatabaseDedup(),
+                limiter=shared.get("limiter") or DatabaseLimiter(),
                 clock=clock,
             )
             jobs = Scheduler(bot) if (config.scheduler.enabled if scheduler is None
@@ -114,3 +121,39 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
                 await sms.close()
     finally:
         await close_database()
+
+
+@contextlib.asynccontextmanager
+async def _shared_state(config: Config, clock: Callable[[], dt.datetime]) -> AsyncIterator[dict]:
+    """With [redis] url: dedup records, dialog state, rate limits and the token lock in Redis.
+    Without: an empty dict, and the database versions are used."""
+    if not config.redis.url:
+        yield {}
+        return
+    from bot.config import ConfigError
+
+    try:
+        from redis.asyncio import BlockingConnectionPool, Redis
+        from redis.exceptions import RedisError
+    except ImportError:
+        raise ConfigError("redis.url: the redis client is not installed "
+                          "(pip install 'memberbot[redis]')") from None
+    from bot import redis_store
+
+    # A bounded pool that makes a burst wait for a connection instead of failing.
+    redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+        config.redis.url, max_connections=64, timeout=5))
+    prefix = config.redis.prefix
+    try:
+        try:
+            await redis.ping()
+        except (RedisError, OSError) as exc:
+            raise ConfigError(f"redis.url: cannot reach {config.redis.url} ({exc})") from None
+        yield {
+            "dedup": redis_store.RedisDedup(redis, prefix),
+            "dialogs": redis_store.RedisDialogStore(redis, prefix, clock),
+            "limiter": redis_store.RedisLimiter(redis, prefix),
+            "lock": redis_store.RedisLock(redis, prefix),
+        }
+    finally:
+        await redis.aclose()

@@ -170,7 +170,8 @@ class Harness:
     simulator: wire.WeChatSimulator = field(init=False)
 
     def __post_init__(self) -> None:
-        self.simulator = wire.WeChatSimulator(self.config.wechat, self.mode)
+        self.simulator = wire.WeChatSimulator(self.config.wechat, self.mode,
+                                              clock=lambda: self.clock().timestamp())
 
     @property
     def url(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 
 from bot import coupon_rules, earning
 from bot.context import Context
@@ -16,7 +17,7 @@ from bot.notifications.wechat_api import WeChatAPIError
 from bot.poster import render_poster
 from bot.replies import Image, Reply
 from bot.routing import NO_DIALOG, Router, SkipHandler
-from bot.services import coupons, loyalty, members, ratelimit
+from bot.services import coupons, loyalty, members
 from bot.services import staff as staff_service
 from bot.services.coupons import CouponRefused
 from bot.services.ratelimit import Limit
@@ -142,18 +143,18 @@ def _split_codes_and_amount(parts: list[str], max_fen: int) -> tuple[list[str], 
 
 async def _redeem(ctx: Context, actor: Actor, codes: list[str], amount: int | None) -> Reply:
     misses = {f"coupon-miss:{actor.staff.id if actor.staff else actor.label}": MISSES}
-    if await ratelimit.blocked(misses, ctx.now):
+    if await ctx.bot.limiter.blocked(misses, ctx.now):
         return ctx.reply("coupon_slow_down.j2")
     bad = next((code for code in codes if not coupon_rules.is_valid_code(code)), None)
     if bad is not None:
-        await ratelimit.hit(misses, ctx.now)
+        await ctx.bot.limiter.hit(misses, ctx.now)
         return ctx.reply("coupon_bad_code.j2", code=bad)
     try:
         result = await coupons.redeem_or_explain(ctx.bot, codes, amount, actor=actor,
                                                  key=ctx.key)
     except CouponRefused as refused:
         if refused.reason == "coupon_unknown.j2":
-            await ratelimit.hit(misses, ctx.now)
+            await ctx.bot.limiter.hit(misses, ctx.now)
         return ctx.reply(refused.reason, tz=ctx.bot.config.shop.tz, **refused.values)
     member = result.coupons[0].member
     for coupon in result.coupons:
@@ -169,6 +170,10 @@ async def _redeem(ctx: Context, actor: Actor, codes: list[str], amount: int | No
                args=(1, 6))
 async def redeem_by_code(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     codes, amount = _split_codes_and_amount(parts, ctx.bot.config.points.max_purchase * 100)
+    if amount is None and len(parts) > 1 and re.fullmatch(r"[¥￥]?-?[\d.]+元?", parts[-1]) \
+            and not coupon_rules.is_valid_code(parts[-1]):  # an amount we can't take, not a code
+        return ctx.reply("staff_bad_amount.j2", text=parts[-1],
+                         max=ctx.bot.config.points.max_purchase)
     if not codes:
         return ctx.reply("staff_usage.j2", usage="核销 <券码> [券码…] [消费金额]")
     return await _redeem(ctx, actor, codes, amount)

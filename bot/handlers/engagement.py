@@ -9,7 +9,7 @@ from bot.notifications.wechat_api import WeChatAPIError
 from bot.poster import render_poster
 from bot.replies import Image, Reply
 from bot.routing import Router
-from bot.services import checkin, loyalty, ratelimit
+from bot.services import checkin, loyalty
 from bot.services.ratelimit import Limit
 
 router = Router("engagement")
@@ -36,7 +36,7 @@ async def invite(ctx: Context) -> Reply:
     if member is None:
         return ctx.reply("not_registered.j2")
     limits, now = {f"invite:{member.id}": [Limit(5, 3600)]}, ctx.now
-    if await ratelimit.hit(limits, now):
+    if await ctx.bot.limiter.hit(limits, now):
         return ctx.reply("invite_slow_down.j2")
     try:
         qr = await ctx.bot.wechat.create_qrcode(f"ref:{member.card_no}", temporary=True,
@@ -46,7 +46,7 @@ async def invite(ctx: Context) -> Reply:
                                       f"{member.name or '会员'} 邀请您加入")
         media_id = await ctx.bot.wechat.upload_image(f"invite-{member.card_no}.png", png)
     except WeChatAPIError:
-        await ratelimit.release(limits, now)  # nothing was sent: the try does not count
+        await ctx.bot.limiter.release(limits, now)  # nothing was sent: the try does not count
         return ctx.reply("invite_failed.j2")
     explanation = ctx.reply("invite.j2", points=ctx.bot.config.points.referral_points)
     await ctx.bot.outbox.wechat(ctx.inbound.user, explanation, key=f"invite-text:{ctx.key}",

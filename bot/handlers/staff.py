@@ -13,7 +13,7 @@ from bot.models import Purchase
 from bot.replies import Reply
 from bot.routing import Router, SkipHandler
 from bot.security import mask_phone
-from bot.services import loyalty, members, purchases, ratelimit, tiering, wallet
+from bot.services import loyalty, members, purchases, tiering, wallet
 from bot.services import staff as staff_service
 from bot.services.ratelimit import Limit
 from bot.services.staff import Actor
@@ -69,7 +69,7 @@ async def bind(ctx: Context) -> Reply:
     if len(parts) != 2:
         return ctx.reply("staff_bind_usage.j2")
     # Guessing invite codes must not pay: a few tries an hour per WeChat account.
-    if await ratelimit.hit({f"bind:{ctx.inbound.user}": [Limit(5, 3600)]}, ctx.now):
+    if await ctx.bot.limiter.hit({f"bind:{ctx.inbound.user}": [Limit(5, 3600)]}, ctx.now):
         return ctx.reply("staff_bind_slow_down.j2")
     staff = await staff_service.bind(ctx.inbound.user, parts[1], ctx.now)
     if staff is None:

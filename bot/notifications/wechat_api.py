@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from tortoise.expressions import Q
@@ -48,17 +48,28 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class SharedLock(Protocol):
+    """A lock every worker sees (Redis): acquire returns False while another holds it."""
+
+    async def acquire(self, name: str, ttl: dt.timedelta) -> bool: ...
+
+    async def release(self, name: str) -> None: ...
+
+
 class TokenManager:
     def __init__(
         self,
         session: aiohttp.ClientSession,
         config: WeChatConfig,
         clock: Callable[[], dt.datetime] = _utcnow,
+        shared_lock: SharedLock | None = None,
     ):
         self._session = session
         self._config = config
         self._clock = clock
         self._lock = asyncio.Lock()
+        # Across workers: a Redis lock when configured, else the lease column of the token row.
+        self._shared_lock = shared_lock
         self._token = ""
         self._expires_at = dt.datetime.min.replace(tzinfo=dt.UTC)
         self.fetches = 0  # how many times this process asked WeChat; for metrics and tests
@@ -93,14 +104,28 @@ class TokenManager:
         self._token, self._expires_at = row.token, row.expires_at
         return self._token
 
+    async def _claim_lease(self, now: dt.datetime) -> bool:
+        if self._shared_lock:
+            return await self._shared_lock.acquire(f"token:{self._config.app_id}", LEASE)
+        return bool(await AccessToken.filter(
+            Q(lease_until__isnull=True) | Q(lease_until__lt=now), app_id=self._config.app_id
+        ).update(lease_until=now + LEASE))
+
+    async def _release_lease(self, **token: Any) -> None:
+        """Store the new token (if any) and free the lease. Without Redis both are one write,
+        so a waiter never sees a free lease without the token."""
+        if self._shared_lock:
+            if token:
+                await AccessToken.filter(app_id=self._config.app_id).update(**token)
+            await self._shared_lock.release(f"token:{self._config.app_id}")
+        else:
+            await AccessToken.filter(app_id=self._config.app_id).update(lease_until=None, **token)
+
     async def _fetch_under_lease(self, stale: str) -> str:
         deadline = self._clock() + LEASE * 2
         while True:
             now = self._clock()
-            claimed = await AccessToken.filter(
-                Q(lease_until__isnull=True) | Q(lease_until__lt=now), app_id=self._config.app_id
-            ).update(lease_until=now + LEASE)
-            if claimed:
+            if await self._claim_lease(now):
                 break
             # Another worker is fetching: wait for its result.
             await asyncio.sleep(0.05)
@@ -113,17 +138,14 @@ class TokenManager:
             # The holder may have finished between our last look and our claim.
             row = await self._row()
             if row.token and row.token != stale and self._fresh(row.expires_at):
-                await AccessToken.filter(app_id=self._config.app_id).update(lease_until=None)
+                await self._release_lease()
                 return self._adopt(row)
             token, expires_in = await self._fetch()
         except BaseException:
-            await AccessToken.filter(app_id=self._config.app_id).update(lease_until=None)
+            await self._release_lease()
             raise
         expires_at = self._clock() + dt.timedelta(seconds=expires_in)
-        # Token and lease release in one write: a waiter never sees a free lease without it.
-        await AccessToken.filter(app_id=self._config.app_id).update(
-            token=token, expires_at=expires_at, lease_until=None
-        )
+        await self._release_lease(token=token, expires_at=expires_at)
         self._token, self._expires_at = token, expires_at
         return token
 
@@ -171,10 +193,11 @@ async def _post_json(
 
 class WeChatAPI:
     def __init__(self, session: aiohttp.ClientSession, config: WeChatConfig,
-                 clock: Callable[[], dt.datetime] = _utcnow):
+                 clock: Callable[[], dt.datetime] = _utcnow,
+                 shared_lock: SharedLock | None = None):
         self._session = session
         self._config = config
-        self.tokens = TokenManager(session, config, clock)
+        self.tokens = TokenManager(session, config, clock, shared_lock)
 
     async def call(self, path: str, body: Any = None, *, params: dict[str, str] | None = None,
                    form: Callable[[], aiohttp.FormData] | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -77,15 +78,17 @@ class Signed:
 class WeChatSimulator:
     """Signs (and in safe mode encrypts) callbacks with the account's token and AES key."""
 
-    def __init__(self, config: WeChatConfig, mode: str = "aes"):
+    def __init__(self, config: WeChatConfig, mode: str = "aes",
+                 clock: Callable[[], float] = time.time):
         if mode not in ("plain", "compat", "aes"):
             raise ValueError("mode is plain, compat or aes")
         self.config = config
         self.mode = mode
+        self.clock = clock  # signs with this time: tests move the bot's clock and this one with it
         self.crypto = WeChatCrypto(config.token, config.encoding_aes_key, config.app_id)
 
     def sign(self, xml: str, *, timestamp: int | None = None, nonce: str | None = None) -> Signed:
-        timestamp_s = str(timestamp or int(time.time()))
+        timestamp_s = str(timestamp or int(self.clock()))
         nonce = nonce or secrets.token_hex(8)
         signer = WeChatSigner()
         signer.add_data(self.config.token, timestamp_s, nonce)

@@ -40,9 +40,12 @@ async def post_points(member_id: int, delta: int, *, kind: str, reason: str, key
         async with in_transaction():
             return await append_points(member_id, delta, kind=kind, reason=reason, key=key,
                                        expires_on=expires_on, purchase_id=purchase_id)
-    except IntegrityError:
-        # The same key committed concurrently; ours rolled back.
-        return await PointsEntry.get(idempotency_key=key)
+    except (IntegrityError, InsufficientPoints):
+        # The same key committed concurrently; ours rolled back (or found its points gone).
+        existing = await PointsEntry.get_or_none(idempotency_key=key)
+        if existing is None:
+            raise
+        return existing
 
 
 async def append_points(member_id: int, delta: int, *, kind: str, reason: str, key: str,
@@ -107,8 +110,11 @@ async def adjust(bot, member: Member, delta: int, *, reason: str, actor, key: st
                                         key=key, expires_on=expires_on)
             await audit(actor, "adjust_points", member=member, before={"points": member.points},
                         after={"points": entry.balance_after, "delta": delta}, detail=reason)
-    except IntegrityError:
-        return await PointsEntry.get(idempotency_key=key)
+    except (IntegrityError, InsufficientPoints):
+        existing = await PointsEntry.get_or_none(idempotency_key=key)
+        if existing is None:
+            raise
+        return existing
     return entry
 
 

@@ -190,6 +190,9 @@ async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
         reversed_points, shortfall = 0, 0
         lots = await PointsEntry.filter(purchase_id=purchase.id, delta__gt=0).order_by("id")
         for index, lot in enumerate(lots):
+            # Lock the member row before reading the balance: a spend committing in between
+            # would make the reversal below fail with InsufficientPoints (PostgreSQL).
+            await Member.filter(id=lot.member_id).update(points=F("points"))
             balance = await loyalty.spendable(lot.member_id)
             take = min(lot.delta, balance)
             if take:

@@ -64,3 +64,16 @@ async def release(limits: dict[str, list[Limit]], at: dt.datetime) -> None:
     """Take back the events one hit() recorded at `at` (the action did not happen after all)."""
     await RateEvent.filter(key__in=list(limits), at=at).delete()
 
+
+
+class DatabaseLimiter:
+    """The functions above as an object, interchangeable with redis_store.RedisLimiter."""
+
+    async def hit(self, limits: dict[str, list[Limit]], now: dt.datetime) -> int | None:
+        return await hit(limits, now)
+
+    async def blocked(self, limits: dict[str, list[Limit]], now: dt.datetime) -> int | None:
+        return await blocked(limits, now)
+
+    async def release(self, limits: dict[str, list[Limit]], at: dt.datetime) -> None:
+        await release(limits, at)

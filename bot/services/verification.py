@@ -12,7 +12,6 @@ from tortoise.expressions import F
 from bot.models import SmsCode
 from bot.notifications.sms import member_message_for
 from bot.security import constant_time_equal
-from bot.services import ratelimit
 from bot.services.ratelimit import Limit
 
 
@@ -44,7 +43,7 @@ async def send_code(bot, phone: str, user: str, purpose: str) -> SendResult:
     now = bot.now()
     phone_hash = bot.vault.lookup_hash(phone)
     limits = _limits(bot, phone_hash, user)
-    retry_after = await ratelimit.hit(limits, now)
+    retry_after = await bot.limiter.hit(limits, now)
     if retry_after:
         return SendResult(False, "sms_rate_limited.j2", retry_after)
     code = f"{secrets.randbelow(10**6):06d}"
@@ -66,7 +65,7 @@ async def send_code(bot, phone: str, user: str, purpose: str) -> SendResult:
         await SmsCode.filter(id=row.id).update(status="void")
         # Nothing reached the phone, so the attempt does not count against the limits: a
         # member who mistyped a number can correct it at once.
-        await ratelimit.release(limits, now)
+        await bot.limiter.release(limits, now)
         return SendResult(False, member_message_for(outcome.code))
     return SendResult(True)
 

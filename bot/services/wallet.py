@@ -75,7 +75,7 @@ async def _change(member: Member, entries: list[tuple[int, str, str, str]], *, a
             await audit(actor, action, member=member,
                         before={"stored_value": member.stored_value},
                         after={"stored_value": balance, "amount": amount, "bonus": bonus})
-    except IntegrityError:
+    except (IntegrityError, WalletRefused):  # a concurrent repeat acted first: replay it
         replay = await _replay(key)
         if replay is None:
             raise
@@ -198,4 +198,7 @@ async def use_punch_card(bot, member: Member, product: PunchProductConfig | None
             used = await PunchUse.get(idempotency_key=key).select_related("card")
             return PunchResult(used.card, used.remaining_after, duplicate=True)
         return PunchResult(card, remaining)
+    used = await PunchUse.get_or_none(idempotency_key=key).select_related("card")
+    if used:  # a repeat of this key, running at the same time, took the last visit
+        return PunchResult(used.card, used.remaining_after, duplicate=True)
     raise WalletRefused("punch_none.j2", product=product.name if product else "")

@@ -1,0 +1,45 @@
+"""Dedup records for inbound messages: who claimed a message first, and what it answered.
+
+The database keeps them in InboundMessage (a unique key); with [redis] url they live in Redis
+(SET NX with an expiry). Either way a claim is atomic across every worker, and a record outlives
+WeChat's retries (about 15 s) by far: at least a day and a half.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from bot.db import IntegrityError
+from bot.inbound import Inbound
+from bot.models import InboundMessage
+
+
+class Dedup(Protocol):
+    async def claim(self, inbound: Inbound) -> bool:
+        """True for the first copy of a message, False for every later one."""
+
+    async def finish(self, key: str, status: str, reply: dict[str, Any] | None = None) -> None:
+        """Record how the first copy ended: replied | deferred | failed, and its reply."""
+
+    async def outcome(self, key: str) -> tuple[str, dict[str, Any] | None] | None:
+        """(status, reply) of a claimed message, or None if nobody claimed it."""
+
+
+class DatabaseDedup:
+    async def claim(self, inbound: Inbound) -> bool:
+        try:
+            await InboundMessage.create(dedup_key=inbound.dedup_key, user=inbound.user,
+                                        kind=inbound.kind)
+        except IntegrityError:
+            return False
+        return True
+
+    async def finish(self, key: str, status: str, reply: dict[str, Any] | None = None) -> None:
+        fields: dict[str, Any] = {"status": status}
+        if reply is not None:
+            fields["reply"] = reply
+        await InboundMessage.filter(dedup_key=key).update(**fields)
+
+    async def outcome(self, key: str) -> tuple[str, dict[str, Any] | None] | None:
+        row = await InboundMessage.get_or_none(dedup_key=key)
+        return (row.status, row.reply) if row else None
