@@ -8,6 +8,8 @@ from pathlib import Path
 from tortoise import Tortoise, connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.exceptions import IntegrityError, TransactionManagementError
+from tortoise.transactions import in_transaction
+from tortoise.utils import generate_schema_for_client
 
 MODEL_MODULES = ["bot.models", "aerich.models"]
 
@@ -49,14 +51,31 @@ async def open_database(url: str, *, create_schema: bool = True) -> None:
     # The global fallback lets request tasks that aiohttp creates see the connection.
     await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
     if create_schema:
+        await _create_schema(url)
+
+
+# Any constant: workers starting together on PostgreSQL take turns creating the schema.
+_SCHEMA_LOCK = 727_274
+
+
+async def _create_schema(url: str) -> None:
+    if url.startswith("sqlite"):
+        # SQLite's file lock serialises concurrent starters; IF NOT EXISTS does the rest.
         await Tortoise.generate_schemas(safe=True)
         await _protect_audit_log(url)
+        return
+    # On PostgreSQL two "CREATE TABLE IF NOT EXISTS" at once can still collide, so the
+    # whole schema is created under a transaction-scoped advisory lock.
+    async with in_transaction() as conn:
+        await conn.execute_query(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+        await generate_schema_for_client(conn, safe=True)
+        await _protect_audit_log(url, conn)
 
 
-async def _protect_audit_log(url: str) -> None:
+async def _protect_audit_log(url: str, conn=None) -> None:
     """The audit log is append-only in the database itself, not only in the model: any UPDATE
     or DELETE of an audit row is refused, whatever code or tool sends it."""
-    conn = connections.get("default")
+    conn = conn or connections.get("default")
     if url.startswith("sqlite"):
         for verb in ("UPDATE", "DELETE"):
             await conn.execute_script(

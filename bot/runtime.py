@@ -81,16 +81,19 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
                    *, scheduler: bool | None = None) -> AsyncIterator[Bot]:
     """Everything the bot needs, from database to HTTP session, and the scheduler when
     [scheduler] enabled (or `scheduler` says so); closed in reverse order."""
-    from bot.db import close_database, open_database
+    from bot.db import IntegrityError, close_database, open_database
     from bot.models import Store
     from bot.scheduler import Scheduler
     from bot.services import coupons
 
     await open_database(config.database.url)
     try:
-        for store in config.stores:
-            await Store.update_or_create(defaults={"name": store.name}, code=store.code)
-        await coupons.sync_templates(config)
+        try:
+            for store in config.stores:
+                await Store.update_or_create(defaults={"name": store.name}, code=store.code)
+            await coupons.sync_templates(config)
+        except IntegrityError:
+            pass  # another worker starting at the same moment wrote the same rows
         timeout = aiohttp.ClientTimeout(total=10, connect=5)
         async with aiohttp.ClientSession(timeout=timeout) as session, \
                 _shared_state(config, clock) as shared:

@@ -92,7 +92,7 @@ async def exchange_cancel(ctx: Context) -> Reply:
 async def exchange_start(ctx: Context) -> Reply:
     if ctx.member is None:
         return ctx.reply("not_registered.j2")
-    offers = await coupons.exchangeable(ctx.member)
+    offers = await coupons.exchangeable(ctx.member, ctx.bot.today())
     if not offers:
         return ctx.reply("exchange_nothing.j2")
     ctx.dialog.set("exchange.choose", options=[t.id for t in offers])

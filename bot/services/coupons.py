@@ -135,9 +135,12 @@ async def issue_reward(bot, member: Member, template_code: str, *, source: str, 
         return None
 
 
-async def exchangeable(member: Member) -> list[CouponTemplate]:
-    return await CouponTemplate.filter(active=True, points_cost__gt=0).order_by(
-        "points_cost", "id")
+async def exchangeable(member: Member, today: dt.date) -> list[CouponTemplate]:
+    """Templates on offer for points: active, not sold out, and not past their last day."""
+    return await (CouponTemplate.filter(Q(stock__isnull=True) | Q(issued__lt=F("stock")),
+                                        Q(valid_until__isnull=True) | Q(valid_until__gte=today),
+                                        active=True, points_cost__gt=0)
+                  .order_by("points_cost", "id"))
 
 
 async def exchange(bot, member: Member, template: CouponTemplate, *, key: str) -> Coupon:
@@ -222,8 +225,8 @@ async def redeem(bot, codes: list[str], amount: int | None, *, actor: Actor,
     coupons: list[Coupon] = found  # type: ignore[assignment]
     if len({c.member_id for c in coupons}) > 1:
         raise CouponRefused("coupon_mixed_members.j2")
-    if sum(c.template.exclusive for c in coupons) > 1 or (
-            len(coupons) > 1 and any(c.template.exclusive for c in coupons)):
+    # The stacking rule: at most one exclusive coupon on a purchase; combinable ones may join it.
+    if sum(c.template.exclusive for c in coupons) > 1:
         raise CouponRefused("coupon_not_combinable.j2",
                             names=[c.template.name for c in coupons if c.template.exclusive])
     for coupon in coupons:

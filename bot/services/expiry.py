@@ -45,30 +45,27 @@ async def expire_due(today: dt.date) -> int:
 
 
 async def notify_expiring(bot, today: dt.date) -> int:
-    """Tell members how many points expire within the notice window, once per expiry date."""
+    """Tell members how many points expire within the notice window, once per expiry date.
+    Pages by member (a page of member ids, then those members' lots whole), so a member with
+    many lots is never split across pages."""
     until = today + dt.timedelta(days=bot.config.points.expiry_notice_days)
+    due = PointsEntry.filter(expires_on__gte=today, expires_on__lte=until, remaining__gt=0)
     sent, after = 0, 0
     while True:
-        rows = await (PointsEntry.filter(expires_on__gte=today, expires_on__lte=until,
-                                         remaining__gt=0, member_id__gt=after)
-                      .order_by("member_id").limit(BATCH)
-                      .values_list("member_id", "expires_on", "remaining"))
-        if not rows:
+        member_ids = await (due.filter(member_id__gt=after).order_by("member_id")
+                            .distinct().limit(BATCH).values_list("member_id", flat=True))
+        if not member_ids:
             return sent
-        by_member: dict[int, dict[dt.date, int]] = {}
+        rows = await due.filter(member_id__in=member_ids).values_list(
+            "member_id", "expires_on", "remaining")
+        totals: dict[tuple[int, dt.date], int] = {}
         for member_id, expires_on, remaining in rows:
-            by_member.setdefault(member_id, {}).setdefault(expires_on, 0)
-            by_member[member_id][expires_on] += remaining
-        last = rows[-1][0]
-        if len(rows) == BATCH and len(by_member) > 1:
-            by_member.pop(last)  # may be cut off mid-member: take it whole in the next batch
-            last = max(by_member)
-        for member_id, days in by_member.items():
-            for expires_on, points in sorted(days.items()):
-                text = bot.templates.render("points_expiring.j2", points=points,
-                                            expires_on=expires_on)
-                outcome = await bot.outbox.notify(
-                    member_id, text, purpose="points_expiring",
-                    key=f"expiry-notice:{member_id}:{expires_on.isoformat()}")
-                sent += outcome.ok
-        after = last
+            totals[member_id, expires_on] = totals.get((member_id, expires_on), 0) + remaining
+        for (member_id, expires_on), points in sorted(totals.items()):
+            text = bot.templates.render("points_expiring.j2", points=points,
+                                        expires_on=expires_on)
+            outcome = await bot.outbox.notify(
+                member_id, text, purpose="points_expiring",
+                key=f"expiry-notice:{member_id}:{expires_on.isoformat()}")
+            sent += outcome.ok
+        after = member_ids[-1]

@@ -118,6 +118,13 @@ async def adjust(bot, member: Member, delta: int, *, reason: str, actor, key: st
     return entry
 
 
+async def expired_from(lot_id: int) -> int:
+    """How many of a lot's points expired (rather than being spent)."""
+    rows = await PointsUse.filter(lot_id=lot_id, entry__kind="expire").values_list("amount",
+                                                                                  flat=True)
+    return sum(rows)
+
+
 async def spendable(member_id: int) -> int:
     return await Member.get(id=member_id).values_list("points", flat=True)
 

@@ -7,7 +7,8 @@ Voiding (撤销) reverses every points lot the purchase created (its own points,
 reward it triggered), taking from that lot first. If the member already spent some of those
 points, the rest comes from their other points, soonest-expiring first; what still cannot be taken
 back (the member has spent everything) is written off and recorded on the purchase as
-`void_shortfall`, shown to the manager. The balance never goes below zero. Tiers are not lowered
+`void_shortfall`, shown to the manager. Points of the purchase that already expired are not
+taken again. The balance never goes below zero. Tiers are not lowered
 by a void; the periodic evaluation does that, with notice.
 """
 
@@ -194,7 +195,9 @@ async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
             # would make the reversal below fail with InsufficientPoints (PostgreSQL).
             await Member.filter(id=lot.member_id).update(points=F("points"))
             balance = await loyalty.spendable(lot.member_id)
-            take = min(lot.delta, balance)
+            # Points of the lot that already expired left the balance once; not again.
+            owed = lot.delta - await loyalty.expired_from(lot.id)
+            take = min(owed, balance)
             if take:
                 await loyalty.append_points(
                     lot.member_id, -take, kind="reverse",
@@ -202,7 +205,7 @@ async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
                     from_lot=lot.id)
             if lot.member_id == purchase.member_id:
                 reversed_points += take
-                shortfall += lot.delta - take
+                shortfall += owed - take
         await Purchase.filter(id=purchase.id).update(void_shortfall=shortfall)
         after = await Member.get(id=purchase.member_id)
         await audit(actor, "void_purchase", member=after,
