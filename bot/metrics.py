@@ -15,3 +15,12 @@ class Metrics:
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 5))
         self.rejected = Counter("memberbot_rejected_total", "Refused HTTP requests",
                                 ["status"], registry=self.registry)
+        self.deliveries = Counter("memberbot_deliveries_total",
+                                  "Outbound messages by channel and how they ended",
+                                  ["channel", "status"], registry=self.registry)
+        self.sms_refused = Counter("memberbot_sms_refused_total",
+                                   "Verification SMS not sent, by reason", ["reason"],
+                                   registry=self.registry)
+        self.token_refreshes = Counter("memberbot_token_refreshes_total",
+                                       "Access tokens fetched from WeChat by this process",
+                                       registry=self.registry)

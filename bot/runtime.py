@@ -97,7 +97,9 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
         timeout = aiohttp.ClientTimeout(total=10, connect=5)
         async with aiohttp.ClientSession(timeout=timeout) as session, \
                 _shared_state(config, clock) as shared:
-            wechat = WeChatAPI(session, config.wechat, clock, shared.get("lock"))
+            metrics = Metrics()
+            wechat = WeChatAPI(session, config.wechat, clock, shared.get("lock"),
+                               on_token_fetch=metrics.token_refreshes.inc)
             sms = SmsSender(config.sms)
             bot = Bot(
                 config=config,
@@ -105,11 +107,12 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
                 templates=Templates({"shop": config.shop, "timedelta": dt.timedelta}),
                 wechat=wechat,
                 sms=sms,
-                outbox=Outbox(wechat, sms, clock, config.notices),
+                outbox=Outbox(wechat, sms, clock, config.notices, metrics),
                 dialogs=shared.get("dialogs") or DialogStore(clock),
                 dedup=shared.get("dedup") or DatabaseDedup(),
                 limiter=shared.get("limiter") or DatabaseLimiter(),
                 clock=clock,
+                metrics=metrics,
             )
             jobs = Scheduler(bot) if (config.scheduler.enabled if scheduler is None
                                       else scheduler) else None

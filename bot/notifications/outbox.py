@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.db import IntegrityError
+from bot.metrics import Metrics
 from bot.models import Delivery, Follower
 from bot.notifications.sms import SmsResult, SmsSender
 from bot.notifications.wechat_api import WeChatAPI, WeChatAPIError
@@ -30,11 +31,12 @@ class Outcome:
 
 class Outbox:
     def __init__(self, wechat: WeChatAPI, sms: SmsSender, clock: Callable[[], dt.datetime],
-                 notices: dict[str, Any] | None = None):
+                 notices: dict[str, Any] | None = None, metrics: Metrics | None = None):
         self._wechat = wechat
         self._sms = sms
         self._clock = clock
         self._notices = notices or {}
+        self._metrics = metrics
 
     async def _claim(self, key: str, **fields: Any) -> Delivery | None:
         """The new Delivery row, or None when this key was already used."""
@@ -49,6 +51,9 @@ class Outbox:
             error=None if outcome.ok else outcome.code[:255],
             sent_at=self._clock() if outcome.ok else None,
         )
+        if self._metrics:
+            self._metrics.deliveries.labels(delivery.channel,
+                                            "sent" if outcome.ok else "failed").inc()
         return outcome
 
     async def wechat(self, openid: str, reply: Reply, *, key: str, purpose: str) -> Outcome:
@@ -107,7 +112,8 @@ class Outbox:
         notice = self._notices.get(purpose) or {}
         if not notice.get("template_id") or values is None:
             return await self._finish(delivery, Outcome(False, "no_window"))
-        await Delivery.filter(id=delivery.id).update(channel="wechat_tpl")
+        delivery.channel = "wechat_tpl"
+        await Delivery.filter(id=delivery.id).update(channel=delivery.channel)
         data = {theirs: values.get(ours, "") for ours, theirs in notice.get("fields", {}).items()}
         try:
             await self._wechat.send_template(openid, notice["template_id"], data)

@@ -63,7 +63,9 @@ class TokenManager:
         config: WeChatConfig,
         clock: Callable[[], dt.datetime] = _utcnow,
         shared_lock: SharedLock | None = None,
+        on_fetch: Callable[[], None] | None = None,
     ):
+        self._on_fetch = on_fetch
         self._session = session
         self._config = config
         self._clock = clock
@@ -151,6 +153,8 @@ class TokenManager:
 
     async def _fetch(self) -> tuple[str, int]:
         self.fetches += 1
+        if self._on_fetch:
+            self._on_fetch()
         body = {
             "grant_type": "client_credential",
             "appid": self._config.app_id,
@@ -194,10 +198,11 @@ async def _post_json(
 class WeChatAPI:
     def __init__(self, session: aiohttp.ClientSession, config: WeChatConfig,
                  clock: Callable[[], dt.datetime] = _utcnow,
-                 shared_lock: SharedLock | None = None):
+                 shared_lock: SharedLock | None = None,
+                 on_token_fetch: Callable[[], None] | None = None):
         self._session = session
         self._config = config
-        self.tokens = TokenManager(session, config, clock, shared_lock)
+        self.tokens = TokenManager(session, config, clock, shared_lock, on_token_fetch)
 
     async def call(self, path: str, body: Any = None, *, params: dict[str, str] | None = None,
                    form: Callable[[], aiohttp.FormData] | None = None) -> dict[str, Any]:

@@ -45,6 +45,7 @@ async def send_code(bot, phone: str, user: str, purpose: str) -> SendResult:
     limits = _limits(bot, phone_hash, user)
     retry_after = await bot.limiter.hit(limits, now)
     if retry_after:
+        bot.metrics.sms_refused.labels("rate_limit").inc()
         return SendResult(False, "sms_rate_limited.j2", retry_after)
     code = f"{secrets.randbelow(10**6):06d}"
     # A new code replaces this account's earlier one (another account cannot cancel it).
@@ -66,6 +67,7 @@ async def send_code(bot, phone: str, user: str, purpose: str) -> SendResult:
         # Nothing reached the phone, so the attempt does not count against the limits: a
         # member who mistyped a number can correct it at once.
         await bot.limiter.release(limits, now)
+        bot.metrics.sms_refused.labels(outcome.code or "failed").inc()
         return SendResult(False, member_message_for(outcome.code))
     return SendResult(True)
 
