@@ -99,6 +99,25 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--segment", help="all, or tier:<name>")
     give.add_argument("--key", help="re-use to resume an interrupted issue without doubles")
 
+    save = commands.add_parser("backup", help="a consistent copy of the SQLite database, "
+                                               "safe while the server runs")
+    save.add_argument("--to", help="file to write "
+                                   "(default: backups/memberbot-YYYYmmdd-HHMMSS.db)")
+    back = commands.add_parser("restore", help="replace the SQLite database with a backup "
+                                               "(server stopped)")
+    back.add_argument("file", help="a backup made by memberbot backup")
+    back.add_argument("--yes", action="store_true",
+                      help="really replace the database (the current one is kept beside it)")
+    export = commands.add_parser("export", help="members to CSV (UTF-8 with BOM, for Excel)")
+    export.add_argument("what", choices=("members",))
+    export.add_argument("--format", choices=("csv",), default="csv")
+    export.add_argument("--to", default="-", help="file to write, or - for stdout (default)")
+    load = commands.add_parser("import", help="members from an old system's CSV file")
+    load.add_argument("what", choices=("members",))
+    load.add_argument("file", help="CSV with a header row; phone is the only required column")
+    load.add_argument("--dry-run", action="store_true",
+                      help="validate and report only; write nothing")
+
     security = commands.add_parser("security", help="keys")
     security.add_argument("action", choices=("new-key", "rotate-key"),
                           help="new-key prints a data key; rotate-key re-encrypts every phone "
@@ -172,6 +191,16 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         case "qrcode":
             return asyncio.run(commands.qrcode(config, args.scene, Path(args.output),
                                                args.temporary, args.expire, args.caption))
+        case "backup":
+            return asyncio.run(commands.backup(config, args.to))
+        case "restore":
+            return asyncio.run(commands.restore(config, args.file, args.yes))
+        case "export":
+            validate_for_serving(config)  # the data key decrypts the phone numbers
+            return asyncio.run(commands.export_members(config, args.format, args.to))
+        case "import":
+            validate_for_serving(config)  # the data key encrypts the phone numbers
+            return asyncio.run(commands.import_members(config, args.file, args.dry_run))
         case "security" if args.action == "rotate-key":
             validate_for_serving(config)
             return asyncio.run(commands.rotate_key(config))

@@ -349,3 +349,86 @@ async def rotate_key(config: Config) -> int:
           f"{current} were already current. Once every worker runs with this key, remove the "
           "old one from MEMBERBOT_SECURITY_PREVIOUS_KEYS.")
     return 0
+
+
+# --- backups, export and import (bot/ops.py) ---
+
+async def backup(config: Config, to: str | None) -> int:
+    """A consistent copy of the SQLite database, safe while the server runs."""
+    from bot import ops
+
+    try:
+        path, size = await ops.backup(config.database.url, Path(to) if to else None,
+                                      tz=config.shop.tz)
+    except ops.OpsError as exc:
+        print(f"memberbot: {exc}", file=sys.stderr)
+        return exc.status
+    print(f"Backup written: {path} ({ops.human_size(size)})")
+    return 0
+
+
+async def restore(config: Config, source: str, yes: bool) -> int:
+    from bot import ops
+
+    try:
+        db = ops.sqlite_path(config.database.url)
+    except ops.OpsError as exc:
+        print(f"memberbot: {exc}", file=sys.stderr)
+        return exc.status
+    if not yes:
+        print(f"memberbot: restore replaces the whole database {db} with {source}; every change "
+              "since that backup is lost. Stop memberbot serve and any workers first, then run "
+              "again with --yes (the current database is kept beside it).", file=sys.stderr)
+        return 2
+    try:
+        aside = await ops.restore(config.database.url, Path(source), tz=config.shop.tz)
+    except ops.OpsError as exc:
+        print(f"memberbot: {exc}", file=sys.stderr)
+        return exc.status
+    kept = f" The previous database is kept as {aside}." if aside else ""
+    print(f"Restored {source} into {db}.{kept} Start memberbot again.")
+    return 0
+
+
+async def export_members(config: Config, fmt: str, to: str) -> int:
+    from bot import ops
+
+    async with open_bot(config, scheduler=False) as bot:
+        try:
+            result = await ops.export_members_to(bot, to)
+        except ops.OpsError as exc:
+            print(f"memberbot: {exc}", file=sys.stderr)
+            return exc.status
+    where = "stdout" if to == "-" else to
+    print(f"Exported {result.count} members to {where} ({fmt}).", file=sys.stderr)
+    return 0
+
+
+async def import_members(config: Config, source: str, dry_run: bool) -> int:
+    """Migration from an old system: everything validated first, nothing half-imported."""
+    from bot import ops
+
+    async with open_bot(config, scheduler=False) as bot:
+        try:
+            result = await ops.import_members(bot, Path(source), dry_run=dry_run,
+                                              progress=ops.Progress(sys.stderr))
+        except ops.OpsError as exc:
+            print(f"memberbot: {exc}", file=sys.stderr)
+            return exc.status
+    if result.problems:
+        rows = len({p.row for p in result.problems})
+        print(f"memberbot: {source}: {len(result.problems)} problem(s) in {rows} row(s); "
+              "nothing was imported. Fix them and run again:", file=sys.stderr)
+        for problem in result.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    if result.dry_run:
+        print(f"Dry run: all {result.rows} rows are valid; {result.imported} would be imported, "
+              f"{result.already_there} are already there. Nothing was written.")
+        return 0
+    print(f"Imported {result.imported} members from {source}; {result.already_there} were "
+          "already there.")
+    if result.unchecked_cards:
+        print(f"Note: {result.unchecked_cards} kept card numbers have no valid check digit; "
+              "look those members up by phone.")
+    return 0

@@ -13,7 +13,7 @@ from bot.models import Purchase
 from bot.replies import Reply
 from bot.routing import Router, SkipHandler
 from bot.security import mask_phone
-from bot.services import loyalty, members, purchases, tiering, wallet
+from bot.services import Refused, loyalty, members, purchases, tiering, wallet
 from bot.services import staff as staff_service
 from bot.services.ratelimit import Limit
 from bot.services.staff import Actor
@@ -45,8 +45,8 @@ def staff_command(*words: str, action: str, usage: str, args: tuple[int, int]):
                 return await handler(ctx, Actor.of(staff, store), parts)
             except members.MemberNotFound as exc:
                 return ctx.reply(exc.reason, text=parts[0])
-            except (purchases.PurchaseRefused, wallet.WalletRefused) as exc:
-                return ctx.reply(exc.reason, **exc.values)
+            except Refused as exc:
+                return ctx.reply(exc.reason, tz=ctx.bot.config.shop.tz, **exc.values)
 
         return handler
 
@@ -175,42 +175,41 @@ async def set_tier(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
 
 # --- stored value ---
 
+STORED_VALUE = {
+    # command word: (service function, what staff see, the member's notice)
+    "充值": (wallet.top_up, "充值", "stored_value_topup_member.j2"),
+    "储值": (wallet.pay, "储值消费", "stored_value_pay_member.j2"),
+    "退款": (wallet.refund, "储值退款", "stored_value_refund_member.j2"),
+}
+
+
+async def _stored_value(ctx: Context, actor: Actor, parts: list[str], word: str) -> Reply:
+    operation, what, notice = STORED_VALUE[word]
+    member = await members.lookup(ctx.bot, parts[0])
+    max_yuan = ctx.bot.config.stored_value.max_topup
+    amount = _amount(parts[1], max_yuan)
+    if amount is None:
+        return ctx.reply("staff_bad_amount.j2", text=parts[1], max=max_yuan)
+    result = await operation(ctx.bot, member, amount, actor=actor, key=ctx.key)
+    _notify_stored_value(ctx, result, notice)
+    return ctx.reply("stored_value_staff.j2", result=result, what=what, **_who(ctx, member))
+
+
 @staff_command("充值", action="stored_value_topup", usage="充值 <手机号|卡号> <金额>", args=(2, 2))
 async def top_up(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
-    member = await members.lookup(ctx.bot, parts[0])
-    amount = _amount(parts[1], ctx.bot.config.stored_value.max_topup)
-    if amount is None:
-        return ctx.reply("staff_bad_amount.j2", text=parts[1],
-                         max=ctx.bot.config.stored_value.max_topup)
-    result = await wallet.top_up(ctx.bot, member, amount, actor=actor, key=ctx.key)
-    _notify_stored_value(ctx, result, "stored_value_topup_member.j2")
-    return ctx.reply("stored_value_staff.j2", result=result, what="充值", **_who(ctx, member))
+    return await _stored_value(ctx, actor, parts, "充值")
 
 
 @staff_command("储值", "储值消费", action="stored_value_pay", usage="储值 <手机号|卡号> <金额>",
                args=(2, 2))
 async def pay(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
-    member = await members.lookup(ctx.bot, parts[0])
-    amount = _amount(parts[1], ctx.bot.config.stored_value.max_topup)
-    if amount is None:
-        return ctx.reply("staff_bad_amount.j2", text=parts[1],
-                         max=ctx.bot.config.stored_value.max_topup)
-    result = await wallet.pay(ctx.bot, member, amount, actor=actor, key=ctx.key)
-    _notify_stored_value(ctx, result, "stored_value_pay_member.j2")
-    return ctx.reply("stored_value_staff.j2", result=result, what="储值消费", **_who(ctx, member))
+    return await _stored_value(ctx, actor, parts, "储值")
 
 
 @staff_command("退款", "储值退款", action="stored_value_refund",
                usage="退款 <手机号|卡号> <金额>", args=(2, 2))
 async def refund(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
-    member = await members.lookup(ctx.bot, parts[0])
-    amount = _amount(parts[1], ctx.bot.config.stored_value.max_topup)
-    if amount is None:
-        return ctx.reply("staff_bad_amount.j2", text=parts[1],
-                         max=ctx.bot.config.stored_value.max_topup)
-    result = await wallet.refund(ctx.bot, member, amount, actor=actor, key=ctx.key)
-    _notify_stored_value(ctx, result, "stored_value_refund_member.j2")
-    return ctx.reply("stored_value_staff.j2", result=result, what="储值退款", **_who(ctx, member))
+    return await _stored_value(ctx, actor, parts, "退款")
 
 
 def _notify_stored_value(ctx: Context, result: wallet.StoredValueResult, template: str) -> None:

@@ -20,17 +20,12 @@ from bot.config import Config, CouponTemplateConfig
 from bot.db import IntegrityError
 from bot.models import Coupon, CouponTemplate, Member, Staff, Store
 from bot.runtime import local_midnight
-from bot.services import loyalty, purchases
+from bot.services import Refused, loyalty, purchases
 from bot.services.staff import Actor, audit
 
 
-class CouponRefused(Exception):
+class CouponRefused(Refused):
     """A rule refused; `reason` names the template that explains it."""
-
-    def __init__(self, reason: str, **values):
-        super().__init__(reason)
-        self.reason = reason
-        self.values = values
 
 
 # --- templates ---

@@ -13,7 +13,7 @@ from bot.cardno import card_number
 from bot.db import IntegrityError
 from bot.models import CardSerial, Follower, Member, Store
 from bot.parsing import Birthday
-from bot.services import loyalty
+from bot.services import Refused, loyalty
 
 _SCENE_RE = re.compile(r"(store|staff|ref):([A-Za-z0-9_\-]{1,56})")
 
@@ -187,12 +187,8 @@ async def send_welcome_sms(bot, member: Member, phone: str) -> None:
                          key=f"welcome-sms:{member.id}", purpose="welcome")
 
 
-class MemberNotFound(Exception):
+class MemberNotFound(Refused):
     """Why a phone-or-card-number did not find a member; `reason` names a template."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 async def lookup(bot, text: str) -> Member:
@@ -205,9 +201,11 @@ async def lookup(bot, text: str) -> Member:
     if phone:
         member = await find_by_phone(bot, phone)
     elif text.isascii() and text.isdigit() and len(text) >= 6:
-        if not is_valid_card_number(text):
-            raise MemberNotFound("lookup_bad_card.j2")
+        # An exact match first: cards imported from an older system keep their numbers, which
+        # need not carry our check digit.
         member = await Member.get_or_none(card_no=text)
+        if member is None and not is_valid_card_number(text):
+            raise MemberNotFound("lookup_bad_card.j2")
     else:
         raise MemberNotFound("lookup_bad_input.j2")
     if member is None:

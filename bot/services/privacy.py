@@ -24,15 +24,12 @@ from bot.models import (
     SmsCode,
     Store,
 )
-from bot.services import loyalty
+from bot.services import Refused, loyalty
 from bot.services.staff import Actor, audit
 
 
-class ErasureRefused(Exception):
-    def __init__(self, reason: str, **values):
-        super().__init__(reason)
-        self.reason = reason
-        self.values = values
+class ErasureRefused(Refused):
+    """Erasure has to wait: money or visits are still on the card."""
 
 
 @dataclass(frozen=True)

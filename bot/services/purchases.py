@@ -23,17 +23,12 @@ from tortoise.transactions import in_transaction
 from bot import earning, tiers
 from bot.db import IntegrityError
 from bot.models import Member, PointsEntry, Purchase, TierChange
-from bot.services import loyalty
+from bot.services import Refused, loyalty
 from bot.services.staff import Actor, audit
 
 
-class PurchaseRefused(Exception):
+class PurchaseRefused(Refused):
     """A rule refused the action; `reason` names a template to explain it."""
-
-    def __init__(self, reason: str, **values):
-        super().__init__(reason)
-        self.reason = reason
-        self.values = values
 
 
 def earning_rule(config) -> earning.EarningRule:

@@ -19,14 +19,12 @@ from bot import earning
 from bot.config import PunchProductConfig
 from bot.db import IntegrityError
 from bot.models import Member, PunchCard, PunchUse, StoredValueEntry
+from bot.services import Refused
 from bot.services.staff import Actor, audit
 
 
-class WalletRefused(Exception):
-    def __init__(self, reason: str, **values):
-        super().__init__(reason)
-        self.reason = reason
-        self.values = values
+class WalletRefused(Refused):
+    """A stored-value or punch-card rule refused."""
 
 
 @dataclass(frozen=True)
