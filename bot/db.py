@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from tortoise import Tortoise, connections
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.exceptions import IntegrityError, TransactionManagementError
 from tortoise.transactions import in_transaction
@@ -26,13 +27,22 @@ def tortoise_config(url: str) -> dict:
             "credentials": {"file_path": path, "busy_timeout": 5000, "synchronous": "NORMAL"},
         }
     else:
-        connection = url.replace("postgresql://", "postgres://", 1)
+        connection = expand_db_url(url.replace("postgresql://", "postgres://", 1))
+        connection["credentials"].setdefault("maxsize", 20)
+        # asyncpg resets every connection it takes back (RESET ALL, UNLISTEN, unlock…): a
+        # round trip per query here. We set no session state and use only transaction-scoped
+        # advisory locks, so there is nothing to reset.
+        connection["credentials"]["reset"] = _keep_connection_as_is
     return {
         "connections": {"default": connection},
         "apps": {"models": {"models": MODEL_MODULES, "default_connection": "default"}},
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+async def _keep_connection_as_is(connection) -> None:
+    return None
 
 
 # aerich reads this (pyproject.toml [tool.aerich]); the URL comes from the usual config.

@@ -21,6 +21,7 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            auto_reload=False,  # templates are read once per process, not stat()ed per reply
         )
         self._env.globals.update(globals_)
 
