@@ -29,10 +29,10 @@ import asyncio
 import statistics
 import tempfile
 import time
-import urllib.parse
 from pathlib import Path
 
 from tortoise import connections
+from webhook import reset_postgres  # bench/ is on the path when a bench script runs
 
 from bot.db import close_database, open_database
 from bot.models import Member
@@ -201,18 +201,6 @@ async def run_one(label: str, url: str, args) -> bool:
         return ok
     finally:
         await close_database()
-
-
-async def reset_postgres(url: str) -> None:
-    import asyncpg
-
-    if urllib.parse.urlparse(url).path.lstrip("/") in ("", "test", "postgres"):
-        raise SystemExit(f"--pg {url}: use a database of the bench's own (never `test`)")
-    conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1), timeout=5)
-    try:
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-    finally:
-        await conn.close()
 
 
 async def main() -> None:
