@@ -351,7 +351,7 @@ async def rotate_key(config: Config) -> int:
     return 0
 
 
-# --- backups, export and import (bot/ops.py) ---
+# --- backups, export and import (bot/ops/) ---
 
 async def backup(config: Config, to: str | None) -> int:
     """A consistent copy of the SQLite database, safe while the server runs."""

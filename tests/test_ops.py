@@ -1,4 +1,4 @@
-"""`memberbot backup|restore|export|import` (bot/ops.py): real SQLite files in tmp_path, the
+"""`memberbot backup|restore|export|import` (bot/ops/): real SQLite files in tmp_path, the
 functions called directly with an open bot, and the CLI end to end through bot.cli.main.
 
 Backup and restore are SQLite-only, so their tests use a SQLite file in every pass of the suite;
@@ -30,6 +30,7 @@ from bot.models import (
     PointsEntry,
     StoredValueEntry,
 )
+from bot.ops import members_csv
 from bot.parsing import Birthday
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
@@ -430,7 +431,7 @@ async def test_a_rerun_after_a_crash_finishes_the_import(db_url, tmp_path, monke
     rows = [HEADER] + [[f"1380013{i:04d}", f"会员{i}", "", "", str(i), "1.00", "", "", ""]
                        for i in range(1, 8)]
     path = write_csv(tmp_path / "old.csv", rows)
-    real = ops._import_batch
+    real = members_csv._import_batch
     calls = 0
 
     async def crashing(*args, **kwargs):
@@ -441,11 +442,11 @@ async def test_a_rerun_after_a_crash_finishes_the_import(db_url, tmp_path, monke
         return await real(*args, **kwargs)
 
     async with open_bot(config_for(db_url), scheduler=False) as bot:
-        monkeypatch.setattr(ops, "_import_batch", crashing)
+        monkeypatch.setattr(members_csv, "_import_batch", crashing)
         with pytest.raises(RuntimeError):
             await ops.import_members(bot, path, batch=3)
         assert await Member.all().count() == 6  # two whole batches, nothing of the third
-        monkeypatch.setattr(ops, "_import_batch", real)
+        monkeypatch.setattr(members_csv, "_import_batch", real)
         result = await ops.import_members(bot, path, batch=3)
         assert (result.imported, result.already_there) == (1, 6)
         assert await Member.all().count() == 7
@@ -460,7 +461,7 @@ async def test_a_phone_registered_in_chat_during_the_import_is_skipped(db_url, t
     runs again, and that phone counts as already there."""
     rows = [HEADER] + [[f"1380013{i:04d}", "", "", "", "10", "", "", "", ""] for i in range(4)]
     path = write_csv(tmp_path / "old.csv", rows)
-    real = ops._existing_phones
+    real = members_csv._existing_phones
     calls = 0
 
     async def racing(batch_rows):
@@ -475,7 +476,7 @@ async def test_a_phone_registered_in_chat_during_the_import_is_skipped(db_url, t
         return await real(batch_rows)
 
     async with open_bot(config_for(db_url), scheduler=False) as bot:
-        monkeypatch.setattr(ops, "_existing_phones", racing)
+        monkeypatch.setattr(members_csv, "_existing_phones", racing)
         result = await ops.import_members(bot, path)
         assert (result.imported, result.already_there) == (3, 1)
         assert calls == 3  # the batch hit the unique phone, rolled back and ran again

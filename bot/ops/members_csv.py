@@ -1,32 +1,13 @@
-"""Backups, restores, and members in and out as CSV (`memberbot backup|restore|export|import`).
-
-* **backup** copies a SQLite database with SQLite's online backup API: one read transaction, so
-  the copy is a consistent snapshot even while the server writes (WAL mode lets writers go on).
-  It is written beside its final name and renamed when complete, in journal mode DELETE, so the
-  backup is one self-contained file. PostgreSQL has pg_dump for this (see README).
-* **restore** checks the backup (a SQLite file, integrity_check ok, a `member` table) on a copy
-  next to the database, refuses while another process has the database open, keeps the current
-  file as `<db>.before-restore-<time>` and swaps the copy in with one rename.
-* **export** streams members in batches (keyset pagination on id), never all at once.
-* **import** validates every row first and imports nothing if any row is bad; then imports in
-  transactions of IMPORT_BATCH rows. A phone that is already a member is skipped, so running the
-  same file again, or again after a crash, never imports anyone twice. Opening balances go
-  through the points and stored-value ledgers, so their invariants hold from the first day.
-
-All file and sqlite3 work runs in threads: the event loop never blocks on it.
-"""
+"""Members out and in as CSV: streamed export, all-or-nothing validated import."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import datetime as dt
 import io
 import os
 import re
-import shutil
-import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +21,7 @@ from bot import earning
 from bot.cardno import SERIAL_DIGITS, card_number, is_valid_card_number
 from bot.db import IntegrityError
 from bot.models import CardSerial, Member, Store, StoredValueEntry
+from bot.ops.common import OpsError, remove
 from bot.parsing import Birthday, normalize_phone, normalize_text, parse_birthday
 from bot.security import Vault, mask_phone
 from bot.services import loyalty
@@ -52,199 +34,7 @@ MAX_IMPORT_POINTS = 100_000_000
 MAX_IMPORT_STORED_FEN = 1_000_000_000  # ¥10,000,000; the column is a 32-bit integer of fen
 MAX_NAME = 32  # Member.name
 
-PG_HINT = ("backup and restore work on SQLite only; for PostgreSQL use pg_dump and pg_restore "
-           "(pg_dump --format=custom --file=memberbot.dump \"$MEMBERBOT_DATABASE_URL\"; "
-           "see README, Backups)")
 
-
-class OpsError(Exception):
-    """The command cannot go on; `status` is its exit code (2: bad input, 1: failure)."""
-
-    def __init__(self, message: str, status: int = 1):
-        super().__init__(message)
-        self.status = status
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def stamp(now: dt.datetime, tz: dt.tzinfo) -> str:
-    return now.astimezone(tz).strftime("%Y%m%d-%H%M%S")
-
-
-def human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    value = size / 1024
-    for unit in ("KB", "MB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
-
-
-def sqlite_path(url: str) -> Path:
-    """The database file behind a sqlite:// URL; PostgreSQL and anything else are refused."""
-    if url.startswith(("postgres://", "postgresql://")):
-        raise OpsError(PG_HINT, 2)
-    if not url.startswith("sqlite://") or url == "sqlite://:memory:":
-        scheme = url.partition("://")[0] or url  # never the whole URL: it may hold a password
-        raise OpsError(f"database.url ({scheme}): only a SQLite database file can be backed up "
-                       "or restored", 2)
-    return Path(url.removeprefix("sqlite://"))
-
-
-def _file_uri(path: Path, mode: str) -> str:
-    return f"{path.resolve().as_uri()}?mode={mode}"
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def _remove_with_sidecars(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        _remove(Path(f"{path}{suffix}"))
-
-
-# --- backup ---
-
-def default_backup_path(now: dt.datetime, tz: dt.tzinfo) -> Path:
-    return Path("backups") / f"memberbot-{stamp(now, tz)}.db"
-
-
-async def backup(url: str, to: Path | None = None, *, now: dt.datetime | None = None,
-                 tz: dt.tzinfo = dt.UTC) -> tuple[Path, int]:
-    """Copy the SQLite database to `to` (default backups/memberbot-<time>.db) while it may be in
-    use. Returns the path and its size in bytes."""
-    db = sqlite_path(url)
-    dest = to or default_backup_path(now or utcnow(), tz)
-    size = await asyncio.to_thread(_backup_file, db, dest)
-    return dest, size
-
-
-def _backup_file(db: Path, dest: Path) -> int:
-    if not db.is_file():
-        raise OpsError(f"no database at {db}", 1)
-    if dest.exists():
-        raise OpsError(f"{dest} exists already; choose another --to", 2)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    _remove_with_sidecars(part)
-    try:
-        # mode=rw: never create an empty database where there was none.
-        with contextlib.closing(sqlite3.connect(_file_uri(db, "rw"), uri=True,
-                                                timeout=30)) as src, \
-                contextlib.closing(sqlite3.connect(part)) as dst:
-            # pages=-1: the whole database in one step, i.e. in one read transaction, so the copy
-            # is the state of one instant; in WAL mode the server's writers are not blocked.
-            src.backup(dst, pages=-1)
-            # The copy inherits WAL mode from the source; make it a single self-contained file.
-            dst.execute("PRAGMA journal_mode=DELETE")
-            check = dst.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise OpsError(f"the backup failed SQLite's quick_check: {check}", 1)
-        os.replace(part, dest)
-    except sqlite3.Error as exc:
-        _remove_with_sidecars(part)
-        raise OpsError(f"backup of {db} failed: {exc}", 1) from None
-    except BaseException:
-        _remove_with_sidecars(part)
-        raise
-    return dest.stat().st_size
-
-
-# --- restore ---
-
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-async def restore(url: str, source: Path, *, now: dt.datetime | None = None,
-                  tz: dt.tzinfo = dt.UTC) -> Path | None:
-    """Replace the SQLite database with the backup `source`. Returns where the previous database
-    was kept (None if there was none). The server must be stopped: refused while another process
-    has the database open."""
-    db = sqlite_path(url)
-    return await asyncio.to_thread(_restore_file, db, source, stamp(now or utcnow(), tz))
-
-
-def _restore_file(db: Path, source: Path, when: str) -> Path | None:
-    if not source.is_file():
-        raise OpsError(f"no file {source}", 2)
-    with source.open("rb") as fh:
-        if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-            raise OpsError(f"{source} is not a SQLite database", 2)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    # Checked and prepared as a copy beside the database (same file system: the final rename is
-    # atomic), so the database is not touched until the backup is known to be good.
-    incoming = db.with_name(f"{db.name}.restore-{when}")
-    _remove_with_sidecars(incoming)
-    try:
-        shutil.copyfile(source, incoming)
-        wal = Path(f"{source}-wal")
-        if wal.is_file():  # a copy of a database in WAL mode: bring its log along
-            shutil.copyfile(wal, f"{incoming}-wal")
-        _check_restorable(incoming, source)
-        aside = _set_aside(db, when)
-        os.replace(incoming, db)
-    except BaseException:
-        _remove_with_sidecars(incoming)
-        raise
-    return aside
-
-
-def _check_restorable(path: Path, shown: Path) -> None:
-    try:
-        with contextlib.closing(sqlite3.connect(path, timeout=1)) as conn:
-            rows = conn.execute("PRAGMA integrity_check").fetchall()
-            if rows != [("ok",)]:
-                raise OpsError(f"{shown} failed SQLite's integrity check: {rows[0][0]}", 2)
-            if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                                "AND name = 'member'").fetchone():
-                raise OpsError(f"{shown} has no member table: not a memberbot database", 2)
-            # Fold any log into the file: what is swapped in is one self-contained file.
-            conn.execute("PRAGMA journal_mode=DELETE")
-    except sqlite3.DatabaseError as exc:
-        raise OpsError(f"{shown} is not a usable SQLite database ({exc})", 2) from None
-
-
-def _set_aside(db: Path, when: str) -> Path | None:
-    """Keep the current database as <db>.before-restore-<when>, its log folded in. Refused while
-    anyone else has it open: leaving WAL mode needs the only connection."""
-    if not db.exists():
-        for suffix in ("-wal", "-shm"):
-            _remove(Path(f"{db}{suffix}"))
-        return None
-    aside = db.with_name(f"{db.name}.before-restore-{when}")
-    try:
-        with contextlib.closing(sqlite3.connect(db, timeout=1)) as conn:
-            mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
-        if mode != "delete":
-            raise OpsError(f"{db} is in use: stop memberbot serve and any workers first", 1)
-    except sqlite3.OperationalError as exc:
-        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED") \
-                or "locked" in str(exc):
-            raise OpsError(f"{db} is in use ({exc}): stop memberbot serve and any workers "
-                           "first", 1) from None
-        # A damaged database (the reason for restoring, perhaps): kept aside exactly as it is.
-    except sqlite3.DatabaseError:
-        pass
-    try:
-        os.link(db, aside)  # the old file itself, not a copy; the rename below detaches it
-    except OSError:
-        shutil.copy2(db, aside)
-    # The old database's log and shared memory must not meet the new file. After the switch to
-    # DELETE there are none; a damaged database's log goes with it.
-    wal = Path(f"{db}-wal")
-    if wal.exists():
-        os.replace(wal, f"{aside}-wal")
-    _remove(Path(f"{db}-shm"))
-    return aside
-
-
-# --- export ---
 
 EXPORT_COLUMNS = ("card_no", "phone", "name", "birthday", "tier", "points", "stored_value",
                   "store", "registered_at")
@@ -350,7 +140,7 @@ async def export_members_to(bot, target: str, *, batch: int = EXPORT_BATCH) -> E
             await asyncio.to_thread(fh.close)
         await asyncio.to_thread(os.replace, part, path)
     except BaseException:
-        await asyncio.to_thread(_remove, part)
+        await asyncio.to_thread(remove, part)
         raise
     return result
 
@@ -748,3 +538,4 @@ async def import_members(bot, path: Path, *, dry_run: bool = False,
         if progress:
             progress.close()
     return result
+
