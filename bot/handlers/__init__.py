@@ -20,7 +20,6 @@ def build_router() -> Router:
     root = Router("root")
     # Dialog steps first: inside a dialog, what the member types answers its question. Staff
     # commands pass anything from non-staff on, so members' words reach the others.
-    # (coupons also adds its staff commands, 核销 and friends, to the staff router.)
     root.include(registration.router, staff.router, coupons.router, privacy.router,
                  follow.router, engagement.router, card.router, help.router)
     return root

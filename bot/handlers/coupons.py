@@ -167,7 +167,7 @@ async def _redeem(ctx: Context, actor: Actor, codes: list[str], amount: int | No
 
 
 @staff_command("核销", "核券", action="redeem_coupon", usage="核销 <券码> [券码…] [消费金额]",
-               args=(1, 6))
+               args=(1, 6), on=router)
 async def redeem_by_code(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     codes, amount = _split_codes_and_amount(parts, ctx.bot.config.points.max_purchase * 100)
     if amount is None and len(parts) > 1 and re.fullmatch(r"[¥￥]?-?[\d.]+元?", parts[-1]) \
@@ -193,7 +193,8 @@ async def redeem_by_scan(ctx: Context) -> Reply | None:
     return await _redeem(ctx, Actor.of(staff, store), [code], None)
 
 
-@staff_command("撤销券", "撤销核销", action="undo_coupon", usage="撤销券 <券码>", args=(1, 1))
+@staff_command("撤销券", "撤销核销", action="undo_coupon", usage="撤销券 <券码>", args=(1, 1),
+               on=router)
 async def undo_redemption(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     code = coupon_rules.normalize_code(parts[0])
     try:
@@ -203,7 +204,8 @@ async def undo_redemption(ctx: Context, actor: Actor, parts: list[str]) -> Reply
     return ctx.reply("coupon_undone.j2", coupon=coupon, voided=voided)
 
 
-@staff_command("发券", action="issue_coupon", usage="发券 <手机号|卡号> <模板代码>", args=(2, 2))
+@staff_command("发券", action="issue_coupon", usage="发券 <手机号|卡号> <模板代码>", args=(2, 2),
+               on=router)
 async def give_coupon(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     member = await members.lookup(ctx.bot, parts[0])
     template = await CouponTemplate.get_or_none(code=parts[1].upper()) or \

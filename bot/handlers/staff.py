@@ -23,12 +23,14 @@ router = Router("staff")
 StaffHandler = Callable[[Context, Actor, list[str]], Awaitable[Reply]]
 
 
-def staff_command(*words: str, action: str, usage: str, args: tuple[int, int]):
-    """Register a staff command: the sender must be active staff allowed to do `action`, and
-    the message must have between args[0] and args[1] words after the command."""
+def staff_command(*words: str, action: str, usage: str, args: tuple[int, int],
+                  on: Router = router):
+    """Register a staff command on a router (this module's by default): the sender must be
+    active staff allowed to do `action`, and the message must have between args[0] and args[1]
+    words after the command."""
 
     def decorator(handler: StaffHandler):
-        @router.command(*words)
+        @on.command(*words)
         @functools.wraps(handler)
         async def wrapper(ctx: Context) -> Reply:
             found = await ctx.staff()
