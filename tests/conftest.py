@@ -10,6 +10,7 @@ not answer, those runs skip with a reason.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import os
 import socket
@@ -50,6 +51,12 @@ APP_SECRET = "test-app-secret"
 TOKEN = "testtoken123"
 AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aQ"
 SMS_ID, SMS_SECRET = "LTAItestKeyId", "test-key-secret"
+
+
+# The repository's config.toml, read once; tests start from it.
+REPO_CONFIG = load_config(Path(__file__).resolve().parent.parent / "config.toml", environ={})
+# No member day: points are then the same whatever weekday the suite runs on.
+STEADY_POINTS = dataclasses.replace(REPO_CONFIG.points, member_day=0)
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -125,7 +132,7 @@ async def stand_ins() -> AsyncIterator[StandIns]:
 
 
 def make_config(db_url: str, stand_ins: StandIns | None = None, **overrides: Any) -> Config:
-    base = load_config(Path(__file__).resolve().parent.parent / "config.toml", environ={})
+    base = REPO_CONFIG
     config = base.replace(
         server=ServerConfig(reply_timeout=overrides.pop("reply_timeout", 4.0)),
         database=DatabaseConfig(db_url),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot import commands, coupon_rules
-from bot.config import CouponTemplateConfig, load_config
+from bot.config import CouponTemplateConfig
 from bot.models import (
     AuditEntry,
     Conversation,
@@ -33,12 +33,10 @@ from bot.sandbox import wechat_client as wire
 from bot.services import coupons, loyalty, members
 from bot.services import staff as staff_service
 from bot.services.coupons import CouponRefused
-from tests.conftest import Harness, fixture_xml, make_config
+from tests.conftest import REPO_CONFIG, STEADY_POINTS, Harness, fixture_xml, make_config
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE = load_config(ROOT / "config.toml", environ={})
-# No member day: points are then the same whatever weekday the suite runs on.
-STEADY_POINTS = dataclasses.replace(BASE.points, member_day=0)
+BASE = REPO_CONFIG
 TZ = dt.timezone(dt.timedelta(hours=8))  # Asia/Shanghai, the shop's time zone
 
 PHONE, OTHER_PHONE = "13800138000", "13900139000"

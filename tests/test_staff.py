@@ -5,7 +5,6 @@ voids, tiers, retries and the audit log."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import re
 from pathlib import Path
@@ -13,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from bot.cardno import card_number
-from bot.config import load_config
 from bot.models import (
     AppendOnlyError,
     AuditEntry,
@@ -35,12 +33,10 @@ from bot.sandbox import wechat_client as wire
 from bot.services import ratelimit, tiering
 from bot.services import staff as staff_service
 from bot.services.ratelimit import Limit
-from tests.conftest import Harness
+from tests.conftest import REPO_CONFIG, STEADY_POINTS, Harness
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE = load_config(ROOT / "config.toml", environ={})
-# No member day: points are then the same whatever weekday the suite runs on.
-STEADY_POINTS = dataclasses.replace(BASE.points, member_day=0)
+BASE = REPO_CONFIG
 
 PHONE, MASKED = "13800138000", "138****8000"
 OTHER_PHONE = "13900139000"  # valid format, nobody has it
