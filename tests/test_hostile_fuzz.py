@@ -53,6 +53,14 @@ async def test_any_field_values_get_an_answer_never_a_crash(harness, msg_type, f
         assert harness.simulator.read_reply(body, signed.params) is not None
 
 
+async def test_a_cdata_terminator_in_the_sender_still_gets_a_well_formed_reply(harness):
+    # wechatpy writes reply fields into CDATA unescaped: "]]>" in FromUserName once broke it.
+    signed = harness.simulator.sign(_xml("text", "o_]]>x", 1_700_000_000, {"Content": "积分"}))
+    status, body = await harness.raw(signed.params, signed.body)
+    assert status == 200
+    assert harness.simulator.read_reply(body, signed.params)["ToUserName"] == "o_]]>x"
+
+
 async def test_after_the_fuzz_the_worker_still_answers(harness):
     # A few nasty ones in a row, then an ordinary message.
     for create_time in (2**63, -1, 0):

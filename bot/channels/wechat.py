@@ -129,10 +129,13 @@ class WeChatChannel:
         quiet and does not retry)."""
         if reply is None:
             return b"success"
+        # wechatpy puts every value in CDATA as it is: a "]]>" in any of them (a forged
+        # FromUserName, a member's own words echoed back) would break the reply's XML.
+        source, target = _cdata_safe(inbound.account), _cdata_safe(inbound.user)
         if isinstance(reply, Image):
-            xml = ImageReply(source=inbound.account, target=inbound.user, media_id=reply.media_id)
+            xml = ImageReply(source=source, target=target, media_id=_cdata_safe(reply.media_id))
         elif isinstance(reply, Text):
-            xml = TextReply(source=inbound.account, target=inbound.user, content=reply.content)
+            xml = TextReply(source=source, target=target, content=_cdata_safe(reply.content))
         else:
             raise TypeError(f"cannot render {reply!r}")
         rendered = xml.render()
@@ -158,6 +161,11 @@ class WeChatChannel:
         expected = _sign(self._config.token, query["timestamp"], query["nonce"])
         if not constant_time_equal(expected, signature):
             raise Rejected(403, "bad signature")
+
+
+def _cdata_safe(value: str) -> str:
+    """Split "]]>" across two CDATA sections, so that it reads back as the same text."""
+    return value.replace("]]>", "]]]]><![CDATA[>")
 
 
 def _parse_xml(body: bytes) -> dict:
