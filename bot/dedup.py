@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from bot import sql
 from bot.db import IntegrityError
 from bot.inbound import Inbound
 from bot.models import InboundMessage
@@ -35,10 +36,14 @@ class DatabaseDedup:
         return True
 
     async def finish(self, key: str, status: str, reply: dict[str, Any] | None = None) -> None:
-        fields: dict[str, Any] = {"status": status}
-        if reply is not None:
-            fields["reply"] = reply
-        await InboundMessage.filter(dedup_key=key).update(**fields)
+        # Hand-written (bot/sql.py): every message ends here.
+        if reply is None:
+            await sql.execute("UPDATE inbound_message SET status = $1 WHERE dedup_key = $2",
+                            status, key)
+            return
+        stored = InboundMessage._meta.fields_map["reply"].to_db_value(reply, InboundMessage)
+        await sql.execute("UPDATE inbound_message SET status = $1, reply = $2 WHERE dedup_key = $3",
+                        status, stored, key)
 
     async def outcome(self, key: str) -> tuple[str, dict[str, Any] | None] | None:
         row = await InboundMessage.get_or_none(dedup_key=key)

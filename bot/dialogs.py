@@ -4,9 +4,11 @@ far), stored outside the process so any worker can take the next message."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from typing import Any
 
+from bot import sql
 from bot.models import Conversation
 
 
@@ -38,6 +40,11 @@ class Dialog:
         return now - self.updated_at if self.updated_at else dt.timedelta(0)
 
 
+@functools.cache
+def _load_sql() -> str:
+    return f'SELECT {sql.columns(Conversation, "c")} FROM conversation c WHERE c."user" = $1'
+
+
 class DialogStore:
     """Database-backed storage; a Redis-backed one can take its place."""
 
@@ -45,7 +52,9 @@ class DialogStore:
         self._clock = clock
 
     async def load(self, user: str) -> Dialog:
-        row = await Conversation.get_or_none(user=user)
+        # Hand-written (bot/sql.py): every message loads its dialog.
+        rows = await sql.fetch(_load_sql(), user)
+        row = sql.model_from(Conversation, rows[0], "c") if rows else None
         if row is None:
             return Dialog(user, None, {}, None)
         return Dialog(user, row.state, row.data or {}, row.updated_at)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from bot.context import Context
 from bot.handlers import registration
 from bot.replies import Reply
 from bot.routing import Router
-from bot.services import loyalty, wallet
+from bot.services import loyalty
 
 router = Router("card")
 
@@ -31,8 +29,6 @@ async def show_card(ctx: Context) -> Reply:
         if ctx.dialog.state and ctx.dialog.state.startswith("reg."):
             return registration.prompt(ctx, ctx.dialog.state)
         return ctx.reply("not_registered.j2")
-    summary = await loyalty.card_summary(ctx.bot, ctx.member)
-    today = ctx.bot.today()
-    cards = await wallet.active_punch_cards(ctx.member.id, today)
-    soon = await loyalty.expiring(ctx.member.id, today + dt.timedelta(days=30))
-    return ctx.reply("card.j2", card=summary, punch_cards=cards, expiring=soon)
+    card = await loyalty.card_summary(ctx.bot, ctx.member)
+    # punch_cards and expiring by name too: shops' own card.j2 may use them.
+    return ctx.reply("card.j2", card=card, punch_cards=card.punch_cards, expiring=card.expiring)

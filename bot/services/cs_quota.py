@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from bot import sql
 from bot.models import Follower
 
 MESSAGE_WINDOW = dt.timedelta(hours=48)
@@ -61,10 +62,12 @@ async def note_inbound(follower: Follower | str, kind: str, now: dt.datetime) ->
         fresh = follower.message_window_at and now - follower.message_window_at < REOPEN_AFTER
         if fresh and follower.message_window_used == 0:
             return
-        await Follower.filter(id=follower.id).update(message_window_at=now,
-                                                     message_window_used=0)
+        # Hand-written (bot/sql.py): this runs for most messages.
+        await sql.execute("UPDATE follower SET message_window_at = $1, message_window_used = 0 "
+                          "WHERE id = $2", now, follower.id)
     elif kind in EVENT_KINDS:
-        await Follower.filter(id=follower.id).update(event_window_at=now, event_window_used=0)
+        await sql.execute("UPDATE follower SET event_window_at = $1, event_window_used = 0 "
+                          "WHERE id = $2", now, follower.id)
 
 
 async def take(openid: str, now: dt.datetime) -> bool:

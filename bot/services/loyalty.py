@@ -16,12 +16,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from tortoise.expressions import F
-from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
-from bot import tiers
+from bot import sql, tiers
 from bot.db import IntegrityError
-from bot.models import Member, PointsEntry, PointsUse, Purchase
+from bot.models import Member, PointsEntry, PointsUse
 
 
 class InsufficientPoints(Exception):
@@ -133,26 +132,22 @@ async def recent_entries(member_id: int, limit: int = 10) -> list[PointsEntry]:
     return await PointsEntry.filter(member_id=member_id).order_by("-id").limit(limit)
 
 
-async def expiring(member_id: int, until: dt.date) -> list[tuple[dt.date, int]]:
-    """(date, points) of lots that expire on or before `until`, soonest first."""
-    lots = await PointsEntry.filter(member_id=member_id, remaining__gt=0,
-                                    expires_on__lte=until).order_by("expires_on")
-    by_day: dict[dt.date, int] = {}
-    for lot in lots:
-        by_day[lot.expires_on] = by_day.get(lot.expires_on, 0) + lot.remaining
-    return sorted(by_day.items())
+# The tier basis: spend (fen) over the last 12 months, voided purchases excluded.
+ROLLING_SPEND_SQL = ("SELECT COALESCE(SUM(amount), 0) FROM purchase "
+                     "WHERE member_id = $1 AND voided_at IS NULL AND created_at >= $2")
+YEAR = dt.timedelta(days=365)
 
 
 async def rolling_spend(member_id: int, now: dt.datetime) -> int:
-    """Spend (fen) over the last 12 months, voided purchases excluded: the tier basis."""
-    row = await (
-        Purchase.filter(member_id=member_id, voided_at__isnull=True,
-                        created_at__gte=now - dt.timedelta(days=365))
-        .annotate(total=Sum("amount"))
-        .first()
-        .values("total")
-    )
-    return int((row or {}).get("total") or 0)
+    rows = await sql.fetch(f"SELECT ({ROLLING_SPEND_SQL}) AS spend", member_id, now - YEAR)
+    return int(rows[0]["spend"])
+
+
+@dataclass(frozen=True)
+class PunchLine:
+    name: str
+    remaining: int
+    expires_on: dt.date
 
 
 @dataclass(frozen=True)
@@ -164,13 +159,40 @@ class CardSummary:
     stored_value_fen: int
     next_tier: str | None
     to_next_tier_fen: int
+    punch_cards: tuple[PunchLine, ...] = ()
+    # (date, points) of lots expiring within EXPIRING_WITHIN, soonest first.
+    expiring: tuple[tuple[dt.date, int], ...] = ()
+
+
+EXPIRING_WITHIN = dt.timedelta(days=30)
+
+# Everything the card shows beyond the member row, in one statement: every member asks for
+# the card, and each statement costs a round trip (on SQLite, a hand-off to its thread).
+_CARD_SQL = f"""
+SELECT 'spend' AS part, ({ROLLING_SPEND_SQL}) AS n, NULL AS day, NULL AS name, NULL AS id
+UNION ALL
+SELECT 'punch', remaining, expires_on, name, id FROM punch_card
+ WHERE member_id = $3 AND remaining > 0 AND expires_on >= $4
+UNION ALL
+SELECT 'expiring', SUM(remaining), expires_on, NULL, NULL FROM points_entry
+ WHERE member_id = $5 AND remaining > 0 AND expires_on <= $6 GROUP BY expires_on
+ORDER BY part, day, id"""
 
 
 async def card_summary(bot, member: Member) -> CardSummary:
-    spend = await rolling_spend(member.id, bot.now())
+    """The card: balances from the member row, tier progress, live punch cards (soonest to
+    expire first) and points about to expire."""
+    today = bot.today()
+    rows = await sql.fetch(_CARD_SQL, member.id, bot.now() - YEAR, member.id, today,
+                           member.id, today + EXPIRING_WITHIN)
+    spend = next(int(row["n"]) for row in rows if row["part"] == "spend")
+    punch = tuple(PunchLine(row["name"], int(row["n"]), sql.as_date(row["day"]))
+                  for row in rows if row["part"] == "punch")
+    soon = tuple((sql.as_date(row["day"]), int(row["n"]))
+                 for row in rows if row["part"] == "expiring")
     step = tiers.progress(bot.config.tiers, member.tier, spend)
     return CardSummary(member.card_no, member.name, member.tier, member.points,
-                       member.stored_value, step.next, step.remaining_fen)
+                       member.stored_value, step.next, step.remaining_fen, punch, soon)
 
 
 async def check_invariant(member_id: int) -> tuple[int, int, int]:

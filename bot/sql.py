@@ -1,0 +1,70 @@
+"""Hand-written SQL for the statements every message makes, on the ORM's own connection.
+
+tortoise builds each statement with pypika and turns each row into a model: about 100 µs a
+statement, half of the webhook's CPU (docs/benchmarks.md). The few statements on that path
+are written by hand, with PostgreSQL's $1 placeholders; on SQLite they become "?".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from typing import Any, TypeVar
+
+from tortoise import connections
+from tortoise.models import Model
+
+M = TypeVar("M", bound=Model)
+
+_PLACEHOLDER = re.compile(r"\$\d+")
+
+
+async def fetch(sql: str, *params: Any) -> list[dict[str, Any]]:
+    """Rows as dicts. Each of $1, $2, … appears once, in order (SQLite's "?" are positional).
+    Inside in_transaction() this runs on the transaction's connection, like the ORM."""
+    conn = connections.get("default")
+    if conn.capabilities.dialect == "sqlite":
+        sql = _for_sqlite(sql)
+    return await conn.execute_query_dict(sql, list(params))
+
+
+async def execute(sql: str, *params: Any) -> None:
+    """A statement whose rows, if any, we do not need (an UPDATE)."""
+    await fetch(sql, *params)
+
+
+@functools.cache
+def _for_sqlite(sql: str) -> str:
+    numbers = [int(p[1:]) for p in _PLACEHOLDER.findall(sql)]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ValueError(f"placeholders must be $1, $2, … once each, in order: {sql!r}")
+    return _PLACEHOLDER.sub("?", sql)
+
+
+def columns(model: type[Model], alias: str) -> str:
+    """A model's columns for a SELECT, each named "<alias>.<column>" so that two models can
+    share one row (a JOIN) without their "id"s colliding."""
+    return ", ".join(f'{alias}."{column}" AS "{alias}.{column}"'
+                     for column in _db_columns(model))
+
+
+def model_from(model: type[M], row: dict[str, Any], alias: str) -> M | None:
+    """The model instance the ORM would have made from these columns (None when a LEFT JOIN
+    found nothing): tortoise's own row-to-model step, so values convert exactly as in a
+    query through the ORM."""
+    values = {column: row[f"{alias}.{column}"] for column in _db_columns(model)}
+    if values[model._meta.db_pk_column] is None:
+        return None
+    return model._init_from_db(**values)
+
+
+def _db_columns(model: type[Model]) -> list[str]:
+    return sorted(model._meta.fields_db_projection.values())  # foreign keys' "_id" included
+
+
+def as_date(value: dt.date | str | None) -> dt.date | None:
+    """SQLite hands dates back as ISO text, PostgreSQL as dates."""
+    if value is None or isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(value)
