@@ -220,7 +220,17 @@ async def reset_postgres(url: str) -> None:
 
     if urllib.parse.urlparse(url).path.lstrip("/") in ("", "test", "postgres"):
         raise SystemExit(f"--pg {url}: use a database of the bench's own (never `test`)")
-    conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1), timeout=5)
+    dsn = url.replace("postgres://", "postgresql://", 1)
+    try:
+        conn = await asyncpg.connect(dsn, timeout=5)
+    except asyncpg.InvalidCatalogNameError:  # first run: make the bench's database
+        name = urllib.parse.urlparse(dsn).path.lstrip("/")
+        admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres", timeout=5)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(dsn, timeout=5)
     try:
         await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
     finally:

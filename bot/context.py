@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,8 +41,9 @@ class Context:
         """The idempotency key of whatever this message does: a WeChat retry has the same."""
         return f"chat:{self.inbound.dedup_key}"
 
-    @property
+    @functools.cached_property
     def text(self) -> str:
+        # Every route's filter reads it: normalise once.
         return normalize_text(self.inbound.text)
 
     @property

@@ -7,6 +7,7 @@ WeChat's retries (about 15 s) by far: at least a day and a half.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Protocol
 
 from bot import sql
@@ -28,9 +29,13 @@ class Dedup(Protocol):
 
 class DatabaseDedup:
     async def claim(self, inbound: Inbound) -> bool:
+        # Hand-written (bot/sql.py), like finish: every message starts here. received_at is
+        # the wall clock, as the model's auto_now_add would set it.
         try:
-            await InboundMessage.create(dedup_key=inbound.dedup_key, user=inbound.user,
-                                        kind=inbound.kind)
+            await sql.execute(
+                'INSERT INTO inbound_message (dedup_key, "user", kind, status, received_at) '
+                "VALUES ($1, $2, $3, 'processing', $4)",
+                inbound.dedup_key, inbound.user, inbound.kind, dt.datetime.now(dt.UTC))
         except IntegrityError:
             return False
         return True
