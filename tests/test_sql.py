@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from tortoise.transactions import in_transaction
 
 from bot import sql, tiers
 from bot.models import Conversation, Follower, Member, PointsEntry, PunchCard, Purchase
@@ -115,3 +116,15 @@ async def test_a_card_with_nothing_behind_it(db_url, any_db):
         step = tiers.progress(bot.config.tiers, member.tier, 0)
         assert summary == loyalty.CardSummary(member.card_no, member.name, member.tier, 0, 0,
                                               step.next, step.remaining_fen, (), ())
+
+
+async def test_inside_a_transaction_the_statements_see_what_it_wrote(db_url, any_db):
+    # purchases.record checks the tier (rolling_spend) before its transaction commits.
+    async with open_bot(make_config(db_url), Clock(), scheduler=False) as bot:
+        member = await new_member(bot)
+        with pytest.raises(RuntimeError):
+            async with in_transaction():
+                await Purchase.create(member=member, amount=12_300, idempotency_key="tx:1")
+                assert await loyalty.rolling_spend(member.id, bot.now()) == 12_300
+                raise RuntimeError("roll back")
+        assert await loyalty.rolling_spend(member.id, bot.now()) == 0
