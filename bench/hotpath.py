@@ -9,11 +9,12 @@ the process spends on it, both threads):
 
 - the whole path: Dispatcher.feed (dedup, lookups, handler, template), and
   WeChatChannel.open + render (signature, AES, XML);
-- each of its 9 queries through the ORM, as bot/ writes them, next to the same statement as
-  hand-written SQL on the same tortoise connection (so the difference is tortoise + pypika:
+- the 9 queries the path made through the ORM before bot/sql.py, next to the same statements
+  hand-written on the same tortoise connection (so the difference is tortoise + pypika:
   filter resolution, SQL generation, row → model), and a bare `SELECT 1` (the driver round
   trip alone: on SQLite, aiosqlite's hand-off to its thread and back);
-- one hand-written JOIN that answers follower + member + conversation in a single query.
+- one hand-written JOIN that answers follower + member + conversation in a single query, and
+  loyalty.card_summary, which bot/ uses today: the whole card in one statement.
 """
 
 from __future__ import annotations
