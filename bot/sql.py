@@ -59,8 +59,10 @@ def model_from(model: type[M], row: dict[str, Any], alias: str) -> M | None:
     return model._init_from_db(**values)
 
 
-def _db_columns(model: type[Model]) -> list[str]:
-    return sorted(model._meta.fields_db_projection.values())  # foreign keys' "_id" included
+@functools.cache
+def _db_columns(model: type[Model]) -> tuple[str, ...]:
+    # Asked at run time only, once tortoise is up: before that a model has no "_id" columns.
+    return tuple(sorted(model._meta.fields_db_projection.values()))
 
 
 def as_date(value: dt.date | str | None) -> dt.date | None:

@@ -133,13 +133,13 @@ async def recent_entries(member_id: int, limit: int = 10) -> list[PointsEntry]:
 
 
 # The tier basis: spend (fen) over the last 12 months, voided purchases excluded.
-ROLLING_SPEND_SQL = ("SELECT COALESCE(SUM(amount), 0) FROM purchase "
+_ROLLING_SPEND_SQL = ("SELECT COALESCE(SUM(amount), 0) FROM purchase "
                      "WHERE member_id = $1 AND voided_at IS NULL AND created_at >= $2")
 YEAR = dt.timedelta(days=365)
 
 
 async def rolling_spend(member_id: int, now: dt.datetime) -> int:
-    rows = await sql.fetch(f"SELECT ({ROLLING_SPEND_SQL}) AS spend", member_id, now - YEAR)
+    rows = await sql.fetch(f"SELECT ({_ROLLING_SPEND_SQL}) AS spend", member_id, now - YEAR)
     return int(rows[0]["spend"])
 
 
@@ -169,7 +169,7 @@ EXPIRING_WITHIN = dt.timedelta(days=30)
 # Everything the card shows beyond the member row, in one statement: every member asks for
 # the card, and each statement costs a round trip (on SQLite, a hand-off to its thread).
 _CARD_SQL = f"""
-SELECT 'spend' AS part, ({ROLLING_SPEND_SQL}) AS n, NULL AS day, NULL AS name, NULL AS id
+SELECT 'spend' AS part, ({_ROLLING_SPEND_SQL}) AS n, NULL AS day, NULL AS name, NULL AS id
 UNION ALL
 SELECT 'punch', remaining, expires_on, name, id FROM punch_card
  WHERE member_id = $3 AND remaining > 0 AND expires_on >= $4
