@@ -162,4 +162,5 @@ async def _shared_state(config: Config, clock: Callable[[], dt.datetime]) -> Asy
             "lock": redis_store.RedisLock(redis, prefix),
         }
     finally:
-        await redis.aclose()
+        # The pool was handed in, so Redis would leave it (and its connections) open.
+        await redis.aclose(close_connection_pool=True)

@@ -4,19 +4,24 @@ and everything still acts exactly once. Skips with a reason when Redis is not ru
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import gc
 import secrets
+import warnings
 
 import aiohttp
 import pytest
 
 from bot.config import RedisConfig, WeChatConfig
+from bot.inbound import Inbound
 from bot.models import InboundMessage, Member, SmsCode
 from bot.notifications.wechat_api import WeChatAPI
 from bot.redis_store import RedisLimiter, RedisLock
+from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
 from bot.services.ratelimit import Limit
-from tests.conftest import APP_ID, APP_SECRET, REDIS_UP, settle
+from tests.conftest import APP_ID, APP_SECRET, REDIS_UP, make_config, settle
 
 pytestmark = pytest.mark.skipif(not REDIS_UP, reason="Redis is not running on 127.0.0.1:6379 "
                                                      "(CI runs these)")
@@ -33,7 +38,7 @@ async def redis():
     keys = [key async for key in client.scan_iter(f"{prefix}:*")]
     if keys:
         await client.delete(*keys)
-    await client.aclose()
+    await client.aclose(close_connection_pool=True)
 
 
 @pytest.fixture
@@ -140,3 +145,20 @@ async def test_an_unreachable_redis_stops_start_up_with_one_clear_line(harness_f
     with pytest.raises(ConfigError, match=r"redis.url: cannot reach"):
         await harness_factory(redis=RedisConfig(url="redis://127.0.0.1:9/0", prefix="x"))
     await settle()
+
+
+async def test_closing_the_bot_closes_its_redis_connections(db_url, stand_ins):
+    # Redis() leaves a pool it was handed open on aclose(): every connection used to leak.
+    config = make_config(db_url, stand_ins)
+    config = config.replace(redis=dataclasses.replace(config.redis, url=URL,
+                                                      prefix=f"memberbot-test-{secrets.token_hex(4)}"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with open_bot(config, scheduler=False) as bot:
+            claims = await asyncio.gather(*(bot.dedup.claim(Inbound(
+                channel="wechat", user="o_close", kind="text", text="积分",
+                dedup_key=f"msg:close{i}", account="gh")) for i in range(8)))
+            assert all(claims)
+        del bot  # the last reference to the client and its pool
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
