@@ -7,7 +7,7 @@ The question a birthday job asks every morning: which members have their birthda
 (birth_month, birth_day) that bot/models/member.py declares, not by reading every row.
 
 For each database this script
-1. creates the schema through bot.db.open_database (so the index is exactly the model's),
+1. creates the schema through bot.infra.db.open_database (so the index is exactly the model's),
 2. seeds `--members` rows in one INSERT … SELECT (a recursive CTE on SQLite,
    generate_series on PostgreSQL): birthdays spread over the 366 days of a leap year, 1 in 10
    members without one, 1 in 200 erased;
@@ -34,7 +34,7 @@ from pathlib import Path
 from tortoise import connections
 from webhook import reset_postgres  # bench/ is on the path when a bench script runs
 
-from bot.db import close_database, open_database
+from bot.infra.db import close_database, open_database
 from bot.models import Member
 
 PG_DEFAULT = "postgres://postgres@127.0.0.1:5432/memberbot_bench"

@@ -9,7 +9,7 @@ the process spends on it, both threads):
 
 - the whole path: Dispatcher.feed (dedup, lookups, handler, template), and
   WeChatChannel.open + render (signature, AES, XML);
-- the 9 queries the path made through the ORM before bot/sql.py, next to the same statements
+- the 9 queries the path made through the ORM before bot/infra/sql.py, next to the same statements
   hand-written on the same tortoise connection (so the difference is tortoise + pypika:
   filter resolution, SQL generation, row → model), and a bare `SELECT 1` (the driver round
   trip alone: on SQLite, aiosqlite's hand-off to its thread and back);
@@ -32,9 +32,9 @@ from tortoise import connections
 from tortoise.functions import Sum
 
 from bot.channels.wechat import WeChatChannel
-from bot.dispatcher import Dispatcher
+from bot.chat.dispatcher import Dispatcher
+from bot.chat.inbound import Inbound
 from bot.handlers import build_router
-from bot.inbound import Inbound
 from bot.models import (
     Conversation,
     Follower,
@@ -92,7 +92,7 @@ async def run(db_url: str, n: int) -> None:
             message, envelope = channel.open(req.params, req.body)
             channel.render(bot_reply, message, envelope)
 
-        from bot.replies import Text
+        from bot.chat.replies import Text
 
         bot_reply = Text("【示例门店 会员卡】\n" + "卡号：8800000013\n" * 6)
         rows: list[tuple[str, tuple[float, float]]] = []
@@ -107,11 +107,11 @@ async def run(db_url: str, n: int) -> None:
         await step("Dispatcher.feed(积分) — dedup, lookups, handler, template",
                    lambda i: dispatcher.feed(inbound(i)))
         await step("WeChatChannel.open + render — signature, AES, XML", open_render)
-        await step("bot.templates.render('card.j2')", _async(lambda i: bot.templates.render(
+        await step("bot.infra.templates.render('card.j2')", _async(lambda i: bot.templates.render(
             "card.j2", card=_summary(member), punch_cards=[], expiring=[])))
 
-        print("\nthe queries of one message through the ORM (as bot/ made them before bot/sql.py)"
-              " vs the same SQL by hand:")
+        print("\nthe queries of one message through the ORM (as bot/ made them before "
+              "bot/infra/sql.py) vs the same SQL by hand:")
         pairs = [
             ("dedup claim: INSERT inbound_message",
              lambda i: InboundMessage.create(dedup_key=f"k{next(keys)}", user="o", kind="text"),
@@ -166,7 +166,8 @@ async def run(db_url: str, n: int) -> None:
                  [member.id, (today + dt.timedelta(days=30)) if not sqlite
                   else (today + dt.timedelta(days=30)).isoformat()])),
             ("dedup finish: UPDATE inbound_message",
-             lambda i: bot.dedup.finish("msg:hot1", "replied", {"kind": "text", "content": "x"}),
+             lambda i: bot.dedup.finish("msg:hot1", "replied",
+                                       {"kind": "text", "content": "x"}),
              lambda i: conn.execute_query(
                  f"UPDATE inbound_message SET status = {ph(1)}, reply = {ph(2)} "
                  f"WHERE dedup_key = {ph(3)}",

@@ -29,9 +29,9 @@ from bot.config import (
     StoreConfig,
     load_config,
 )
+from bot.infra.vault import new_data_key
 from bot.models import CardSerial, Delivery, Member, Store
 from bot.runtime import open_bot
-from bot.security import new_data_key
 from bot.services import purchases
 from bot.services.staff import Actor
 
@@ -39,7 +39,7 @@ CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 
 
 async def seed(bot, count: int) -> list[Member]:
-    from bot.cardno import card_number
+    from bot.rules.cards import card_number
 
     await CardSerial.bulk_create([CardSerial() for _ in range(count)])
     await Member.bulk_create(

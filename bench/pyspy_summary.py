@@ -71,7 +71,7 @@ STEPS: list[tuple[str, tuple[str, ...]]] = [
     ("  of which SQL text generation (pypika get_sql)", ("QueryBuilder.get_parameterized_sql",
                                                          "QueryBuilder.get_sql")),
     ("  of which filter resolution (Q objects)", ("AwaitableQuery.resolve_filters",)),
-    ("hand-written statements (bot/sql.py), inclusive", ("fetch",)),
+    ("hand-written statements (bot/infra/sql.py), inclusive", ("fetch",)),
     ("DB round trips on the loop (execute_query/insert)", ("SqliteClient.execute_query",
                                                            "SqliteClient.execute_query_dict",
                                                            "SqliteClient.execute_insert",

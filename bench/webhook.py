@@ -146,7 +146,7 @@ def bench_config(port: int, db_url: str):
 
 
 def run_memberbot(port: int, db_url: str, log_level: str, loop: str = "asyncio") -> None:
-    """Like `memberbot serve` (bot/commands.py _serve_one), with the bench's config."""
+    """Like `memberbot serve` (bot/cli/commands.py _serve_one), with the bench's config."""
     import logging
 
     from aiohttp import web
@@ -168,9 +168,9 @@ def run_memberbot(port: int, db_url: str, log_level: str, loop: str = "asyncio")
 
 async def seed_members(config, count: int) -> list[str]:
     """`count` registered members, each with a follower; returns their openids."""
-    from bot.cardno import card_number
+    from bot.infra.vault import Vault
     from bot.models import CardSerial, Follower, Member
-    from bot.security import Vault
+    from bot.rules.cards import card_number
 
     if not await Member.exists():
         vault = Vault(config.security.data_key_bytes)
@@ -206,7 +206,7 @@ async def seed_members(config, count: int) -> list[str]:
 
 
 async def seed(db_url: str, members: int) -> list[str]:
-    from bot.db import close_database, open_database
+    from bot.infra.db import close_database, open_database
 
     await open_database(db_url)
     try:

@@ -13,10 +13,11 @@ from tortoise import connections
 
 from bot.channels import sms as sms_channel
 from bot.channels.wechat import Rejected, WeChatChannel
+from bot.chat.dispatcher import Dispatcher
+from bot.clock import utcnow
 from bot.config import Config, validate_for_serving
-from bot.dispatcher import Dispatcher
 from bot.handlers import build_router
-from bot.runtime import Bot, open_bot, utcnow
+from bot.runtime import Bot, open_bot
 
 log = logging.getLogger("memberbot.http")
 

@@ -12,28 +12,20 @@ from typing import Any
 
 import aiohttp
 
+from bot.chat.dedup import DatabaseDedup, Dedup, RedisDedup
+from bot.chat.dialogs import DialogStore, RedisDialogStore
+from bot.clock import local_today, utcnow
 from bot.config import Config
-from bot.dedup import DatabaseDedup, Dedup
-from bot.dialogs import DialogStore
-from bot.metrics import Metrics
+from bot.infra.metrics import Metrics
+from bot.infra.ratelimit import DatabaseLimiter, RedisLimiter
+from bot.infra.redis import RedisLock
+from bot.infra.templates import Templates
+from bot.infra.vault import Vault
 from bot.notifications.outbox import Outbox
 from bot.notifications.sms import SmsSender
 from bot.notifications.wechat_api import WeChatAPI
-from bot.security import Vault
-from bot.services.ratelimit import DatabaseLimiter
-from bot.templates import Templates
 
 log = logging.getLogger("memberbot")
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def local_midnight(day: dt.date, tz: dt.tzinfo) -> dt.datetime:
-    """The instant a local day starts, in UTC. Everything stored or compared is UTC: SQLite
-    keeps datetimes as text, where 08:00+08:00 and 00:00+00:00 do not compare as equal."""
-    return dt.datetime.combine(day, dt.time(), tz).astimezone(dt.UTC)
 
 
 @dataclass
@@ -44,9 +36,9 @@ class Bot:
     wechat: WeChatAPI
     sms: SmsSender
     outbox: Outbox
-    dialogs: DialogStore  # or redis_store.RedisDialogStore
+    dialogs: DialogStore | RedisDialogStore
     dedup: Dedup
-    limiter: DatabaseLimiter  # or redis_store.RedisLimiter
+    limiter: DatabaseLimiter | RedisLimiter
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], dt.datetime] = utcnow
     _tasks: set[asyncio.Task] = field(default_factory=set)
@@ -55,7 +47,7 @@ class Bot:
         return self.clock()
 
     def today(self) -> dt.date:
-        return self.now().astimezone(self.config.shop.tz).date()
+        return local_today(self.now(), self.config.shop.tz)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task:
         """Run work after the reply has gone (a welcome SMS, a deferred reply). Tracked, so
@@ -81,9 +73,9 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
                    *, scheduler: bool | None = None) -> AsyncIterator[Bot]:
     """Everything the bot needs, from database to HTTP session, and the scheduler when
     [scheduler] enabled (or `scheduler` says so); closed in reverse order."""
-    from bot.db import IntegrityError, close_database, open_database
+    from bot.infra.db import IntegrityError, close_database, open_database
+    from bot.jobs.scheduler import Scheduler
     from bot.models import Store
-    from bot.scheduler import Scheduler
     from bot.services import coupons
 
     await open_database(config.database.url)
@@ -144,7 +136,6 @@ async def _shared_state(config: Config, clock: Callable[[], dt.datetime]) -> Asy
     except ImportError:
         raise ConfigError("redis.url: the redis client is not installed "
                           "(pip install 'memberbot[redis]')") from None
-    from bot import redis_store
 
     # A bounded pool that makes a burst wait for a connection instead of failing.
     redis = Redis(connection_pool=BlockingConnectionPool.from_url(
@@ -156,10 +147,10 @@ async def _shared_state(config: Config, clock: Callable[[], dt.datetime]) -> Asy
         except (RedisError, OSError) as exc:
             raise ConfigError(f"redis.url: cannot reach {config.redis.url} ({exc})") from None
         yield {
-            "dedup": redis_store.RedisDedup(redis, prefix),
-            "dialogs": redis_store.RedisDialogStore(redis, prefix, clock),
-            "limiter": redis_store.RedisLimiter(redis, prefix),
-            "lock": redis_store.RedisLock(redis, prefix),
+            "dedup": RedisDedup(redis, prefix),
+            "dialogs": RedisDialogStore(redis, prefix, clock),
+            "limiter": RedisLimiter(redis, prefix),
+            "lock": RedisLock(redis, prefix),
         }
     finally:
         # The pool was handed in, so Redis would leave it (and its connections) open.

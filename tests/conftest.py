@@ -37,11 +37,11 @@ from bot.config import (
     WeChatConfig,
     load_config,
 )
+from bot.infra.vault import new_data_key
 from bot.runtime import Bot
 from bot.sandbox import wechat_client as wire
 from bot.sandbox.sms_server import SMS_OUTBOX, SmsOutbox, create_sms_app
 from bot.sandbox.wechat_server import WECHAT_STATE, WeChatState, create_wechat_app
-from bot.security import new_data_key
 
 # WeChat and Aliyun message samples (copied from the project's shared fixtures).
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

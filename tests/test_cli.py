@@ -14,11 +14,11 @@ import qrcode
 from PIL import Image
 from qrcode.constants import ERROR_CORRECT_Q
 
-from bot import commands
+from bot.cli import commands
 from bot.config import load_config
-from bot.db import close_database, open_database
+from bot.infra.db import close_database, open_database
+from bot.infra.vault import new_data_key
 from bot.models import Store
-from bot.security import new_data_key
 from tests.conftest import make_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from bot.config import (
     validate_basics,
     validate_for_serving,
 )
-from bot.security import new_data_key
+from bot.infra.vault import new_data_key
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_TOML = ROOT / "config.toml"

@@ -1,4 +1,4 @@
-"""bot.coupon_rules, pure: every kind's arithmetic (property-based) and the coupon codes' check
+"""bot.rules.coupons, pure: every kind's arithmetic (property-based) and the coupon codes' check
 character (Luhn mod 32), including the one adjacent transposition Luhn mod N cannot see."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import coupon_rules as cr
-from bot.coupon_rules import ALPHABET, BODY_LENGTH, Rule
+from bot.rules import coupons as cr
+from bot.rules.coupons import ALPHABET, BODY_LENGTH, Rule
 
 N = len(ALPHABET)
 CODE_RE = re.compile(rf"[{ALPHABET}]{{{BODY_LENGTH + 1}}}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import commands, coupon_rules
+from bot.cli import commands
 from bot.config import CouponTemplateConfig
 from bot.models import (
     AuditEntry,
@@ -28,6 +28,7 @@ from bot.models import (
     Staff,
     Store,
 )
+from bot.rules import coupons as coupon_rules
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
 from bot.services import coupons, loyalty, members

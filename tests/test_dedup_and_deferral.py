@@ -1,5 +1,5 @@
-"""WeChat's retries, slow handlers and the customer-service quota (bot/dispatcher.py,
-bot/services/cs_quota.py).
+"""WeChat's retries, slow handlers and the customer-service quota (bot/chat/dispatcher.py,
+bot/notifications/cs_quota.py).
 
 WeChat retries a callback up to three times when no answer comes within 5 s. A retry (same MsgId;
 for events the same FromUserName + CreateTime) never acts twice, even when the copies arrive at
@@ -19,13 +19,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.app import DISPATCHER
-from bot.db import close_database, open_database
+from bot.infra.db import close_database, open_database
+from bot.infra.vault import mask_phone
 from bot.models import Conversation, Delivery, Follower, InboundMessage, SmsCode
+from bot.notifications import cs_quota
+from bot.notifications.cs_quota import (
+    EVENT_QUOTA,
+    EVENT_WINDOW,
+    MESSAGE_QUOTA,
+    MESSAGE_WINDOW,
+    Windows,
+)
 from bot.sandbox import wechat_client as wire
 from bot.sandbox.wechat_client import Signed
-from bot.security import mask_phone
-from bot.services import cs_quota, members
-from bot.services.cs_quota import EVENT_QUOTA, EVENT_WINDOW, MESSAGE_QUOTA, MESSAGE_WINDOW, Windows
+from bot.services import members
 
 SEND = "/cgi-bin/message/custom/send"
 REPLY_FIELDS = ("ToUserName", "FromUserName", "MsgType", "Content")

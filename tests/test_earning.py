@@ -1,4 +1,5 @@
-"""The pure earning rules (bot/earning.py) and tier arithmetic (bot/tiers.py), property-based.
+"""The pure earning rules (bot/rules/earning.py) and tier arithmetic (bot/rules/tiers.py),
+property-based.
 
 Every expectation here is computed independently of the code under test: exact Fractions for
 points, the calendar module for expiry dates, Decimal for amounts."""
@@ -15,9 +16,9 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from bot import tiers
 from bot.config import TierConfig
-from bot.earning import (
+from bot.rules import tiers
+from bot.rules.earning import (
     EarningRule,
     TopUpBonus,
     expiry_for,

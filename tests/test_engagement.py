@@ -20,7 +20,6 @@ import time
 import pytest
 import tortoise.timezone
 
-from bot.cardno import card_number
 from bot.models import (
     CardSerial,
     CheckIn,
@@ -31,6 +30,7 @@ from bot.models import (
     Purchase,
     Store,
 )
+from bot.rules.cards import card_number
 from bot.sandbox import wechat_client as wire
 from bot.services import loyalty, purchases, wallet
 from bot.services.staff import Actor

@@ -25,8 +25,6 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from bot import earning, tiers
-from bot.cardno import card_number
 from bot.models import (
     CardSerial,
     Delivery,
@@ -40,6 +38,8 @@ from bot.models import (
     StoredValueEntry,
     TierChange,
 )
+from bot.rules import earning, tiers
+from bot.rules.cards import card_number
 from bot.runtime import Bot, open_bot
 from bot.services import checkin, expiry, loyalty, purchases, wallet
 from bot.services.loyalty import InsufficientPoints

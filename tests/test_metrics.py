@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.replies import Text
+from bot.chat.replies import Text
 from bot.sandbox import wechat_client as wire
 from tests.conftest import settle
 

@@ -1,4 +1,4 @@
-"""`memberbot backup|restore|export|import` (bot/ops/): real SQLite files in tmp_path, the
+"""`memberbot backup|restore|export|import` (bot/services/ops/): real SQLite files in tmp_path, the
 functions called directly with an open bot, and the CLI end to end through bot.cli.main.
 
 Backup and restore are SQLite-only, so their tests use a SQLite file in every pass of the suite;
@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from tortoise.functions import Sum
 
-from bot import cli, ops
-from bot.cardno import card_number
+from bot import cli
 from bot.config import SecurityConfig
+from bot.infra.vault import new_data_key
 from bot.models import (
     AuditEntry,
     CardSerial,
@@ -30,12 +30,12 @@ from bot.models import (
     PointsEntry,
     StoredValueEntry,
 )
-from bot.ops import members_csv
-from bot.parsing import Birthday
+from bot.rules.cards import card_number
+from bot.rules.parsing import Birthday
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
-from bot.security import new_data_key
-from bot.services import loyalty, members, privacy, wallet
+from bot.services import loyalty, members, ops, privacy, wallet
+from bot.services.ops import members_csv
 from bot.services.staff import Actor
 from tests.conftest import AES_KEY, APP_ID, APP_SECRET, TOKEN, make_config
 

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.cardno import card_number, is_valid_card_number, luhn_digit
+from bot.chat.replies import Text
+from bot.chat.routing import ANY_STATE, NO_DIALOG, Router, SkipHandler
 from bot.config import load_config
-from bot.parsing import Birthday, normalize_phone, parse_birthday, parse_code
-from bot.replies import Text
-from bot.routing import ANY_STATE, NO_DIALOG, Router, SkipHandler
-from bot.security import Vault, mask_phone, new_data_key
-from bot.tiers import progress, tier_for
+from bot.infra.vault import Vault, mask_phone, new_data_key
+from bot.rules.cards import card_number, is_valid_card_number, luhn_digit
+from bot.rules.parsing import Birthday, normalize_phone, parse_birthday, parse_code
+from bot.rules.tiers import progress, tier_for
 
 FAST = settings(max_examples=200, deadline=None)
 ASCII_MOBILE = re.compile(r"1[3-9][0-9]{9}")
@@ -237,7 +237,7 @@ serials = st.integers(0, 10**7 - 1)
 
 
 def _luhn_ok(number: str) -> bool:
-    """The textbook check, written independently of bot.cardno: from the right, double every
+    """The textbook check, written independently of bot.rules.cards: from the right, double every
     second digit, subtract 9 from results over 9, and the total must end in 0."""
     total = 0
     for index, char in enumerate(reversed(number)):

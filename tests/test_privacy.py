@@ -10,10 +10,10 @@ import pytest
 from asyncpg.exceptions import RaiseError
 from tortoise.exceptions import OperationalError
 
+from bot.infra.vault import Vault, new_data_key
 from bot.models import AuditEntry, Coupon, Follower, Member, PointsEntry, SmsCode, Store
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
-from bot.security import Vault, new_data_key
 from bot.services import loyalty, privacy, wallet
 from bot.services.staff import Actor, audit
 from tests.conftest import make_config, settle

@@ -13,14 +13,14 @@ import warnings
 import aiohttp
 import pytest
 
+from bot.chat.inbound import Inbound
 from bot.config import RedisConfig, WeChatConfig
-from bot.inbound import Inbound
+from bot.infra.ratelimit import Limit, RedisLimiter
+from bot.infra.redis import RedisLock
 from bot.models import InboundMessage, Member, SmsCode
 from bot.notifications.wechat_api import WeChatAPI
-from bot.redis_store import RedisLimiter, RedisLock
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
-from bot.services.ratelimit import Limit
 from tests.conftest import APP_ID, APP_SECRET, REDIS_UP, make_config, settle
 
 pytestmark = pytest.mark.skipif(not REDIS_UP, reason="Redis is not running on 127.0.0.1:6379 "
@@ -120,7 +120,7 @@ async def test_the_bot_on_redis_refuses_the_sixth_code_of_the_hour(redis_harness
 
 
 async def test_two_workers_cold_fetch_one_token_through_the_redis_lock(db_url, stand_ins, redis):
-    from bot.db import close_database, open_database
+    from bot.infra.db import close_database, open_database
 
     client, prefix = redis
     stand_ins.wechat.set_delay("/cgi-bin/stable_token", 0.2)

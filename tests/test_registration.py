@@ -26,7 +26,6 @@ from pathlib import Path
 import pytest
 import tortoise.timezone
 
-from bot.cardno import card_number, is_valid_card_number
 from bot.models import (
     CardSerial,
     Conversation,
@@ -37,7 +36,8 @@ from bot.models import (
     SmsCode,
     Store,
 )
-from bot.parsing import normalize_phone, parse_birthday
+from bot.rules.cards import card_number, is_valid_card_number
+from bot.rules.parsing import normalize_phone, parse_birthday
 from bot.sandbox import wechat_client as wire
 from bot.services import loyalty
 from tests.conftest import Harness
@@ -879,7 +879,7 @@ def test_parse_birthday_against_a_fixed_today():
 
 
 def _luhn_ok(number: str) -> bool:
-    """Textbook Luhn over the whole number, independent of bot.cardno."""
+    """Textbook Luhn over the whole number, independent of bot.rules.cards."""
     total = 0
     for index, char in enumerate(reversed(number)):
         digit = int(char) * (2 if index % 2 else 1)

@@ -21,11 +21,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.cardno import is_valid_card_number
 from bot.config import Config, ServerConfig, load_config
+from bot.infra.vault import mask_phone
+from bot.rules.cards import is_valid_card_number
 from bot.sandbox.chat import ChatSession
 from bot.sandbox.runner import TEMPLATE_VERIFY, TEMPLATE_WELCOME, run_sandbox, sandbox_config
-from bot.security import mask_phone
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 15.0

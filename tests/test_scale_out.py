@@ -51,7 +51,7 @@ async def workers(tmp_path, stand_ins):
     await reset_postgres(PG_URL)
     config = tmp_path / "config.toml"
     shutil.copy(ROOT / "config.toml", config)
-    from bot.security import new_data_key
+    from bot.infra.vault import new_data_key
 
     env = {
         **os.environ,

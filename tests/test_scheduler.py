@@ -24,9 +24,10 @@ from collections.abc import AsyncIterator
 import pytest
 import tortoise.timezone
 
-from bot import commands
-from bot import scheduler as scheduler_module
+from bot.cli import commands
 from bot.config import SchedulerConfig
+from bot.jobs import scheduler as scheduler_module
+from bot.jobs.scheduler import JOBS, STALE, Job, Scheduler
 from bot.models import (
     Delivery,
     Follower,
@@ -40,7 +41,6 @@ from bot.models import (
     TierChange,
 )
 from bot.runtime import Bot, open_bot
-from bot.scheduler import JOBS, STALE, Job, Scheduler
 from bot.services import expiry, loyalty
 from tests.conftest import Clock, make_config
 
@@ -421,7 +421,7 @@ async def test_tier_evaluation_moves_members_to_what_their_rolling_spend_earns(b
 
 async def test_a_tier_evaluation_taken_over_after_a_crash_still_sends_the_notice(
         bot, monkeypatch):
-    """BUG (bot/scheduler.py _tier_evaluation): the tier change is committed before its notice
+    """BUG (bot/jobs/scheduler.py _tier_evaluation): the tier change is committed before its notice
     is claimed, and the next run finds the member already at the new tier (evaluate() returns
     None), so a worker that dies between the two leaves the member downgraded without ever
     being told, although the takeover is meant to "finish the work"."""

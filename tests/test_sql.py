@@ -1,5 +1,5 @@
-"""The hand-written statements of the per-message path (bot/sql.py) against what the ORM gives,
-on SQLite and PostgreSQL: the same models, the same card, the same rules."""
+"""The hand-written statements of the per-message path (bot/infra/sql.py) against what the ORM
+gives, on SQLite and PostgreSQL: the same models, the same card, the same rules."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import datetime as dt
 import pytest
 from tortoise.transactions import in_transaction
 
-from bot import sql, tiers
+from bot.infra import sql
 from bot.models import Conversation, Follower, Member, PointsEntry, PunchCard, Purchase
+from bot.rules import tiers
 from bot.runtime import open_bot
 from bot.services import loyalty, members
 from tests.conftest import Clock, make_config

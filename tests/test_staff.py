@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cardno import card_number
+from bot.infra import ratelimit
+from bot.infra.ratelimit import Limit
 from bot.models import (
     AppendOnlyError,
     AuditEntry,
@@ -29,10 +30,10 @@ from bot.models import (
     StoredValueEntry,
     TierChange,
 )
+from bot.rules.cards import card_number
 from bot.sandbox import wechat_client as wire
-from bot.services import ratelimit, tiering
 from bot.services import staff as staff_service
-from bot.services.ratelimit import Limit
+from bot.services import tiering
 from tests.conftest import REPO_CONFIG, STEADY_POINTS, Harness
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from bot import cli
-from bot.cardno import card_number
 from bot.config import SecurityConfig
+from bot.infra.vault import new_data_key
 from bot.models import (
     AuditEntry,
     Delivery,
@@ -29,8 +29,8 @@ from bot.models import (
     StaffInvite,
     TierChange,
 )
+from bot.rules.cards import card_number
 from bot.runtime import Bot, open_bot
-from bot.security import new_data_key
 from bot.services import members
 from bot.services import staff as staff_service
 from tests.conftest import AES_KEY, APP_ID, APP_SECRET, TOKEN, make_config

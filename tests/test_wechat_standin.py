@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
-from bot.poster import render_poster
+from bot.notifications.poster import render_poster
 from bot.sandbox.wechat_server import WECHAT_STATE, WeChatState, create_wechat_app
 
 APP_ID, SECRET = "wx0123456789abcdef", "s3cret"

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.channels.wechat import Rejected
+from bot.chat.inbound import Inbound
 from bot.config import SmsConfig
-from bot.inbound import Inbound
-from bot.parsing import normalize_phone
-from bot.security import constant_time_equal
+from bot.infra.vault import constant_time_equal
+from bot.rules.parsing import normalize_phone
 
 ACK = {"code": 0, "msg": "成功"}
 MAX_ITEMS = 100

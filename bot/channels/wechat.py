@@ -37,10 +37,10 @@ from wechatpy.messages import (
 from wechatpy.replies import ImageReply, TextReply
 from wechatpy.utils import WeChatSigner
 
+from bot.chat.inbound import Inbound
+from bot.chat.replies import Image, Reply, Text
 from bot.config import WeChatConfig
-from bot.inbound import Inbound
-from bot.replies import Image, Reply, Text
-from bot.security import constant_time_equal
+from bot.infra.vault import constant_time_equal
 
 # The only fields WeChat sends with child elements.
 _NESTED = frozenset({"ScanCodeInfo", "SendPicsInfo", "SendLocationInfo", "ArticleUrlResult"})

@@ -9,18 +9,19 @@ import asyncio
 import datetime as dt
 import re
 
-from bot import coupon_rules, earning
-from bot.context import Context
+from bot.chat.context import Context
+from bot.chat.replies import Image, Reply
+from bot.chat.routing import NO_DIALOG, Router, SkipHandler
 from bot.handlers.staff import staff_command
+from bot.infra.ratelimit import Limit
 from bot.models import CouponTemplate
+from bot.notifications.poster import render_poster
 from bot.notifications.wechat_api import WeChatAPIError
-from bot.poster import render_poster
-from bot.replies import Image, Reply
-from bot.routing import NO_DIALOG, Router, SkipHandler
+from bot.rules import coupons as coupon_rules
+from bot.rules import earning
 from bot.services import coupons, loyalty, members
 from bot.services import staff as staff_service
 from bot.services.coupons import CouponRefused
-from bot.services.ratelimit import Limit
 from bot.services.staff import Actor
 
 router = Router("coupons")

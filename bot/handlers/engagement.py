@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.context import Context
+from bot.chat.context import Context
+from bot.chat.replies import Image, Reply
+from bot.chat.routing import Router
+from bot.infra.ratelimit import Limit
+from bot.notifications.poster import render_poster
 from bot.notifications.wechat_api import WeChatAPIError
-from bot.poster import render_poster
-from bot.replies import Image, Reply
-from bot.routing import Router
 from bot.services import checkin, loyalty
-from bot.services.ratelimit import Limit
 
 router = Router("engagement")
 

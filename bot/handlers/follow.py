@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.context import Context
+from bot.chat.context import Context
+from bot.chat.replies import Reply
+from bot.chat.routing import Router
 from bot.handlers import registration
-from bot.replies import Reply
-from bot.routing import Router
 from bot.services import members
 
 router = Router("follow")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.context import Context
-from bot.replies import Reply
-from bot.routing import Router
+from bot.chat.context import Context
+from bot.chat.replies import Reply
+from bot.chat.routing import Router
 
 router = Router("help")
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from bot.context import Context
-from bot.parsing import normalize_phone, parse_birthday, parse_code
-from bot.replies import Reply
-from bot.routing import NO_DIALOG, Router
-from bot.security import mask_phone
+from bot.chat.context import Context
+from bot.chat.replies import Reply
+from bot.chat.routing import NO_DIALOG, Router
+from bot.infra.vault import mask_phone
+from bot.rules.parsing import normalize_phone, parse_birthday, parse_code
 from bot.services import coupons, members, verification
 
 router = Router("registration")

@@ -7,15 +7,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 
-from bot import earning, tiers
-from bot.context import Context
+from bot.chat.context import Context
+from bot.chat.replies import Reply
+from bot.chat.routing import Router, SkipHandler
+from bot.infra.ratelimit import Limit
+from bot.infra.vault import mask_phone
 from bot.models import Purchase
-from bot.replies import Reply
-from bot.routing import Router, SkipHandler
-from bot.security import mask_phone
+from bot.rules import earning, tiers
 from bot.services import Refused, loyalty, members, purchases, tiering, wallet
 from bot.services import staff as staff_service
-from bot.services.ratelimit import Limit
 from bot.services.staff import Actor
 
 router = Router("staff")

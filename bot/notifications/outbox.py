@@ -10,14 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.db import IntegrityError
-from bot.metrics import Metrics
+from bot.chat.replies import Image, Reply, Text, to_json
+from bot.infra.db import IntegrityError
+from bot.infra.metrics import Metrics
+from bot.infra.vault import mask_phone
 from bot.models import Delivery, Follower
+from bot.notifications import cs_quota
 from bot.notifications.sms import SmsResult, SmsSender
 from bot.notifications.wechat_api import WeChatAPI, WeChatAPIError
-from bot.replies import Image, Reply, Text, to_json
-from bot.security import mask_phone
-from bot.services import cs_quota
 
 log = logging.getLogger("memberbot.outbox")
 

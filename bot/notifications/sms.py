@@ -36,7 +36,7 @@ from darabonba.policy.retry import RetryOptions
 from darabonba.runtime import RuntimeOptions
 from Tea.exceptions import TeaException, UnretryableException
 
-from bot.security import mask_phone
+from bot.infra.vault import mask_phone
 
 if TYPE_CHECKING:
     from bot.config import SmsConfig

@@ -22,7 +22,7 @@ from tortoise.expressions import Q
 from wechatpy.exceptions import WeChatClientException
 
 from bot.config import WeChatConfig
-from bot.db import IntegrityError
+from bot.infra.db import IntegrityError
 from bot.models import AccessToken
 
 log = logging.getLogger("memberbot.wechat_api")

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from bot.config import Config
+from bot.infra.vault import mask_phone
 from bot.sandbox import wechat_client as wire
 from bot.sandbox.runner import ports, sandbox_config
-from bot.security import mask_phone
 
 HELP = """Commands:
   /scan store:S001   scan a poster QR code (follows the account first if you don't yet)

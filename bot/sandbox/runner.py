@@ -13,11 +13,11 @@ from aiohttp import web
 
 from bot.app import create_app
 from bot.config import Config, DatabaseConfig, SmsConfig, WeChatConfig
-from bot.db import IntegrityError
+from bot.infra.db import IntegrityError
+from bot.infra.vault import Vault, new_data_key
 from bot.models import Follower, Member, Staff, Store
 from bot.sandbox.sms_server import create_sms_app
 from bot.sandbox.wechat_server import create_wechat_app
-from bot.security import Vault, new_data_key
 
 log = logging.getLogger("memberbot.sandbox")
 
@@ -82,8 +82,8 @@ DEMO_MEMBERS = [
 
 async def seed_demo(config: Config) -> None:
     """Demo members for the chat to find; safe to run on every start."""
-    from bot.cardno import card_number
     from bot.models import CardSerial
+    from bot.rules.cards import card_number
     from bot.services import loyalty
 
     vault = Vault(config.security.data_key_bytes)

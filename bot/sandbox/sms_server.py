@@ -62,7 +62,7 @@ from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
 
-from bot.security import mask_phone
+from bot.infra.vault import mask_phone
 
 log = logging.getLogger("memberbot.sandbox.sms")
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
-from bot import earning
-from bot.db import IntegrityError
+from bot.infra.db import IntegrityError
 from bot.models import CheckIn, Member
+from bot.rules import earning
 from bot.services import loyalty
 
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
-from bot import coupon_rules
+from bot.clock import local_midnight
 from bot.config import Config, CouponTemplateConfig
-from bot.db import IntegrityError
+from bot.infra.db import IntegrityError
 from bot.models import Coupon, CouponTemplate, Member, Staff, Store
-from bot.runtime import local_midnight
+from bot.rules import coupons as coupon_rules
 from bot.services import Refused, loyalty, purchases
 from bot.services.staff import Actor, audit
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from bot import sql, tiers
-from bot.db import IntegrityError
+from bot.infra import sql
+from bot.infra.db import IntegrityError
 from bot.models import Member, PointsEntry, PointsUse
+from bot.rules import tiers
 
 
 class InsufficientPoints(Exception):
@@ -95,7 +96,7 @@ async def _take_from_lots(entry: PointsEntry, member_id: int, amount: int,
 
 async def adjust(bot, member: Member, delta: int, *, reason: str, actor, key: str) -> PointsEntry:
     """A manager's correction, audited. Added points expire like earned ones."""
-    from bot import earning
+    from bot.rules import earning
     from bot.services.staff import audit
 
     existing = await PointsEntry.get_or_none(idempotency_key=key)

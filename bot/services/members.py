@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
-from bot import earning, sql
-from bot.cardno import card_number
-from bot.db import IntegrityError
+from bot.infra import sql
+from bot.infra.db import IntegrityError
 from bot.models import CardSerial, Follower, Member, Store
-from bot.parsing import Birthday
+from bot.rules import earning
+from bot.rules.cards import card_number
+from bot.rules.parsing import Birthday
 from bot.services import Refused, loyalty
 
 _SCENE_RE = re.compile(r"(store|staff|ref):([A-Za-z0-9_\-]{1,56})")
@@ -203,8 +204,8 @@ class MemberNotFound(Refused):
 
 async def lookup(bot, text: str) -> Member:
     """The member a staff member means by a phone number or a card number."""
-    from bot.cardno import is_valid_card_number
-    from bot.parsing import normalize_phone, normalize_text
+    from bot.rules.cards import is_valid_card_number
+    from bot.rules.parsing import normalize_phone, normalize_text
 
     text = normalize_text(text)
     phone = normalize_phone(text)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from bot import earning, tiers
-from bot.db import IntegrityError
+from bot.infra.db import IntegrityError
 from bot.models import Member, PointsEntry, Purchase, TierChange
+from bot.rules import earning, tiers
 from bot.services import Refused, loyalty
 from bot.services.staff import Actor, audit
 

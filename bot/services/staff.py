@@ -10,7 +10,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from bot.db import IntegrityError
+from bot.infra.db import IntegrityError
 from bot.models import AuditEntry, Member, Staff, StaffInvite, Store
 from bot.models.staff import ROLES
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
-from bot import tiers
 from bot.models import Member, TierChange
+from bot.rules import tiers
 from bot.services import loyalty
 from bot.services.staff import Actor, audit
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from tortoise.expressions import F
 
+from bot.infra.ratelimit import Limit
+from bot.infra.vault import constant_time_equal
 from bot.models import SmsCode
 from bot.notifications.sms import member_message_for
-from bot.security import constant_time_equal
-from bot.services.ratelimit import Limit
 
 
 @dataclass(frozen=True)

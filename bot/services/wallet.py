@@ -15,10 +15,10 @@ from tortoise.expressions import F
 from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
-from bot import earning
 from bot.config import PunchProductConfig
-from bot.db import IntegrityError
+from bot.infra.db import IntegrityError
 from bot.models import Member, PunchCard, PunchUse, StoredValueEntry
+from bot.rules import earning
 from bot.services import Refused
 from bot.services.staff import Actor, audit
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jinja2
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "templates" / "messages"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "templates" / "messages"
 
 
 class Templates:

@@ -7,11 +7,11 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.dialogs import Dialog
-from bot.inbound import Inbound
+from bot.chat.dialogs import Dialog
+from bot.chat.inbound import Inbound
+from bot.chat.replies import Text
 from bot.models import Follower, Member, Staff, Store
-from bot.parsing import normalize_text
-from bot.replies import Text
+from bot.rules.parsing import normalize_text
 
 if TYPE_CHECKING:
     from bot.runtime import Bot

@@ -26,10 +26,10 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from bot import tiers
-from bot.db import IntegrityError
+from bot.clock import local_midnight
+from bot.infra.db import IntegrityError
 from bot.models import JobRun, Member, TierChange
-from bot.runtime import local_midnight
+from bot.rules import tiers
 from bot.services import coupons, expiry, maintenance, tiering
 
 log = logging.getLogger("memberbot.scheduler")

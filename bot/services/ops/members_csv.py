@@ -17,14 +17,14 @@ from typing import BinaryIO, TextIO
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from bot import earning
-from bot.cardno import SERIAL_DIGITS, card_number, is_valid_card_number
-from bot.db import IntegrityError
+from bot.infra.db import IntegrityError
+from bot.infra.vault import Vault, mask_phone
 from bot.models import CardSerial, Member, Store, StoredValueEntry
-from bot.ops.common import OpsError, remove
-from bot.parsing import Birthday, normalize_phone, normalize_text, parse_birthday
-from bot.security import Vault, mask_phone
+from bot.rules import earning
+from bot.rules.cards import SERIAL_DIGITS, card_number, is_valid_card_number
+from bot.rules.parsing import Birthday, normalize_phone, normalize_text, parse_birthday
 from bot.services import loyalty
+from bot.services.ops.common import OpsError, remove
 from bot.services.staff import Actor, audit
 
 EXPORT_BATCH = 1000

@@ -18,14 +18,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot import earning
 from bot.app import create_app
+from bot.clock import local_midnight
 from bot.config import Config, ConfigError, CouponTemplateConfig, validate_coupon
-from bot.db import close_database, open_database
+from bot.infra.db import close_database, open_database
 from bot.models import AuditEntry, CouponTemplate, Member, Staff, Store
+from bot.notifications.poster import render_poster
 from bot.notifications.wechat_api import WeChatAPI, WeChatAPIError
-from bot.poster import render_poster
-from bot.runtime import local_midnight, open_bot
+from bot.rules import earning
+from bot.runtime import open_bot
 from bot.services import coupons, members, privacy, purchases
 from bot.services import staff as staff_service
 from bot.services.staff import Actor
@@ -351,11 +352,11 @@ async def rotate_key(config: Config) -> int:
     return 0
 
 
-# --- backups, export and import (bot/ops/) ---
+# --- backups, export and import (bot/services/ops/) ---
 
 async def backup(config: Config, to: str | None) -> int:
     """A consistent copy of the SQLite database, safe while the server runs."""
-    from bot import ops
+    from bot.services import ops
 
     try:
         path, size = await ops.backup(config.database.url, Path(to) if to else None,
@@ -368,7 +369,7 @@ async def backup(config: Config, to: str | None) -> int:
 
 
 async def restore(config: Config, source: str, yes: bool) -> int:
-    from bot import ops
+    from bot.services import ops
 
     try:
         db = ops.sqlite_path(config.database.url)
@@ -391,7 +392,7 @@ async def restore(config: Config, source: str, yes: bool) -> int:
 
 
 async def export_members(config: Config, fmt: str, to: str) -> int:
-    from bot import ops
+    from bot.services import ops
 
     async with open_bot(config, scheduler=False) as bot:
         try:
@@ -406,7 +407,7 @@ async def export_members(config: Config, fmt: str, to: str) -> int:
 
 async def import_members(config: Config, source: str, dry_run: bool) -> int:
     """Migration from an old system: everything validated first, nothing half-imported."""
-    from bot import ops
+    from bot.services import ops
 
     async with open_bot(config, scheduler=False) as bot:
         try:

@@ -8,11 +8,12 @@ WeChat's retries (about 15 s) by far: at least a day and a half.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any, Protocol
 
-from bot import sql
-from bot.db import IntegrityError
-from bot.inbound import Inbound
+from bot.chat.inbound import Inbound
+from bot.infra import sql
+from bot.infra.db import IntegrityError
 from bot.models import InboundMessage
 
 
@@ -29,7 +30,7 @@ class Dedup(Protocol):
 
 class DatabaseDedup:
     async def claim(self, inbound: Inbound) -> bool:
-        # Hand-written (bot/sql.py), like finish: every message starts here. received_at is
+        # Hand-written (bot/infra/sql.py), like finish: every message starts here. received_at is
         # the wall clock, as the model's auto_now_add would set it.
         try:
             await sql.execute(
@@ -41,7 +42,7 @@ class DatabaseDedup:
         return True
 
     async def finish(self, key: str, status: str, reply: dict[str, Any] | None = None) -> None:
-        # Hand-written (bot/sql.py): every message ends here.
+        # Hand-written (bot/infra/sql.py): every message ends here.
         if reply is None:
             await sql.execute("UPDATE inbound_message SET status = $1 WHERE dedup_key = $2",
                             status, key)
@@ -53,3 +54,28 @@ class DatabaseDedup:
     async def outcome(self, key: str) -> tuple[str, dict[str, Any] | None] | None:
         row = await InboundMessage.get_or_none(dedup_key=key)
         return (row.status, row.reply) if row else None
+
+
+DEDUP_TTL = dt.timedelta(hours=36)  # WeChat retries within ~15 s; keep it far longer
+
+
+class RedisDedup:
+    def __init__(self, redis, prefix: str):
+        self._redis = redis
+        self._prefix = f"{prefix}:inbound:"
+
+    async def claim(self, inbound: Inbound) -> bool:
+        value = json.dumps({"status": "processing", "reply": None})
+        return bool(await self._redis.set(self._prefix + inbound.dedup_key, value, nx=True,
+                                          ex=DEDUP_TTL))
+
+    async def finish(self, key: str, status: str, reply: dict[str, Any] | None = None) -> None:
+        await self._redis.set(self._prefix + key, json.dumps({"status": status, "reply": reply}),
+                              xx=True, keepttl=True)
+
+    async def outcome(self, key: str) -> tuple[str, dict[str, Any] | None] | None:
+        raw = await self._redis.get(self._prefix + key)
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        return record["status"], record["reply"]

@@ -13,12 +13,13 @@ import asyncio
 import logging
 import time
 
-from bot.context import Context
-from bot.inbound import Inbound
-from bot.replies import Reply, Text, from_json, to_json
-from bot.routing import Router
+from bot.chat.context import Context
+from bot.chat.inbound import Inbound
+from bot.chat.replies import Reply, Text, from_json, to_json
+from bot.chat.routing import Router
+from bot.notifications import cs_quota
 from bot.runtime import Bot
-from bot.services import cs_quota, members
+from bot.services import members
 
 log = logging.getLogger("memberbot.inbound")
 

@@ -15,11 +15,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.parsing import normalize_text
-from bot.replies import Reply
+from bot.chat.replies import Reply
+from bot.rules.parsing import normalize_text
 
 if TYPE_CHECKING:
-    from bot.context import Context
+    from bot.chat.context import Context
 
 Handler = Callable[["Context"], Awaitable[Reply | None]]
 Predicate = Callable[["Context"], bool]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from collections.abc import Callable
 from typing import Any
 
-from bot import sql
+from bot.infra import sql
 from bot.models import Conversation
 
 
@@ -52,7 +53,7 @@ class DialogStore:
         self._clock = clock
 
     async def load(self, user: str) -> Dialog:
-        # Hand-written (bot/sql.py): every message loads its dialog.
+        # Hand-written (bot/infra/sql.py): every message loads its dialog.
         rows = await sql.fetch(_load_sql(), user)
         row = sql.model_from(Conversation, rows[0], "c") if rows else None
         if row is None:
@@ -71,4 +72,37 @@ class DialogStore:
                       "updated_at": dialog.updated_at},
             user=dialog.user,
         )
+        dialog.changed = False
+
+
+DIALOG_TTL = dt.timedelta(days=30)
+
+
+class RedisDialogStore:
+    """The same, in Redis (with [redis] url)."""
+
+    def __init__(self, redis, prefix: str, clock: Callable[[], dt.datetime]):
+        self._redis = redis
+        self._prefix = f"{prefix}:dialog:"
+        self._clock = clock
+
+    async def load(self, user: str) -> Dialog:
+        raw = await self._redis.get(self._prefix + user)
+        if raw is None:
+            return Dialog(user, None, {}, None)
+        record = json.loads(raw)
+        return Dialog(user, record["state"], record["data"],
+                      dt.datetime.fromisoformat(record["updated_at"]))
+
+    async def save(self, dialog: Dialog) -> None:
+        if not dialog.changed:
+            return
+        if dialog.state is None:
+            await self._redis.delete(self._prefix + dialog.user)
+        else:
+            dialog.updated_at = self._clock()
+            record = {"state": dialog.state, "data": dialog.data,
+                      "updated_at": dialog.updated_at.isoformat()}
+            await self._redis.set(self._prefix + dialog.user,
+                                  json.dumps(record, ensure_ascii=False), ex=DIALOG_TTL)
         dialog.changed = False

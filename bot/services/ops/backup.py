@@ -10,8 +10,15 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from bot.ops.common import OpsError, file_uri, remove, remove_with_sidecars, sqlite_path, stamp
-from bot.runtime import utcnow
+from bot.clock import utcnow
+from bot.services.ops.common import (
+    OpsError,
+    file_uri,
+    remove,
+    remove_with_sidecars,
+    sqlite_path,
+    stamp,
+)
 
 
 def default_backup_path(now: dt.datetime, tz: dt.tzinfo) -> Path:

@@ -16,9 +16,9 @@
 All file and sqlite3 work runs in threads: the event loop never blocks on it.
 """
 
-from bot.ops.backup import backup, restore
-from bot.ops.common import OpsError, human_size, sqlite_path
-from bot.ops.members_csv import (
+from bot.services.ops.backup import backup, restore
+from bot.services.ops.common import OpsError, human_size, sqlite_path
+from bot.services.ops.members_csv import (
     EXPORT_COLUMNS,
     ExportResult,
     Problem,

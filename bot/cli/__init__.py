@@ -151,7 +151,7 @@ NEEDS_SERVING_CONFIG = frozenset({"serve", "worker", "staff", "purchase", "audit
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
-    from bot import commands
+    from bot.cli import commands
 
     if args.command in NEEDS_SERVING_CONFIG:
         validate_for_serving(config)
@@ -205,7 +205,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             validate_for_serving(config)
             return asyncio.run(commands.rotate_key(config))
         case "security":
-            from bot.security import new_data_key
+            from bot.infra.vault import new_data_key
 
             print(new_data_key())
             return 0
@@ -213,7 +213,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _coupon(args: argparse.Namespace, config: Config) -> int:
-    from bot import commands
+    from bot.cli import commands
     from bot.config import CouponTemplateConfig
 
     if args.action == "issue":
@@ -231,6 +231,3 @@ async def _coupon(args: argparse.Namespace, config: Config) -> int:
         stores=[s for s in args.stores.split(",") if s], exclusive=not args.combinable)
     return await commands.coupon_template_add(config, template)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from bot import sql
+from bot.infra import sql
 from bot.models import Follower
 
 MESSAGE_WINDOW = dt.timedelta(hours=48)
@@ -62,7 +62,7 @@ async def note_inbound(follower: Follower | str, kind: str, now: dt.datetime) ->
         fresh = follower.message_window_at and now - follower.message_window_at < REOPEN_AFTER
         if fresh and follower.message_window_used == 0:
             return
-        # Hand-written (bot/sql.py): this runs for most messages.
+        # Hand-written (bot/infra/sql.py): this runs for most messages.
         await sql.execute("UPDATE follower SET message_window_at = $1, message_window_used = 0 "
                           "WHERE id = $2", now, follower.id)
     elif kind in EVENT_KINDS:
