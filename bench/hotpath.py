@@ -92,7 +92,7 @@ async def run(db_url: str, n: int) -> None:
             message, envelope = channel.open(req.params, req.body)
             channel.render(bot_reply, message, envelope)
 
-        from bot.chat.replies import Text
+        from bot.notifications.replies import Text
 
         bot_reply = Text("【示例门店 会员卡】\n" + "卡号：8800000013\n" * 6)
         rows: list[tuple[str, tuple[float, float]]] = []

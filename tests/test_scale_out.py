@@ -20,7 +20,7 @@ import pytest
 
 from bot.config import WeChatConfig
 from bot.sandbox import wechat_client as wire
-from tests.conftest import (
+from tests.support import (
     AES_KEY,
     APP_ID,
     APP_SECRET,

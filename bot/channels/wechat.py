@@ -38,9 +38,9 @@ from wechatpy.replies import ImageReply, TextReply
 from wechatpy.utils import WeChatSigner
 
 from bot.chat.inbound import Inbound
-from bot.chat.replies import Image, Reply, Text
 from bot.config import WeChatConfig
 from bot.infra.vault import constant_time_equal
+from bot.notifications.replies import Image, Reply, Text
 
 # The only fields WeChat sends with child elements.
 _NESTED = frozenset({"ScanCodeInfo", "SendPicsInfo", "SendLocationInfo", "ArticleUrlResult"})

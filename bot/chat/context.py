@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from bot.chat.dialogs import Dialog
 from bot.chat.inbound import Inbound
-from bot.chat.replies import Text
 from bot.models import Follower, Member, Staff, Store
+from bot.notifications.replies import Text
 from bot.rules.parsing import normalize_text
 
 if TYPE_CHECKING:

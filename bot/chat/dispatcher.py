@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from bot.chat.context import Context
 from bot.chat.inbound import Inbound
-from bot.chat.replies import Reply, Text, from_json, to_json
 from bot.chat.routing import Router
 from bot.notifications import cs_quota
-from bot.runtime import Bot
+from bot.notifications.replies import Reply, Text, from_json, to_json
 from bot.services import members
+
+if TYPE_CHECKING:
+    from bot.runtime import Bot
 
 log = logging.getLogger("memberbot.inbound")
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.chat.replies import Reply
+from bot.notifications.replies import Reply
 from bot.rules.parsing import normalize_text
 
 if TYPE_CHECKING:

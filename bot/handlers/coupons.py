@@ -10,16 +10,16 @@ import datetime as dt
 import re
 
 from bot.chat.context import Context
-from bot.chat.replies import Image, Reply
 from bot.chat.routing import NO_DIALOG, Router, SkipHandler
 from bot.handlers.staff import staff_command
 from bot.infra.ratelimit import Limit
 from bot.models import CouponTemplate
 from bot.notifications.poster import render_poster
+from bot.notifications.replies import Image, Reply
 from bot.notifications.wechat_api import WeChatAPIError
 from bot.rules import coupons as coupon_rules
 from bot.rules import earning
-from bot.services import coupons, loyalty, members
+from bot.services import coupons, loyalty, members, redemption
 from bot.services import staff as staff_service
 from bot.services.coupons import CouponRefused
 from bot.services.staff import Actor
@@ -151,7 +151,7 @@ async def _redeem(ctx: Context, actor: Actor, codes: list[str], amount: int | No
         await ctx.bot.limiter.hit(misses, ctx.now)
         return ctx.reply("coupon_bad_code.j2", code=bad)
     try:
-        result = await coupons.redeem_or_explain(ctx.bot, codes, amount, actor=actor,
+        result = await redemption.redeem_or_explain(ctx.bot, codes, amount, actor=actor,
                                                  key=ctx.key)
     except CouponRefused as refused:
         if refused.reason == "coupon_unknown.j2":
@@ -199,7 +199,7 @@ async def redeem_by_scan(ctx: Context) -> Reply | None:
 async def undo_redemption(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     code = coupon_rules.normalize_code(parts[0])
     try:
-        coupon, voided = await coupons.undo(ctx.bot, code, actor=actor)
+        coupon, voided = await redemption.undo(ctx.bot, code, actor=actor)
     except CouponRefused as refused:
         return ctx.reply(refused.reason, tz=ctx.bot.config.shop.tz, **refused.values)
     return ctx.reply("coupon_undone.j2", coupon=coupon, voided=voided)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from bot.chat.context import Context
-from bot.chat.replies import Image, Reply
 from bot.chat.routing import Router
 from bot.infra.ratelimit import Limit
 from bot.notifications.poster import render_poster
+from bot.notifications.replies import Image, Reply
 from bot.notifications.wechat_api import WeChatAPIError
 from bot.services import checkin, loyalty
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bot.chat.context import Context
-from bot.chat.replies import Reply
 from bot.chat.routing import Router
 from bot.handlers import registration
+from bot.notifications.replies import Reply
 from bot.services import members
 
 router = Router("follow")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bot.chat.context import Context
-from bot.chat.replies import Reply
 from bot.chat.routing import Router
+from bot.notifications.replies import Reply
 
 router = Router("help")
 

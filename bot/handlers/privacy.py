@@ -4,9 +4,9 @@ marketing; also an SMS reply of TD / 退订 / T)."""
 from __future__ import annotations
 
 from bot.chat.context import Context
-from bot.chat.replies import Reply
 from bot.chat.routing import NO_DIALOG, Router
 from bot.infra.vault import mask_phone
+from bot.notifications.replies import Reply
 from bot.rules.parsing import parse_code
 from bot.services import members, privacy, verification
 

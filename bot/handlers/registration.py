@@ -10,9 +10,9 @@ import datetime as dt
 import re
 
 from bot.chat.context import Context
-from bot.chat.replies import Reply
 from bot.chat.routing import NO_DIALOG, Router
 from bot.infra.vault import mask_phone
+from bot.notifications.replies import Reply
 from bot.rules.parsing import normalize_phone, parse_birthday, parse_code
 from bot.services import coupons, members, verification
 

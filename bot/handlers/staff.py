@@ -8,11 +8,11 @@ import functools
 from collections.abc import Awaitable, Callable
 
 from bot.chat.context import Context
-from bot.chat.replies import Reply
 from bot.chat.routing import Router, SkipHandler
 from bot.infra.ratelimit import Limit
 from bot.infra.vault import mask_phone
 from bot.models import Purchase
+from bot.notifications.replies import Reply
 from bot.rules import earning, tiers
 from bot.services import Refused, loyalty, members, purchases, tiering, wallet
 from bot.services import staff as staff_service

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.chat.replies import Image, Reply, Text, to_json
 from bot.infra.db import IntegrityError
 from bot.infra.metrics import Metrics
 from bot.infra.vault import mask_phone
 from bot.models import Delivery, Follower
 from bot.notifications import cs_quota
+from bot.notifications.replies import Image, Reply, Text, to_json
 from bot.notifications.sms import SmsResult, SmsSender
 from bot.notifications.wechat_api import WeChatAPI, WeChatAPIError
 

@@ -42,7 +42,7 @@ from bot.models import (
 )
 from bot.runtime import Bot, open_bot
 from bot.services import expiry, loyalty
-from tests.conftest import Clock, make_config
+from tests.support import Clock, make_config
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 DAY = dt.date(2031, 3, 12)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
 from bot.services import verification
-from tests.conftest import make_config
+from tests.support import make_config
 
 FIELD_TEXT = st.text(max_size=300) | st.text(alphabet="🙂😀中文\u200b\u202e<>&]]>", max_size=50)
 FUZZ = settings(max_examples=120, deadline=None,

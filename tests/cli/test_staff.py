@@ -33,9 +33,9 @@ from bot.rules.cards import card_number
 from bot.runtime import Bot, open_bot
 from bot.services import members
 from bot.services import staff as staff_service
-from tests.conftest import AES_KEY, APP_ID, APP_SECRET, TOKEN, make_config
+from tests.support import AES_KEY, APP_ID, APP_SECRET, TOKEN, make_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATA_KEY = new_data_key()  # shared by the CLI, the seeding below and the chat harness
 PHONE, OTHER_PHONE = "13800138000", "13900139000"
 TZ = dt.timezone(dt.timedelta(hours=8))  # Asia/Shanghai, the shop's time zone in config.toml

@@ -21,7 +21,7 @@ from bot.models import InboundMessage, Member, SmsCode
 from bot.notifications.wechat_api import WeChatAPI
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
-from tests.conftest import APP_ID, APP_SECRET, REDIS_UP, make_config, settle
+from tests.support import APP_ID, APP_SECRET, REDIS_UP, make_config, settle
 
 pytestmark = pytest.mark.skipif(not REDIS_UP, reason="Redis is not running on 127.0.0.1:6379 "
                                                      "(CI runs these)")

@@ -34,7 +34,7 @@ from bot.rules.cards import card_number
 from bot.sandbox import wechat_client as wire
 from bot.services import loyalty, purchases, wallet
 from bot.services.staff import Actor
-from tests.conftest import Clock, Harness
+from tests.support import Clock, Harness
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 DAY = dt.date(2031, 3, 10)

@@ -35,7 +35,7 @@ from wechatpy.utils import WeChatSigner
 from bot.models import Conversation, Follower, InboundMessage, Member
 from bot.sandbox import wechat_client as wire
 from bot.sandbox.wechat_client import Signed
-from tests.conftest import AES_KEY, APP_ID, FIXTURES, TOKEN, Harness, fixture_xml
+from tests.support import AES_KEY, APP_ID, FIXTURES, TOKEN, Harness, fixture_xml
 
 MODES = ("plain", "compat", "aes")
 LIMIT = 64 * 1024

@@ -208,7 +208,7 @@ async def test_events_are_told_apart_by_user_and_create_time(harness, monkeypatc
 async def test_two_different_menu_taps_in_one_second_are_two_events(harness, monkeypatch):
     """A retry is a byte-identical copy; a tap on another menu item in the same second is not
     one, even though FromUserName, CreateTime and Event are the same. (The same bug as
-    tests/test_sandbox_chat.py::test_two_menu_taps_in_one_second_get_two_answers, shown here
+    tests/sandbox/test_chat.py::test_two_menu_taps_in_one_second_get_two_answers, shown here
     without depending on wall-clock timing.)"""
     h = harness
     processed = count_processing(h, monkeypatch)

@@ -27,7 +27,7 @@ from bot.rules.cards import is_valid_card_number
 from bot.sandbox.chat import ChatSession
 from bot.sandbox.runner import TEMPLATE_VERIFY, TEMPLATE_WELCOME, run_sandbox, sandbox_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 15.0
 SMS_LINE = re.compile(r"📱 短信 → (?P<masked>\S+) \[(?P<template>[^\]]+)\] (?P<params>\{.*\})")
 CARD_LINE = re.compile(r"(?:会员卡号|卡号)：(?P<card>\d+)")

@@ -34,9 +34,9 @@ from bot.rules.cards import card_number
 from bot.sandbox import wechat_client as wire
 from bot.services import staff as staff_service
 from bot.services import tiering
-from tests.conftest import REPO_CONFIG, STEADY_POINTS, Harness
+from tests.support import REPO_CONFIG, STEADY_POINTS, Harness
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BASE = REPO_CONFIG
 
 PHONE, MASKED = "13800138000", "138****8000"

@@ -37,9 +37,9 @@ from bot.sandbox import wechat_client as wire
 from bot.services import loyalty, members, ops, privacy, wallet
 from bot.services.ops import members_csv
 from bot.services.staff import Actor
-from tests.conftest import AES_KEY, APP_ID, APP_SECRET, TOKEN, make_config
+from tests.support import AES_KEY, APP_ID, APP_SECRET, TOKEN, make_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATA_KEY = new_data_key()  # shared by the CLI runs and the test's own bot
 UTC8 = dt.timezone(dt.timedelta(hours=8))
 

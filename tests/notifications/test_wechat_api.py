@@ -20,17 +20,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.chat.replies import Image, Text
 from bot.config import WeChatConfig
 from bot.infra.db import close_database, open_database
 from bot.models import AccessToken, Delivery, Follower
 from bot.notifications import cs_quota
 from bot.notifications import wechat_api as wechat_api_module
 from bot.notifications.outbox import Outbox
+from bot.notifications.replies import Image, Text
 from bot.notifications.sms import SmsSender
 from bot.notifications.wechat_api import WeChatAPI, WeChatAPIError
 from bot.sandbox.wechat_server import WECHAT_STATE, WeChatState, create_wechat_app
-from tests.conftest import AES_KEY, APP_ID, APP_SECRET, TOKEN, Clock, make_config
+from tests.support import AES_KEY, APP_ID, APP_SECRET, TOKEN, Clock, make_config
 
 SEND = "/cgi-bin/message/custom/send"
 STABLE = "/cgi-bin/stable_token"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.models import Follower, Member, PointsEntry
 from bot.sandbox import wechat_client as wire
-from tests.conftest import fixture_xml, settle
+from tests.support import fixture_xml, settle
 
 
 async def test_scan_register_and_see_card(harness):

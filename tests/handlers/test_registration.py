@@ -40,7 +40,7 @@ from bot.rules.cards import card_number, is_valid_card_number
 from bot.rules.parsing import normalize_phone, parse_birthday
 from bot.sandbox import wechat_client as wire
 from bot.services import loyalty
-from tests.conftest import Harness
+from tests.support import Harness
 
 # What the member sees, one recognisable phrase per template (templates/messages/*.j2).
 GREETING = "注册前请阅读《会员隐私政策》"

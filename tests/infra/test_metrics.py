@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.chat.replies import Text
+from bot.notifications.replies import Text
 from bot.sandbox import wechat_client as wire
-from tests.conftest import settle
+from tests.support import settle
 
 
 async def _metrics(harness) -> dict[tuple[str, tuple], float]:

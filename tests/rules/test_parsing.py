@@ -13,10 +13,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.chat.replies import Text
 from bot.chat.routing import ANY_STATE, NO_DIALOG, Router, SkipHandler
 from bot.config import load_config
 from bot.infra.vault import Vault, mask_phone, new_data_key
+from bot.notifications.replies import Text
 from bot.rules.cards import card_number, is_valid_card_number, luhn_digit
 from bot.rules.parsing import Birthday, normalize_phone, parse_birthday, parse_code
 from bot.rules.tiers import progress, tier_for
@@ -24,7 +24,7 @@ from bot.rules.tiers import progress, tier_for
 FAST = settings(max_examples=200, deadline=None)
 ASCII_MOBILE = re.compile(r"1[3-9][0-9]{9}")
 TODAY = dt.date(2025, 6, 15)
-CONFIG = load_config(Path(__file__).resolve().parent.parent / "config.toml", environ={})
+CONFIG = load_config(Path(__file__).resolve().parents[2] / "config.toml", environ={})
 TIERS = CONFIG.tiers
 
 mobiles = st.builds(

@@ -16,7 +16,7 @@ from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
 from bot.services import loyalty, privacy, wallet
 from bot.services.staff import Actor, audit
-from tests.conftest import make_config, settle
+from tests.support import make_config, settle
 
 
 async def _erase(harness, openid: str, phone: str) -> str | None:

@@ -13,8 +13,8 @@ from bot.models import Conversation, Follower, Member, PointsEntry, PunchCard, P
 from bot.rules import tiers
 from bot.runtime import open_bot
 from bot.services import loyalty, members
-from tests.conftest import Clock, make_config
-from tests.test_ledger import new_member
+from tests.services.test_ledger import new_member
+from tests.support import Clock, make_config
 
 
 def test_placeholders_must_run_in_order_for_sqlite():

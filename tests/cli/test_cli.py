@@ -19,9 +19,9 @@ from bot.config import load_config
 from bot.infra.db import close_database, open_database
 from bot.infra.vault import new_data_key
 from bot.models import Store
-from tests.conftest import make_config
+from tests.support import make_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MEMBERBOT = ROOT / ".venv" / "bin" / "memberbot"
 QR_CREATE = "/cgi-bin/qrcode/create"
 

@@ -17,7 +17,7 @@ import pytest
 
 from bot.models import Delivery, InboundMessage
 from bot.sandbox import wechat_client as wire
-from tests.conftest import FIXTURES, Harness, make_config
+from tests.support import FIXTURES, Harness, make_config
 
 ACK = {"code": 0, "msg": "成功"}
 UPLINK = json.loads((FIXTURES / "aliyun" / "sms_up.json").read_text(encoding="utf-8"))

@@ -31,12 +31,12 @@ from bot.models import (
 from bot.rules import coupons as coupon_rules
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
-from bot.services import coupons, loyalty, members
+from bot.services import coupons, loyalty, members, redemption
 from bot.services import staff as staff_service
 from bot.services.coupons import CouponRefused
-from tests.conftest import REPO_CONFIG, STEADY_POINTS, Harness, fixture_xml, make_config
+from tests.support import REPO_CONFIG, STEADY_POINTS, Harness, fixture_xml, make_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BASE = REPO_CONFIG
 TZ = dt.timezone(dt.timedelta(hours=8))  # Asia/Shanghai, the shop's time zone
 
@@ -782,13 +782,13 @@ async def test_unknown_and_mistyped_codes(shop, team, member, monkeypatch):
     assert await shop.say("o_clerk", f"核销 {unknown}") == (
         f"没有找到券码 {unknown}，请核对后重试。")
     looked_up: list[str] = []
-    real_find = coupons.find
+    real_find = redemption.find
 
     async def spy(code):
         looked_up.append(code)
         return await real_find(code)
 
-    monkeypatch.setattr(coupons, "find", spy)
+    monkeypatch.setattr(redemption, "find", spy)
     wrong = typo(cut.code)
     assert await shop.say("o_clerk", f"核销 {wrong} 250") == (
         f"券码 {wrong} 不对（校验位不符），可能看错或输错了一位，请再核对一下。")

@@ -46,7 +46,7 @@ from bot.services.loyalty import InsufficientPoints
 from bot.services.purchases import PurchaseRefused
 from bot.services.staff import Actor
 from bot.services.wallet import WalletRefused
-from tests.conftest import Clock, make_config
+from tests.support import Clock, make_config
 
 # --- helpers ----------------------------------------------------------------------------------
 
