@@ -146,7 +146,7 @@ def bench_config(port: int, db_url: str):
 
 
 def run_memberbot(port: int, db_url: str, log_level: str, loop: str = "asyncio") -> None:
-    """Like `memberbot serve` (bot/cli/commands.py _serve_one), with the bench's config."""
+    """Like `memberbot serve` (bot/cli/serve.py serve_one), with the bench's config."""
     import logging
 
     from aiohttp import web

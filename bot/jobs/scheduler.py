@@ -29,7 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.clock import local_midnight
 from bot.infra.db import IntegrityError
 from bot.models import JobRun, Member, TierChange
-from bot.rules import tiers
+from bot.notifications import notices
 from bot.services import coupons, expiry, maintenance, tiering
 
 log = logging.getLogger("memberbot.scheduler")
@@ -48,8 +48,8 @@ class Job:
 
 async def _points_expiry(bot, today: dt.date) -> dict[str, Any]:
     expired = await expiry.expire_due(today)
-    notices = await expiry.notify_expiring(bot, today)
-    return {"expired_points": expired, "notices": notices}
+    sent = await expiry.notify_expiring(bot, today)
+    return {"expired_points": expired, "notices": sent}
 
 
 async def _tier_evaluation(bot, today: dt.date) -> dict[str, Any]:
@@ -64,17 +64,12 @@ async def _tier_evaluation(bot, today: dt.date) -> dict[str, Any]:
     # Notices from the tier history rather than from this run: a run that crashed after
     # changing tiers but before telling members is completed by the one that takes over.
     start = local_midnight(today, bot.config.shop.tz)
-    notices = 0
+    sent = 0
     for change in await TierChange.filter(reason="evaluation", created_at__gte=start,
                                           created_at__lt=start + dt.timedelta(days=1)):
-        text = bot.templates.render(
-            "tier_up.j2" if tiers.rank(bot.config.tiers, change.to_tier)
-            > tiers.rank(bot.config.tiers, change.from_tier) else "tier_down.j2",
-            tier=change.to_tier, previous=change.from_tier)
-        outcome = await bot.outbox.notify(change.member_id, text, purpose="tier_change",
-                                          key=f"tier:{change.member_id}:{today.isoformat()}")
-        notices += outcome.ok
-    return {"changed": changed, "notices": notices}
+        outcome = await notices.tier_change(bot, change, today)
+        sent += outcome.ok
+    return {"changed": changed, "notices": sent}
 
 
 async def _coupon_expiry(bot, today: dt.date) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from bot.clock import local_midnight
 from bot.config import Config, CouponTemplateConfig
 from bot.infra.db import IntegrityError
 from bot.models import Coupon, CouponTemplate, Member
+from bot.notifications import notices
 from bot.rules import coupons as coupon_rules
 from bot.services import Refused, loyalty
 from bot.services.staff import Actor, audit
@@ -184,10 +185,7 @@ async def expire_and_remind(bot, now: dt.datetime) -> dict[str, int]:
         if not due:
             return {"expired": expired, "reminded": reminded}
         for coupon in due:
-            text = bot.templates.render("coupon_expiring.j2", coupon=coupon,
-                                        tz=bot.config.shop.tz)
-            outcome = await bot.outbox.notify(coupon.member_id, text, purpose="coupon_expiring",
-                                              key=f"coupon-expiring:{coupon.id}")
+            outcome = await notices.coupon_expiring(bot, coupon)
             await Coupon.filter(id=coupon.id).update(reminded_at=now)
             reminded += outcome.ok
         after = due[-1].id

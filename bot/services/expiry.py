@@ -10,6 +10,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from bot.models import Member, PointsEntry
+from bot.notifications import notices
 from bot.services import loyalty
 
 BATCH = 500
@@ -62,10 +63,6 @@ async def notify_expiring(bot, today: dt.date) -> int:
         for member_id, expires_on, remaining in rows:
             totals[member_id, expires_on] = totals.get((member_id, expires_on), 0) + remaining
         for (member_id, expires_on), points in sorted(totals.items()):
-            text = bot.templates.render("points_expiring.j2", points=points,
-                                        expires_on=expires_on)
-            outcome = await bot.outbox.notify(
-                member_id, text, purpose="points_expiring",
-                key=f"expiry-notice:{member_id}:{expires_on.isoformat()}")
+            outcome = await notices.points_expiring(bot, member_id, points, expires_on)
             sent += outcome.ok
         after = member_ids[-1]

@@ -1,8 +1,10 @@
 """The CLI's WeChat-facing commands against the WeChat stand-in: `qrcode` and `menu`, plus
-`security new-key`. The command functions are called directly with a test config."""
+`security new-key`. The command functions are called directly with a test config; a refusal is
+a CliError, which main() prints once."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -14,8 +16,11 @@ import qrcode
 from PIL import Image
 from qrcode.constants import ERROR_CORRECT_Q
 
-from bot.cli import commands
-from bot.config import load_config
+from bot import cli
+from bot.cli import menu as menu_cli
+from bot.cli import qrcode as qrcode_cli
+from bot.cli.common import CliError
+from bot.config import ConfigError, load_config
 from bot.infra.db import close_database, open_database
 from bot.infra.vault import new_data_key
 from bot.models import Store
@@ -64,8 +69,7 @@ def records(stand_ins):
 async def test_permanent_store_poster(db_url, stand_ins, tmp_path, capsys):
     config = make_config(db_url, stand_ins)
     out = tmp_path / "posters" / "poster.png"  # the folder is created
-    code = await commands.qrcode(config, "store:S001", out, False, 2_592_000, None)
-    assert code == 0
+    await qrcode_cli.qrcode(config, "store:S001", out, False, 2_592_000, None)
     assert_png(out)
     [record] = records(stand_ins)
     assert record.action_name == "QR_LIMIT_STR_SCENE"
@@ -81,8 +85,7 @@ async def test_permanent_store_poster(db_url, stand_ins, tmp_path, capsys):
 async def test_temporary_poster(db_url, stand_ins, tmp_path, capsys):
     config = make_config(db_url, stand_ins)
     out = tmp_path / "poster.png"
-    code = await commands.qrcode(config, "staff:7", out, True, 3600, "扫码领券")
-    assert code == 0
+    await qrcode_cli.qrcode(config, "staff:7", out, True, 3600, "扫码领券")
     assert_png(out)
     [record] = records(stand_ins)
     assert record.action_name == "QR_STR_SCENE"
@@ -94,19 +97,18 @@ async def test_temporary_poster(db_url, stand_ins, tmp_path, capsys):
 
 async def test_longest_temporary_expiry_is_accepted(db_url, stand_ins, tmp_path):
     config = make_config(db_url, stand_ins)
-    code = await commands.qrcode(config, "ref:8800000013", tmp_path / "p.png", True,
-                                 commands.MAX_TEMPORARY_EXPIRE, None)
-    assert code == 0
+    await qrcode_cli.qrcode(config, "ref:8800000013", tmp_path / "p.png", True,
+                            qrcode_cli.MAX_TEMPORARY_EXPIRE, None)
     assert records(stand_ins)[0].expire_seconds == 2_592_000
 
 
 @pytest.mark.parametrize("expire", [2_592_001, 59, 0, -1])
-async def test_temporary_expiry_out_of_range_is_refused(db_url, stand_ins, tmp_path, capsys,
-                                                        expire):
+async def test_temporary_expiry_out_of_range_is_refused(db_url, stand_ins, tmp_path, expire):
     config = make_config(db_url, stand_ins)
     out = tmp_path / "poster.png"
-    assert await commands.qrcode(config, "store:S001", out, True, expire, None) == 2
-    assert "--expire" in capsys.readouterr().out
+    with pytest.raises(CliError, match="--expire") as refused:
+        await qrcode_cli.qrcode(config, "store:S001", out, True, expire, None)
+    assert refused.value.status == 2
     assert not out.exists()
     assert not stand_ins.wechat.calls  # not even a token was fetched
 
@@ -121,21 +123,38 @@ async def test_temporary_expiry_out_of_range_is_refused(db_url, stand_ins, tmp_p
     "ref:" + "1" * 70,
     "",
 ])
-async def test_bad_scene_is_refused(db_url, stand_ins, tmp_path, capsys, scene):
+async def test_bad_scene_is_refused(db_url, stand_ins, tmp_path, scene):
     config = make_config(db_url, stand_ins)
     out = tmp_path / "poster.png"
-    assert await commands.qrcode(config, scene, out, False, 2_592_000, None) == 2
-    assert "--scene" in capsys.readouterr().out
+    with pytest.raises(CliError, match="--scene") as refused:
+        await qrcode_cli.qrcode(config, scene, out, False, 2_592_000, None)
+    assert refused.value.status == 2
     assert not out.exists()
     assert not stand_ins.wechat.calls
 
 
-async def test_wechat_refusing_the_qrcode_is_exit_1(db_url, stand_ins, tmp_path, capsys):
+async def test_wechat_refusing_the_qrcode_is_exit_1(db_url, stand_ins, tmp_path):
     config = make_config(db_url, stand_ins)
     stand_ins.wechat.fail_next(QR_CREATE, 45009)
     out = tmp_path / "poster.png"
-    assert await commands.qrcode(config, "store:S001", out, False, 2_592_000, None) == 1
-    assert "45009" in capsys.readouterr().out
+    with pytest.raises(CliError, match="45009") as refused:
+        await qrcode_cli.qrcode(config, "store:S001", out, False, 2_592_000, None)
+    assert refused.value.status == 1
+    assert not out.exists()
+
+
+def test_main_prints_a_refusal_once_on_stderr_with_its_status(tmp_path, capsys):
+    """Every command refuses the same way: main() prints one `memberbot: <message>` line on
+    stderr and exits with the refusal's status; nothing goes to stdout."""
+    out = tmp_path / "poster.png"
+    status = cli.main(["--config", str(ROOT / "config.toml"), "qrcode", "--scene", "foo",
+                       "-o", str(out)])
+    assert status == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "memberbot: --scene must look like store:S001, staff:<id> or ref:<card_no> (at most 64 "
+        "characters, letters, digits, _ and -)"]
     assert not out.exists()
 
 
@@ -143,13 +162,13 @@ async def test_wechat_refusing_the_qrcode_is_exit_1(db_url, stand_ins, tmp_path,
 def posters(monkeypatch):
     """What render_poster was asked to draw: (url, caption, subcaption) per call."""
     calls = []
-    real = commands.render_poster
+    real = qrcode_cli.render_poster
 
     def spy(url, caption, subcaption=""):
         calls.append((url, caption, subcaption))
         return real(url, caption, subcaption)
 
-    monkeypatch.setattr(commands, "render_poster", spy)
+    monkeypatch.setattr(qrcode_cli, "render_poster", spy)
     return calls
 
 
@@ -160,9 +179,9 @@ async def test_caption_defaults_to_the_store_name(db_url, stand_ins, tmp_path, p
         await Store.create(code="S001", name="示例门店·总店")
     finally:
         await close_database()
-    await commands.qrcode(config, "store:S001", tmp_path / "a.png", False, 2_592_000, None)
-    await commands.qrcode(config, "store:S999", tmp_path / "b.png", False, 2_592_000, None)
-    await commands.qrcode(config, "staff:7", tmp_path / "c.png", False, 2_592_000, "自定义")
+    await qrcode_cli.qrcode(config, "store:S001", tmp_path / "a.png", False, 2_592_000, None)
+    await qrcode_cli.qrcode(config, "store:S999", tmp_path / "b.png", False, 2_592_000, None)
+    await qrcode_cli.qrcode(config, "staff:7", tmp_path / "c.png", False, 2_592_000, "自定义")
     assert [(caption, sub) for _, caption, sub in posters] == [
         ("示例门店·总店 扫码加入会员", ""),
         (f"{config.shop.name} 扫码加入会员", ""),
@@ -181,7 +200,7 @@ async def test_caption_defaults_to_the_store_name(db_url, stand_ins, tmp_path, p
 ])
 async def test_temporary_subcaption(db_url, stand_ins, tmp_path, posters, expire, subcaption):
     config = make_config(db_url, stand_ins)
-    assert await commands.qrcode(config, "store:S001", tmp_path / "p.png", True, expire, "x") == 0
+    await qrcode_cli.qrcode(config, "store:S001", tmp_path / "p.png", True, expire, "x")
     assert posters[0][2] == subcaption
 
 
@@ -189,7 +208,7 @@ async def test_temporary_subcaption(db_url, stand_ins, tmp_path, posters, expire
 
 async def test_menu_push_publishes_config_menu(db_url, stand_ins, capsys):
     config = make_config(db_url, stand_ins)
-    assert await commands.menu(config, "push") == 0
+    await menu_cli.menu(config, "push")
     toml_menu = load_config(ROOT / "config.toml", environ={}).menu
     assert stand_ins.wechat.menu == toml_menu == config.menu
     buttons = stand_ins.wechat.menu["button"]
@@ -201,38 +220,40 @@ async def test_menu_push_publishes_config_menu(db_url, stand_ins, capsys):
 
 async def test_menu_show_prints_json(db_url, stand_ins, capsys):
     config = make_config(db_url, stand_ins)
-    assert await commands.menu(config, "show") == 0
+    await menu_cli.menu(config, "show")
     shown = json.loads(capsys.readouterr().out)
     assert shown == {"button": config.menu["button"]}
     assert not stand_ins.wechat.calls  # showing needs no WeChat
 
 
 async def test_menu_show_keeps_chinese_readable(db_url, stand_ins, capsys):
-    await commands.menu(make_config(db_url, stand_ins), "show")
+    await menu_cli.menu(make_config(db_url, stand_ins), "show")
     out = capsys.readouterr().out
     assert "会员卡" in out and "\\u" not in out
 
 
-async def test_menu_refused_by_wechat_is_exit_1(db_url, stand_ins, capsys):
+async def test_menu_refused_by_wechat_is_exit_1(db_url, stand_ins):
     buttons = [{"type": "click", "name": f"按钮{i}", "key": f"K{i}"} for i in range(4)]
     config = make_config(db_url, stand_ins).replace(menu={"button": buttons})
-    assert await commands.menu(config, "push") == 1
-    out = capsys.readouterr().out
-    assert "40016" in out and "invalid button size" in out
+    with pytest.raises(CliError) as refused:
+        await menu_cli.menu(config, "push")
+    assert refused.value.status == 1
+    assert "40016" in refused.value.message and "invalid button size" in refused.value.message
     assert stand_ins.wechat.menu is None
 
 
-async def test_menu_with_a_bad_sub_button_is_exit_1(db_url, stand_ins, capsys):
+async def test_menu_with_a_bad_sub_button_is_exit_1(db_url, stand_ins):
     buttons = [{"name": "更多", "sub_button": [{"type": "view", "name": "x", "url": "ftp://x"}]}]
     config = make_config(db_url, stand_ins).replace(menu={"button": buttons})
-    assert await commands.menu(config, "push") == 1
-    assert "40054" in capsys.readouterr().out
+    with pytest.raises(CliError, match="40054") as refused:
+        await menu_cli.menu(config, "push")
+    assert refused.value.status == 1
 
 
 async def test_menu_without_buttons_is_a_config_error(db_url, stand_ins):
     config = make_config(db_url, stand_ins).replace(menu={})
-    with pytest.raises(commands.ConfigError, match=r"menu\.button"):
-        await commands.menu(config, "push")
+    with pytest.raises(ConfigError, match=r"menu\.button"):
+        await menu_cli.menu(config, "push")
     assert not stand_ins.wechat.calls
 
 
@@ -248,3 +269,25 @@ def test_security_new_key(tmp_path):
     key = result.stdout.strip()
     assert len(base64.b64decode(key, validate=True)) == 32
     assert key != new_data_key()  # random, not a constant
+
+
+# --- the parser ---
+
+def leaves(parser: argparse.ArgumentParser):
+    """The parsers that run something: those without subcommands of their own."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        yield parser
+    for group in groups:
+        for child in group.choices.values():
+            yield from leaves(child)
+
+
+def test_every_subcommand_registers_its_run_function():
+    found = {p.prog.removeprefix("memberbot "): p.get_default("run") for p in leaves(cli.parser())}
+    assert sorted(found) == sorted([
+        "serve", "worker", "sandbox", "chat", "staff invite", "staff list", "staff revoke",
+        "purchase", "audit", "menu", "qrcode", "coupon template add", "coupon template list",
+        "coupon template disable", "coupon issue", "backup", "restore", "export", "import",
+        "security"])
+    assert all(callable(run) for run in found.values()), found

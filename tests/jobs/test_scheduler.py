@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 import pytest
 import tortoise.timezone
 
-from bot.cli import commands
+from bot.cli import serve as serve_cli
 from bot.config import SchedulerConfig
 from bot.jobs import scheduler as scheduler_module
 from bot.jobs.scheduler import JOBS, STALE, Job, Scheduler
@@ -498,8 +498,8 @@ async def test_the_app_without_the_scheduler_runs_nothing(harness_factory, monke
 async def test_memberbot_worker_runs_the_jobs_without_the_webhook(db_url, stand_ins,
                                                                   monkeypatch):
     config = make_config(db_url, stand_ins)  # [scheduler] enabled = false: worker runs anyway
-    monkeypatch.setattr(commands, "open_bot", functools.partial(open_bot, clock=PinnedClock()))
-    task = asyncio.create_task(commands.worker(config))
+    monkeypatch.setattr(serve_cli, "open_bot", functools.partial(open_bot, clock=PinnedClock()))
+    task = asyncio.create_task(serve_cli.worker(config))
     try:
         assert await _wait_for_runs(len(ALL_DONE)) == ALL_DONE
         assert not task.done()

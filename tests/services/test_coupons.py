@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import commands
+from bot.cli import coupons as coupons_cli
+from bot.cli.common import CliError
 from bot.config import CouponTemplateConfig
 from bot.models import (
     AuditEntry,
@@ -289,15 +290,15 @@ async def test_cli_issue_to_a_member_and_a_segment(db_url, stand_ins, capsys):
     async with open_bot(config) as bot:
         first = await quick_member(bot, 1, "甲")
         second = await quick_member(bot, 2, "乙")
-    assert await commands.coupon_issue(config, "CUT30", "13700000001", None, "run1") == 0
+    await coupons_cli.issue(config, "CUT30", "13700000001", None, "run1")
     out = capsys.readouterr().out
     async with open_bot(config):
         [coupon] = await Coupon.all()
         assert coupon.member_id == first.id and coupon.issue_key == f"run1:{first.id}"
         assert f"Issued {coupon.code} to {first.card_no}." in out
     # Re-running with the same key gives nobody a second; a segment run gives the rest one.
-    assert await commands.coupon_issue(config, "CUT30", "13700000001", None, "run1") == 0
-    assert await commands.coupon_issue(config, "CUT30", None, "all", "run1") == 0
+    await coupons_cli.issue(config, "CUT30", "13700000001", None, "run1")
+    await coupons_cli.issue(config, "CUT30", None, "all", "run1")
     assert "Done: 2 issued, 0 refused." in capsys.readouterr().out
     async with open_bot(config):
         assert sorted(await Coupon.all().values_list("member_id", flat=True)) == [
@@ -305,11 +306,13 @@ async def test_cli_issue_to_a_member_and_a_segment(db_url, stand_ins, capsys):
         assert [e.actor for e in await AuditEntry.filter(action="coupon_issue")] == ["cli"] * 2
     # Limits hold from the shell too (WELCOME20: one each, whatever the key), and unknown
     # templates exit 2.
-    assert await commands.coupon_issue(config, "WELCOME20", None, "all", "w1") == 0
+    await coupons_cli.issue(config, "WELCOME20", None, "all", "w1")
     assert "Done: 2 issued, 0 refused." in capsys.readouterr().out
-    assert await commands.coupon_issue(config, "WELCOME20", None, "all", "w2") == 0
+    await coupons_cli.issue(config, "WELCOME20", None, "all", "w2")
     assert "Done: 0 issued, 2 refused." in capsys.readouterr().out
-    assert await commands.coupon_issue(config, "NOPE", None, "all", None) == 2
+    with pytest.raises(CliError, match="no coupon template 'NOPE'") as refused:
+        await coupons_cli.issue(config, "NOPE", None, "all", None)
+    assert refused.value.status == 2
 
 
 async def test_issuing_to_nobody_in_chat(shop, team):
@@ -322,9 +325,11 @@ async def test_cli_template_add_list_disable(db_url, stand_ins, capsys):
     config = make_config(db_url, stand_ins)
     spring = CouponTemplateConfig(code="SPRING", name="春季券", kind="amount_off", amount=15,
                                   valid_days=10, stock=5, stores=["S002"], exclusive=False)
-    assert await commands.coupon_template_add(config, spring) == 0
-    assert await commands.coupon_template_add(config, spring) == 1  # exists already
-    assert await commands.coupon_template_list(config) == 0
+    await coupons_cli.template_add(config, spring)
+    with pytest.raises(CliError, match="exists already") as refused:
+        await coupons_cli.template_add(config, spring)
+    assert refused.value.status == 1
+    await coupons_cli.template_list(config)
     out = capsys.readouterr().out
     assert re.search(r"SPRING\s+春季券\s+amount_off\s+issued 0/5\s+-\s+active", out), out
     assert re.search(r"CUT30\s+满200减30\s+threshold\s+issued 0/∞\s+300 pts\s+active", out)
@@ -333,8 +338,10 @@ async def test_cli_template_add_list_disable(db_url, stand_ins, capsys):
         assert (t.amount_off, t.stock, t.stores, t.exclusive, t.valid_days) == (
             1500, 5, ["S002"], False, 10)
         m = await quick_member(bot, 1)
-    assert await commands.coupon_template_disable(config, "CUT30") == 0
-    assert await commands.coupon_template_disable(config, "NOPE") == 1
+    await coupons_cli.template_disable(config, "CUT30")
+    with pytest.raises(CliError, match="no coupon template 'NOPE'") as refused:
+        await coupons_cli.template_disable(config, "NOPE")
+    assert refused.value.status == 1
     # A restart syncs config.toml's templates but keeps them disabled, and their counters.
     async with open_bot(config) as bot:
         cut = await template("CUT30")
