@@ -19,7 +19,7 @@ from bot.chat.inbound import Inbound
 from bot.config import RedisConfig
 from bot.infra import sql
 from bot.infra.db import close_database, open_database
-from bot.models import InboundMessage
+from bot.models import InboundMessage, Purchase, Staff, Store
 from bot.sandbox import wechat_client as wire
 from tests.chat.test_dedup_and_deferral import (
     code_sent_text,
@@ -29,6 +29,7 @@ from tests.chat.test_dedup_and_deferral import (
     slow_sms,
     visible,
 )
+from tests.services.test_ledger import new_member
 from tests.support import PG_URL, POSTGRES_UP, REDIS_UP, SUITE_DB, reset_postgres
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -112,7 +113,7 @@ async def test_a_renewed_claim_is_never_taken_over(workers):
 async def test_a_claim_with_an_outcome_is_never_taken_over(workers, status):
     first, later = workers(), workers()
     assert await first.claim(inbound("msg:3"))
-    reply = {"type": "text", "content": "好"} if status != "deferred" else None
+    reply = {"kind": "text", "content": "好"} if status != "deferred" else None
     await first.finish("msg:3", status, reply)
     await lapse()
     assert not await later.claim(inbound("msg:3"))
@@ -219,3 +220,29 @@ async def test_a_live_slow_first_copy_keeps_its_claim(lease_harness, monkeypatch
     assert len(h.sms_codes(phone)) == 1 and len(h.stand_ins.sms.messages) == 1
     assert {visible(r) for r in replies} == {(openid, wire.ACCOUNT, "text",
                                               code_sent_text(h, phone))}
+
+
+async def test_a_purchase_committed_by_a_copy_that_died_is_not_recorded_twice(lease_harness):
+    # The first copy recorded the purchase and was killed before it wrote its outcome: the
+    # retry takes the claim over and runs 消费 again, which finds the purchase by its key.
+    h, msg_id = lease_harness, 7_000_000_100_003
+    await Staff.create(openid="o_lease_clerk", role="clerk", store=await Store.get(code="S001"))
+    member = await new_member(h.bot)
+    first, retry = resigned(h, wire.text("o_lease_clerk", f"消费 {member.card_no} 88",
+                                         msg_id=msg_id), copies=2)
+    assert "已记录消费" in (await send(h, first))["Content"]
+    key = f"msg:{msg_id}"
+    if isinstance(h.bot.dedup, RedisDedup):
+        await h.bot.dedup._redis.set(f"{h.config.redis.prefix}:inbound:{key}",
+                                     '{"status": "processing", "reply": null}', keepttl=True)
+        await h.bot.dedup._redis.delete(f"{h.config.redis.prefix}:inbound-lease:{key}")
+    else:
+        await InboundMessage.filter(dedup_key=key).update(status="processing", reply=None,
+                                                          lease_until=None)
+
+    reply = (await send(h, retry))["Content"]
+
+    (purchase,) = await Purchase.filter(member_id=member.id)
+    assert f"已记录消费 #{purchase.id}（重复提交，未重复记账）" in reply
+    assert purchase.idempotency_key == f"chat:{key}" and purchase.amount == 8800
+    assert await h.bot.dedup.outcome(key) == ("replied", {"kind": "text", "content": reply})
