@@ -6,10 +6,10 @@ WeChat's retries (about 15 s) by far: at least a day and a half.
 
 A claim is held on a lease: the worker acting on it renews the lease while its handler runs
 (Dispatcher), and a copy that finds a claim still processing after its lease ran out takes it
-over, atomically, and acts itself. That worker died (SIGKILL, power) between claim and outcome;
-without the takeover every retry would be answered as a duplicate and the message lost. Acting
-twice is safe: what a handler does is keyed by the message (Context.key), so a second run finds
-the first run's result.
+over, atomically, and acts itself: a lease runs out when its worker died (SIGKILL, power loss)
+between claim and outcome, and without the takeover every retry would be answered as a duplicate
+and the message lost. Acting twice is safe: what a handler does is keyed by the message
+(Context.key), so a second run finds the first run's result.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def _taken(key: str, taken: bool) -> bool:
 
 
 def _now() -> dt.datetime:
-    # The wall clock, as received_at: workers on several machines compare their leases, so the
-    # lease is seconds shorter than WeChat's retry interval and clocks are kept by NTP.
+    # The wall clock, as received_at. Workers on several machines compare each other's leases
+    # by it: clocks kept by NTP agree far more closely than the lease's slack.
     return dt.datetime.now(dt.UTC)
 
 
