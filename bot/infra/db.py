@@ -8,7 +8,7 @@ from pathlib import Path
 from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
-from tortoise.exceptions import IntegrityError, TransactionManagementError
+from tortoise.exceptions import IntegrityError, OperationalError, TransactionManagementError
 from tortoise.transactions import in_transaction
 from tortoise.utils import generate_schema_for_client
 
@@ -72,6 +72,7 @@ async def _create_schema(url: str) -> None:
     if url.startswith("sqlite"):
         # SQLite's file lock serialises concurrent starters; IF NOT EXISTS does the rest.
         await Tortoise.generate_schemas(safe=True)
+        await _add_missing_columns(connections.get("default"), "sqlite")
         await _protect_audit_log(url)
         return
     # On PostgreSQL two "CREATE TABLE IF NOT EXISTS" at once can still collide, so the
@@ -79,7 +80,46 @@ async def _create_schema(url: str) -> None:
     async with in_transaction() as conn:
         await conn.execute_query(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
         await generate_schema_for_client(conn, safe=True)
+        await _add_missing_columns(conn, "postgres")
         await _protect_audit_log(url, conn)
+
+
+async def _add_missing_columns(conn, dialect: str) -> None:
+    """generate_schemas creates missing tables but not missing columns: a database made by an
+    earlier version gets the nullable columns added since (inbound_message's lease). Adding a
+    nullable column is safe on a full table and on a running one; anything else is a migration
+    for aerich (README), refused here rather than failing at the first query."""
+    if dialect == "sqlite":
+        rows = await conn.execute_query_dict(
+            "SELECT m.name AS table_name, p.name AS column_name FROM sqlite_master m "
+            "JOIN pragma_table_info(m.name) p WHERE m.type = 'table'")
+    else:
+        rows = await conn.execute_query_dict(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema()")
+    present = {(row["table_name"], row["column_name"]) for row in rows}
+    for models in Tortoise.apps.values():
+        for model in models.values():
+            table = model._meta.db_table
+            for name, column in model._meta.fields_db_projection.items():
+                if (table, column) in present:
+                    continue
+                field = model._meta.fields_map[name]
+                if not field.null:
+                    raise RuntimeError(f"{table}.{column} is missing and cannot be added "
+                                       "as it is NOT NULL: run the migrations (aerich upgrade)")
+                sql_type = field.get_for_dialect(dialect, "SQL_TYPE")
+                if dialect == "sqlite":
+                    # Another worker starting at the same moment may have added it first.
+                    try:
+                        await conn.execute_script(
+                            f'ALTER TABLE "{table}" ADD COLUMN "{column}" {sql_type} NULL')
+                    except OperationalError as exc:
+                        if "duplicate column" not in str(exc):
+                            raise
+                else:
+                    await conn.execute_script(f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS '
+                                              f'"{column}" {sql_type} NULL')
 
 
 async def _protect_audit_log(url: str, conn=None) -> None:

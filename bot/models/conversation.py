@@ -14,6 +14,11 @@ class InboundMessage(Model):
     # processing → replied | deferred (answered later by customer-service message) | failed
     status = fields.CharField(max_length=12, default="processing")
     reply = fields.JSONField(null=True)
+    # While processing: the worker whose copy is acting, and until when its claim holds. That
+    # worker keeps moving lease_until on; once it has passed, the worker is gone (killed) and a
+    # retry takes the claim over. Null in rows from before leases: taken over like a lapsed one.
+    owner = fields.CharField(max_length=64, null=True)
+    lease_until = fields.DatetimeField(null=True)
     received_at = fields.DatetimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -1,0 +1,60 @@
+"""Start-up on a database an earlier version made (bot/infra/db.py): the tables exist, so
+generate_schemas adds nothing, but the columns added since (inbound_message's lease) are added,
+on SQLite and PostgreSQL, by every start that finds them missing and by no other."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from tortoise import connections
+
+from bot.chat.dedup import DatabaseDedup
+from bot.chat.inbound import Inbound
+from bot.infra import sql
+from bot.infra.db import close_database, open_database
+from bot.models import InboundMessage
+
+
+async def drop_columns(*columns: str) -> None:
+    conn = connections.get("default")
+    for column in columns:
+        await conn.execute_script(f'ALTER TABLE inbound_message DROP COLUMN "{column}"')
+
+
+async def test_a_database_from_before_leases_gets_the_lease_columns(db_url, any_db):
+    await open_database(db_url)
+    try:
+        await drop_columns("owner", "lease_until")
+        # A claim left processing by the old version, whose worker is gone.
+        await sql.execute('INSERT INTO inbound_message (dedup_key, "user", kind, status, '
+                          "received_at) VALUES ($1, $2, $3, 'processing', $4)",
+                          "msg:old", "o_old", "text", dt.datetime.now(dt.UTC))
+    finally:
+        await close_database()
+
+    for _ in range(2):  # the second start finds nothing to add
+        await open_database(db_url)
+        await close_database()
+
+    await open_database(db_url)
+    try:
+        dedup = DatabaseDedup()
+        assert await dedup.claim(Inbound(channel="wechat", user="o_old", kind="text",
+                                         text="积分", dedup_key="msg:old", account="gh"))
+        row = await InboundMessage.get(dedup_key="msg:old")
+        assert row.owner == dedup.owner and row.lease_until > dt.datetime.now(dt.UTC)
+        assert row.status == "processing" and row.user == "o_old"
+    finally:
+        await close_database()
+
+
+async def test_a_missing_column_that_cannot_be_null_is_refused(db_url, any_db):
+    await open_database(db_url)
+    try:
+        await drop_columns("kind")
+    finally:
+        await close_database()
+    with pytest.raises(RuntimeError, match=r"inbound_message\.kind is missing.*aerich upgrade"):
+        await open_database(db_url)
+    await close_database()
