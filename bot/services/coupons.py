@@ -12,11 +12,10 @@ from __future__ import annotations
 import datetime as dt
 
 from tortoise.expressions import F, Q
-from tortoise.transactions import in_transaction
 
 from bot.clock import local_midnight
 from bot.config import Config, CouponTemplateConfig
-from bot.infra.db import IntegrityError
+from bot.infra import idempotent
 from bot.models import Coupon, CouponTemplate, Member
 from bot.rules import coupons as coupon_rules
 from bot.services import Refused, loyalty
@@ -73,18 +72,10 @@ def _validity(t: CouponTemplate, now: dt.datetime, tz) -> tuple[dt.datetime, dt.
 async def issue(bot, member: Member, template: CouponTemplate, *, source: str, key: str,
                 actor: Actor | None = None) -> Coupon:
     """One coupon for the member, in its own transaction. The same key returns the same coupon."""
-    existing = await Coupon.get_or_none(issue_key=key)
-    if existing:
-        return existing
-    try:
-        async with in_transaction():
-            return await issue_in_transaction(bot, member, template, source=source, key=key,
-                                              actor=actor)
-    except IntegrityError:
-        existing = await Coupon.get_or_none(issue_key=key)
-        if existing is None:
-            raise
-        return existing
+    return await idempotent.once(
+        lambda: Coupon.get_or_none(issue_key=key),
+        lambda: issue_in_transaction(bot, member, template, source=source, key=key,
+                                     actor=actor))
 
 
 async def issue_in_transaction(bot, member: Member, template: CouponTemplate, *, source: str,
@@ -139,22 +130,16 @@ async def exchangeable(member: Member, today: dt.date) -> list[CouponTemplate]:
 
 async def exchange(bot, member: Member, template: CouponTemplate, *, key: str) -> Coupon:
     """Points off and the coupon on, in one transaction: both happen or neither."""
-    existing = await Coupon.get_or_none(issue_key=key)
-    if existing:
-        return existing
+    async def act() -> Coupon:
+        await loyalty.append_points(member.id, -template.points_cost, kind="redeem",
+                                    reason=f"兑换 {template.name}", key=f"{key}:points")
+        return await issue_in_transaction(bot, member, template, source="exchange", key=key)
+
     try:
-        async with in_transaction():
-            await loyalty.append_points(member.id, -template.points_cost, kind="redeem",
-                                        reason=f"兑换 {template.name}", key=f"{key}:points")
-            return await issue_in_transaction(bot, member, template, source="exchange", key=key)
+        return await idempotent.once(lambda: Coupon.get_or_none(issue_key=key), act)
     except loyalty.InsufficientPoints:
         raise CouponRefused("exchange_not_enough.j2", template=template,
                             points=await loyalty.spendable(member.id)) from None
-    except IntegrityError:
-        existing = await Coupon.get_or_none(issue_key=key)
-        if existing is None:
-            raise
-        return existing
 
 
 # --- the wallet ---

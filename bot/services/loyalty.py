@@ -16,9 +16,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from tortoise.expressions import F
-from tortoise.transactions import in_transaction
 
-from bot.infra import sql
+from bot.infra import idempotent, sql
 from bot.infra.db import IntegrityError
 from bot.models import Member, PointsEntry, PointsUse
 from bot.rules import tiers
@@ -33,19 +32,12 @@ async def post_points(member_id: int, delta: int, *, kind: str, reason: str, key
                       purchase_id: int | None = None) -> PointsEntry:
     """Append one entry in its own transaction. Repeating a key returns the first entry instead
     of acting again. Raises InsufficientPoints if a spend does not fit."""
-    existing = await PointsEntry.get_or_none(idempotency_key=key)
-    if existing:
-        return existing
-    try:
-        async with in_transaction():
-            return await append_points(member_id, delta, kind=kind, reason=reason, key=key,
-                                       expires_on=expires_on, purchase_id=purchase_id)
-    except (IntegrityError, InsufficientPoints):
-        # The same key committed concurrently; ours rolled back (or found its points gone).
-        existing = await PointsEntry.get_or_none(idempotency_key=key)
-        if existing is None:
-            raise
-        return existing
+    # InsufficientPoints too: a concurrent copy with this key may have spent the points.
+    return await idempotent.once(
+        lambda: PointsEntry.get_or_none(idempotency_key=key),
+        lambda: append_points(member_id, delta, kind=kind, reason=reason, key=key,
+                              expires_on=expires_on, purchase_id=purchase_id),
+        conflicts=(IntegrityError, InsufficientPoints))
 
 
 async def append_points(member_id: int, delta: int, *, kind: str, reason: str, key: str,
@@ -99,23 +91,18 @@ async def adjust(bot, member: Member, delta: int, *, reason: str, actor, key: st
     from bot.rules import earning
     from bot.services.staff import audit
 
-    existing = await PointsEntry.get_or_none(idempotency_key=key)
-    if existing:
-        return existing
     expires_on = earning.expiry_for(bot.today(), bot.config.points.expiry,
                                     bot.config.points.expiry_months)
-    try:
-        async with in_transaction():
-            entry = await append_points(member.id, delta, kind="adjust", reason=reason[:120],
-                                        key=key, expires_on=expires_on)
-            await audit(actor, "adjust_points", member=member, before={"points": member.points},
-                        after={"points": entry.balance_after, "delta": delta}, detail=reason)
-    except (IntegrityError, InsufficientPoints):
-        existing = await PointsEntry.get_or_none(idempotency_key=key)
-        if existing is None:
-            raise
-        return existing
-    return entry
+
+    async def act() -> PointsEntry:
+        entry = await append_points(member.id, delta, kind="adjust", reason=reason[:120],
+                                    key=key, expires_on=expires_on)
+        await audit(actor, "adjust_points", member=member, before={"points": member.points},
+                    after={"points": entry.balance_after, "delta": delta}, detail=reason)
+        return entry
+
+    return await idempotent.once(lambda: PointsEntry.get_or_none(idempotency_key=key), act,
+                                 conflicts=(IntegrityError, InsufficientPoints))
 
 
 async def expired_from(lot_id: int) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from bot.infra.db import IntegrityError
+from bot.infra import idempotent
 from bot.models import Member, PointsEntry, Purchase, TierChange
 from bot.rules import earning, tiers
 from bot.services import Refused, loyalty
@@ -54,17 +54,11 @@ class PurchaseResult:
 
 async def record(bot, member: Member, amount_fen: int, *, actor: Actor, note: str,
                  key: str) -> PurchaseResult:
-    existing = await Purchase.get_or_none(idempotency_key=key)
-    if existing:
-        return await _replayed(existing)
-    try:
-        async with in_transaction():
-            result = await record_in_transaction(bot, member, amount_fen, actor=actor,
-                                                 note=note, key=key)
-    except IntegrityError:
-        # The same key committed concurrently: report that purchase, not a second one.
-        return await _replayed(await Purchase.get(idempotency_key=key))
-    await after_commit(bot, result)
+    result = await idempotent.once(
+        lambda: _replayed(key),
+        lambda: record_in_transaction(bot, member, amount_fen, actor=actor, note=note, key=key))
+    if not result.duplicate:
+        await after_commit(bot, result)
     return result
 
 
@@ -82,7 +76,11 @@ async def after_commit(bot, result: PurchaseResult) -> None:
                                        key=f"referral-coupon:{member.id}:{side}")
 
 
-async def _replayed(purchase: Purchase) -> PurchaseResult:
+async def _replayed(key: str) -> PurchaseResult | None:
+    """The purchase an earlier run with this key recorded, reported as a repeat."""
+    purchase = await Purchase.get_or_none(idempotency_key=key)
+    if purchase is None:
+        return None
     return PurchaseResult(purchase, await Member.get(id=purchase.member_id), purchase.points,
                           None, 0, duplicate=True)
 
