@@ -18,6 +18,7 @@ from bot.infra.vault import Vault, new_data_key
 from bot.models import Follower, Member, Staff, Store
 from bot.sandbox.sms_server import create_sms_app
 from bot.sandbox.wechat_server import create_wechat_app
+from bot.services import loyalty, members
 
 log = logging.getLogger("memberbot.sandbox")
 
@@ -82,22 +83,15 @@ DEMO_MEMBERS = [
 
 async def seed_demo(config: Config) -> None:
     """Demo members for the chat to find; safe to run on every start."""
-    from bot.models import CardSerial
-    from bot.rules.cards import card_number
-    from bot.services import loyalty
-
     vault = Vault(config.security.data_key_bytes)
     store = await Store.all().order_by("id").first()
     for openid, phone, name, points in DEMO_MEMBERS:
         if await Member.exists(phone_hash=vault.lookup_hash(phone)):
             continue
-        serial = await CardSerial.create()
         try:
-            member = await Member.create(
-                card_no=card_number(config.shop.card_prefix, serial.id),
-                phone_hash=vault.lookup_hash(phone), phone_enc=vault.encrypt(phone), name=name,
-                store=store, tier=config.tiers[0].name,
-            )
+            member = await members.create_member(
+                vault, config.shop.card_prefix, phone, name=name,
+                store_id=store.id if store else None, tier=config.tiers[0].name)
         except IntegrityError:
             continue
         await loyalty.post_points(member.id, points, kind="adjust", reason="演示数据初始积分",
