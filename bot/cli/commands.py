@@ -22,6 +22,7 @@ from bot.app import create_app
 from bot.clock import local_midnight
 from bot.config import Config, ConfigError, CouponTemplateConfig, validate_coupon
 from bot.infra.db import close_database, open_database
+from bot.infra.paging import batches
 from bot.models import AuditEntry, CouponTemplate, Member, Staff, Store
 from bot.notifications.poster import render_poster
 from bot.notifications.wechat_api import WeChatAPI, WeChatAPIError
@@ -324,11 +325,7 @@ async def coupon_issue(config: Config, code: str, who: str | None, segment: str 
             print("memberbot: --segment is all or tier:<name>", file=sys.stderr)
             return 2
         issued = refused = 0
-        after = 0
-        while True:
-            batch = await query.filter(id__gt=after).order_by("id").limit(500)
-            if not batch:
-                break
+        async for batch in batches(query, size=500):
             for member in batch:
                 try:
                     await coupons.issue(bot, member, template, source="manual",
@@ -336,7 +333,6 @@ async def coupon_issue(config: Config, code: str, who: str | None, segment: str 
                     issued += 1
                 except coupons.CouponRefused:
                     refused += 1
-            after = batch[-1].id
             print(f"… {issued} issued, {refused} refused (limit or stock)", flush=True)
     print(f"Done: {issued} issued, {refused} refused. Re-run with --key {key} to resume "
           "without issuing twice.")

@@ -16,6 +16,7 @@ from tortoise.expressions import F, Q
 from bot.clock import local_midnight
 from bot.config import Config, CouponTemplateConfig
 from bot.infra import idempotent
+from bot.infra.paging import batches
 from bot.models import Coupon, CouponTemplate, Member
 from bot.rules import coupons as coupon_rules
 from bot.services import Refused, loyalty
@@ -160,14 +161,10 @@ async def history(member_id: int, now: dt.datetime, limit: int = 20) -> list[Cou
 async def expire_and_remind(bot, now: dt.datetime) -> dict[str, int]:
     """Mark lapsed coupons expired; remind members 3 days before a coupon expires (once)."""
     expired = await Coupon.filter(status="issued", expires_at__lte=now).update(status="expired")
-    reminded, after = 0, 0
-    while True:
-        due = await (Coupon.filter(status="issued", reminded_at=None, id__gt=after,
-                                   expires_at__gt=now,
-                                   expires_at__lte=now + dt.timedelta(days=3))
-                     .order_by("id").limit(500).select_related("template"))
-        if not due:
-            return {"expired": expired, "reminded": reminded}
+    reminded = 0
+    async for due in batches(Coupon.filter(status="issued", reminded_at=None, expires_at__gt=now,
+                                           expires_at__lte=now + dt.timedelta(days=3))
+                             .select_related("template"), size=500):
         for coupon in due:
             text = bot.templates.render("coupon_expiring.j2", coupon=coupon,
                                         tz=bot.config.shop.tz)
@@ -175,4 +172,4 @@ async def expire_and_remind(bot, now: dt.datetime) -> dict[str, int]:
                                               key=f"coupon-expiring:{coupon.id}")
             await Coupon.filter(id=coupon.id).update(reminded_at=now)
             reminded += outcome.ok
-        after = due[-1].id
+    return {"expired": expired, "reminded": reminded}

@@ -9,6 +9,7 @@ import datetime as dt
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from bot.infra.paging import value_batches
 from bot.models import Member, PointsEntry
 from bot.services import loyalty
 
@@ -33,15 +34,12 @@ async def expire_lot(lot_id: int) -> int:
 
 async def expire_due(today: dt.date) -> int:
     """Expire every lot whose last day is before today, in batches; returns points expired."""
-    total, after = 0, 0
-    while True:
-        ids = await (PointsEntry.filter(expires_on__lt=today, remaining__gt=0, id__gt=after)
-                     .order_by("id").limit(BATCH).values_list("id", flat=True))
-        if not ids:
-            return total
+    total = 0
+    async for ids in value_batches(PointsEntry.filter(expires_on__lt=today, remaining__gt=0),
+                                   "id", size=BATCH, flat=True):
         for lot_id in ids:
             total += await expire_lot(lot_id)
-        after = ids[-1]
+    return total
 
 
 async def notify_expiring(bot, today: dt.date) -> int:
@@ -50,12 +48,8 @@ async def notify_expiring(bot, today: dt.date) -> int:
     many lots is never split across pages."""
     until = today + dt.timedelta(days=bot.config.points.expiry_notice_days)
     due = PointsEntry.filter(expires_on__gte=today, expires_on__lte=until, remaining__gt=0)
-    sent, after = 0, 0
-    while True:
-        member_ids = await (due.filter(member_id__gt=after).order_by("member_id")
-                            .distinct().limit(BATCH).values_list("member_id", flat=True))
-        if not member_ids:
-            return sent
+    sent = 0
+    async for member_ids in value_batches(due.distinct(), "member_id", size=BATCH, flat=True):
         rows = await due.filter(member_id__in=member_ids).values_list(
             "member_id", "expires_on", "remaining")
         totals: dict[tuple[int, dt.date], int] = {}
@@ -68,4 +62,4 @@ async def notify_expiring(bot, today: dt.date) -> int:
                 member_id, text, purpose="points_expiring",
                 key=f"expiry-notice:{member_id}:{expires_on.isoformat()}")
             sent += outcome.ok
-        after = member_ids[-1]
+    return sent

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
+from bot.infra.paging import value_batches
 from bot.models import (
     Conversation,
     Coupon,
@@ -104,12 +105,9 @@ async def rotate_key(bot, batch: int = 500) -> tuple[int, int]:
     current and the old one is listed in security.previous_keys; safe to stop and run again.
     Returns (rewritten, already current)."""
     vault = bot.vault
-    rewritten = current = after = 0
-    while True:
-        rows = await (Member.filter(id__gt=after, erased_at=None).order_by("id").limit(batch)
-                      .values_list("id", "phone_enc", "phone_hash"))
-        if not rows:
-            return rewritten, current
+    rewritten = current = 0
+    async for rows in value_batches(Member.filter(erased_at=None), "id", "phone_enc",
+                                    "phone_hash", size=batch):
         for member_id, sealed, phone_hash in rows:
             phone = vault.decrypt(sealed)
             if vault.key_id_of(sealed) == vault.key_id and phone_hash == vault.lookup_hash(phone):
@@ -118,4 +116,4 @@ async def rotate_key(bot, batch: int = 500) -> tuple[int, int]:
             # Conditional on what we read: a row changed meanwhile is left for the next run.
             rewritten += await Member.filter(id=member_id, phone_enc=sealed).update(
                 phone_enc=vault.encrypt(phone), phone_hash=vault.lookup_hash(phone))
-        after = rows[-1][0]
+    return rewritten, current

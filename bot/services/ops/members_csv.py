@@ -17,6 +17,7 @@ from typing import BinaryIO, TextIO
 from tortoise.transactions import in_transaction
 
 from bot.infra.db import IntegrityError
+from bot.infra.paging import value_batches
 from bot.infra.vault import Vault, mask_phone
 from bot.models import Member, Store
 from bot.rules import earning
@@ -87,21 +88,16 @@ async def export_members(bot, out: BinaryIO | _TextSink, *,
     await asyncio.to_thread(out.write, "\ufeff".encode() + header.getvalue().encode())
     stores = dict(await Store.all().values_list("id", "code"))
     tz = bot.config.shop.tz
-    count = batches = after = 0
-    while True:
-        rows = await (Member.filter(id__gt=after, erased_at__isnull=True).order_by("id")
-                      .limit(batch)
-                      .values_list("id", "card_no", "phone_enc", "name", "birth_year",
-                                   "birth_month", "birth_day", "tier", "points", "stored_value",
-                                   "store_id", "registered_at"))
-        if not rows:
-            break
+    count = batches = 0
+    async for rows in value_batches(Member.filter(erased_at__isnull=True), "id", "card_no",
+                                    "phone_enc", "name", "birth_year", "birth_month",
+                                    "birth_day", "tier", "points", "stored_value", "store_id",
+                                    "registered_at", size=batch):
         # Decrypting and formatting run beside the loop, and so does the write.
         chunk = await asyncio.to_thread(_export_chunk, bot.vault, rows, stores, tz)
         await asyncio.to_thread(out.write, chunk)
         count += len(rows)
         batches += 1
-        after = rows[-1][0]
     await asyncio.to_thread(out.flush)
     return ExportResult(count, batches)
 
