@@ -5,14 +5,17 @@ gift (赠送护理一次).
 Any kind can also be bought with points (points_cost > 0): that is what 兑换 lists.
 
 Codes are 9 random characters from an alphabet without look-alikes (no 0/O, 1/I) and a check
-character (Luhn mod 32), so a single mistyped character, or two swapped neighbours (all but
-2↔Z, the one pair Luhn mod N cannot tell apart), is caught before any lookup.
+character (Luhn mod 32, rules/check_characters), so a single mistyped character, or two swapped
+neighbours (all but 2↔Z, the one pair Luhn mod N cannot tell apart), is caught before any
+lookup.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+
+from bot.rules.check_characters import check_character, has_valid_check
 
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # 32 characters
 BODY_LENGTH = 9
@@ -58,20 +61,9 @@ def combined_discount(rules: list[Rule], amount: int) -> int:
     return min(amount, sum(discount(rule, amount) for rule in rules))
 
 
-def _check_char(body: str) -> str:
-    """Luhn mod N over the alphabet."""
-    n = len(ALPHABET)
-    total, factor = 0, 2
-    for char in reversed(body):
-        addend = factor * ALPHABET.index(char)
-        factor = 1 if factor == 2 else 2
-        total += addend // n + addend % n
-    return ALPHABET[(n - total % n) % n]
-
-
 def new_code() -> str:
     body = "".join(secrets.choice(ALPHABET) for _ in range(BODY_LENGTH))
-    return body + _check_char(body)
+    return body + check_character(body, ALPHABET)
 
 
 def normalize_code(text: str) -> str:
@@ -81,5 +73,4 @@ def normalize_code(text: str) -> str:
 
 
 def is_valid_code(code: str) -> bool:
-    return (len(code) == BODY_LENGTH + 1 and all(ch in ALPHABET for ch in code)
-            and _check_char(code[:-1]) == code[-1])
+    return len(code) == BODY_LENGTH + 1 and has_valid_check(code, ALPHABET)
