@@ -1,13 +1,13 @@
 """Tortoise models, one module per aggregate. Tortoise discovers them through this package."""
 
 from bot.models.conversation import Conversation, InboundMessage
-from bot.models.coupons import Coupon, CouponTemplate
-from bot.models.delivery import AccessToken, Delivery
+from bot.models.coupons import Coupon, CouponStatus, CouponTemplate
+from bot.models.delivery import AccessToken, Delivery, DeliveryStatus
 from bot.models.follower import Follower
 from bot.models.jobs import JobRun
 from bot.models.ledger import CheckIn, PointsEntry, PointsUse, Purchase, TierChange
 from bot.models.member import CardSerial, Member, Store
-from bot.models.staff import AppendOnlyError, AuditEntry, Staff, StaffInvite
+from bot.models.staff import AppendOnlyError, AuditEntry, Role, Staff, StaffInvite
 from bot.models.verification import RateEvent, RateKey, SmsCode
 from bot.models.wallet import PunchCard, PunchUse, StoredValueEntry
 
@@ -19,8 +19,10 @@ __all__ = [
     "CheckIn",
     "Conversation",
     "Coupon",
+    "CouponStatus",
     "CouponTemplate",
     "Delivery",
+    "DeliveryStatus",
     "Follower",
     "InboundMessage",
     "JobRun",
@@ -32,6 +34,7 @@ __all__ = [
     "Purchase",
     "RateEvent",
     "RateKey",
+    "Role",
     "SmsCode",
     "Staff",
     "StaffInvite",

@@ -14,17 +14,27 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 
 from bot.rules.check_characters import check_character, has_valid_check
 
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # 32 characters
 BODY_LENGTH = 9
-KINDS = ("amount_off", "threshold", "discount", "gift")
+
+
+class CouponKind(StrEnum):
+    AMOUNT_OFF = "amount_off"  # 减20
+    THRESHOLD = "threshold"  # 满200减30
+    DISCOUNT = "discount"  # 8.8折
+    GIFT = "gift"  # 赠送护理一次
+
+
+KINDS = tuple(CouponKind)
 
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str
+    kind: CouponKind
     amount_off: int = 0  # fen
     threshold: int = 0  # fen; the purchase must reach it
     discount_percent: int = 100  # 88 = 8.8折
@@ -35,7 +45,7 @@ class Rule:
 def applies(rule: Rule, amount: int | None) -> bool:
     """Whether the coupon can be used on a purchase of `amount` fen (None: not said)."""
     if amount is None:
-        return rule.threshold == 0 or rule.kind == "gift"
+        return rule.threshold == 0 or rule.kind == CouponKind.GIFT
     return amount >= rule.threshold
 
 
@@ -44,9 +54,9 @@ def discount(rule: Rule, amount: int) -> int:
     below the threshold; a percentage discount rounds in the customer's favour to the fen."""
     if amount <= 0 or not applies(rule, amount):
         return 0
-    if rule.kind in ("amount_off", "threshold"):
+    if rule.kind in (CouponKind.AMOUNT_OFF, CouponKind.THRESHOLD):
         off = rule.amount_off
-    elif rule.kind == "discount":
+    elif rule.kind == CouponKind.DISCOUNT:
         off = amount - (amount * rule.discount_percent) // 100
         if rule.cap:
             off = min(off, rule.cap)

@@ -15,7 +15,7 @@ from bot.app import create_app
 from bot.config import Config, DatabaseConfig, SmsConfig, WeChatConfig
 from bot.infra.db import IntegrityError
 from bot.infra.vault import Vault, new_data_key
-from bot.models import Follower, Member, Staff, Store
+from bot.models import Follower, Member, Role, Staff, Store
 from bot.sandbox.sms_server import create_sms_app
 from bot.sandbox.wechat_server import create_wechat_app
 from bot.services import loyalty, members
@@ -100,7 +100,7 @@ async def seed_demo(config: Config) -> None:
             await Follower.update_or_create(defaults={"member_id": member.id, "following": True},
                                             openid=openid)
     if store and not await Staff.exists(openid=DEMO_STAFF):
-        await Staff.create(openid=DEMO_STAFF, name="小王", store=store, role="manager")
+        await Staff.create(openid=DEMO_STAFF, name="小王", store=store, role=Role.MANAGER)
         await Follower.get_or_create(openid=DEMO_STAFF)
 
 

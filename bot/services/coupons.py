@@ -17,7 +17,7 @@ from bot.clock import local_midnight
 from bot.config import Config, CouponTemplateConfig
 from bot.infra import idempotent
 from bot.infra.paging import batches
-from bot.models import Coupon, CouponTemplate, Member
+from bot.models import Coupon, CouponStatus, CouponTemplate, Member
 from bot.rules import coupons as coupon_rules
 from bot.services import Refused, loyalty
 from bot.services.staff import Actor, audit
@@ -55,8 +55,9 @@ async def add_template(c: CouponTemplateConfig) -> CouponTemplate:
 
 
 def rule_of(t: CouponTemplate) -> coupon_rules.Rule:
-    return coupon_rules.Rule(kind=t.kind, amount_off=t.amount_off, threshold=t.threshold,
-                             discount_percent=t.discount_percent, cap=t.cap, gift=t.gift)
+    return coupon_rules.Rule(kind=coupon_rules.CouponKind(t.kind), amount_off=t.amount_off,
+                             threshold=t.threshold, discount_percent=t.discount_percent,
+                             cap=t.cap, gift=t.gift)
 
 
 def _validity(t: CouponTemplate, now: dt.datetime, tz) -> tuple[dt.datetime, dt.datetime]:
@@ -160,7 +161,8 @@ async def history(member_id: int, now: dt.datetime, limit: int = 20) -> list[Cou
 
 async def expire_and_remind(bot, now: dt.datetime) -> dict[str, int]:
     """Mark lapsed coupons expired; remind members 3 days before a coupon expires (once)."""
-    expired = await Coupon.filter(status="issued", expires_at__lte=now).update(status="expired")
+    expired = await Coupon.filter(status="issued", expires_at__lte=now).update(
+        status=CouponStatus.EXPIRED)
     reminded = 0
     async for due in batches(Coupon.filter(status="issued", reminded_at=None, expires_at__gt=now,
                                            expires_at__lte=now + dt.timedelta(days=3))

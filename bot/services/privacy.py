@@ -17,6 +17,7 @@ from bot.infra.paging import value_batches
 from bot.models import (
     Conversation,
     Coupon,
+    CouponStatus,
     Delivery,
     Follower,
     Member,
@@ -89,7 +90,8 @@ async def erase(bot, member: Member) -> None:
         await SmsCode.filter(phone_hash__in=phone_hashes).delete()
         await Delivery.filter(phone_hash__in=phone_hashes).update(phone_hash=None)
         # Revoke unused coupons: nobody can present them any more.
-        await Coupon.filter(member_id=member.id, status="issued").update(status="revoked")
+        await Coupon.filter(member_id=member.id, status="issued").update(
+            status=CouponStatus.REVOKED)
         await audit(Actor(None, None, f"member:{member.id}"), "erase", member=member.id,
                     detail="personal data erased at the member's request")
 

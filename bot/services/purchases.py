@@ -21,7 +21,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from bot.infra import idempotent
-from bot.models import Member, PointsEntry, Purchase, TierChange
+from bot.models import Member, PointsEntry, Purchase, Role, TierChange
 from bot.rules import earning, tiers
 from bot.services import Refused, loyalty
 from bot.services.staff import Actor, audit
@@ -35,7 +35,7 @@ def earning_rule(config) -> earning.EarningRule:
     points = config.points
     return earning.EarningRule(
         points_per_yuan=earning.Fraction(str(points.per_yuan)),
-        rounding=points.rounding,
+        rounding=earning.Rounding(points.rounding),
         min_amount_fen=round(points.min_amount * 100),
         member_day=points.member_day,
         member_day_multiplier=earning.Fraction(str(points.member_day_multiplier)),
@@ -166,7 +166,7 @@ async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
     if purchase.voided_at:
         return VoidResult(purchase, await Member.get(id=purchase.member_id), 0,
                           purchase.void_shortfall, duplicate=True)
-    if (actor.staff and actor.staff.role != "owner" and actor.store
+    if (actor.staff and actor.staff.role != Role.OWNER and actor.store
             and purchase.store_id not in (None, actor.store.id)):
         # Managers act in their own store; owners in every store.
         raise PurchaseRefused("void_other_store.j2", serial=purchase_id)
