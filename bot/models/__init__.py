@@ -5,11 +5,11 @@ from bot.models.coupons import Coupon, CouponStatus, CouponTemplate
 from bot.models.delivery import AccessToken, Delivery, DeliveryStatus
 from bot.models.follower import Follower
 from bot.models.jobs import JobRun
-from bot.models.ledger import CheckIn, PointsEntry, PointsUse, Purchase, TierChange
+from bot.models.ledger import CheckIn, PointsEntry, PointsKind, PointsUse, Purchase, TierChange
 from bot.models.member import CardSerial, Member, Store
 from bot.models.staff import AppendOnlyError, AuditEntry, Role, Staff, StaffInvite
 from bot.models.verification import RateEvent, RateKey, SmsCode
-from bot.models.wallet import PunchCard, PunchUse, StoredValueEntry
+from bot.models.wallet import PunchCard, PunchUse, StoredValueEntry, StoredValueKind
 
 __all__ = [
     "AccessToken",
@@ -28,6 +28,7 @@ __all__ = [
     "JobRun",
     "Member",
     "PointsEntry",
+    "PointsKind",
     "PointsUse",
     "PunchCard",
     "PunchUse",
@@ -40,5 +41,6 @@ __all__ = [
     "StaffInvite",
     "Store",
     "StoredValueEntry",
+    "StoredValueKind",
     "TierChange",
 ]

@@ -15,7 +15,7 @@ from bot.app import create_app
 from bot.config import Config, DatabaseConfig, SmsConfig, WeChatConfig
 from bot.infra.db import IntegrityError
 from bot.infra.vault import Vault, new_data_key
-from bot.models import Follower, Member, Role, Staff, Store
+from bot.models import Follower, Member, PointsKind, Role, Staff, Store
 from bot.sandbox.sms_server import create_sms_app
 from bot.sandbox.wechat_server import create_wechat_app
 from bot.services import loyalty, members
@@ -94,8 +94,8 @@ async def seed_demo(config: Config) -> None:
                 store_id=store.id if store else None, tier=config.tiers[0].name)
         except IntegrityError:
             continue
-        await loyalty.post_points(member.id, points, kind="adjust", reason="演示数据初始积分",
-                                  key=f"sandbox-seed:{member.id}")
+        await loyalty.post_points(member.id, points, kind=PointsKind.ADJUST,
+                                  reason="演示数据初始积分", key=f"sandbox-seed:{member.id}")
         if openid:
             await Follower.update_or_create(defaults={"member_id": member.id, "following": True},
                                             openid=openid)

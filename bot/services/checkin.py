@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from bot.infra import idempotent
-from bot.models import CheckIn, Member
+from bot.models import CheckIn, Member, PointsKind
 from bot.rules import earning
 from bot.services import loyalty
 
@@ -36,8 +36,8 @@ async def check_in(bot, member: Member) -> CheckInResult:
         await CheckIn.create(member_id=member.id, local_date=today, streak=streak, points=points)
         if points:
             reason = f"签到（连续{streak}天）" + ("，连续奖励" if bonus else "")
-            await loyalty.append_points(member.id, points, kind="earn", reason=reason, key=key,
-                                        expires_on=expires_on)
+            await loyalty.append_points(member.id, points, kind=PointsKind.EARN, reason=reason,
+                                        key=key, expires_on=expires_on)
         return CheckInResult(True, streak, points, bonus, await loyalty.spendable(member.id))
 
     async def done_today() -> CheckInResult | None:

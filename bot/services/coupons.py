@@ -17,7 +17,7 @@ from bot.clock import local_midnight
 from bot.config import Config, CouponTemplateConfig
 from bot.infra import idempotent
 from bot.infra.paging import batches
-from bot.models import Coupon, CouponStatus, CouponTemplate, Member
+from bot.models import Coupon, CouponStatus, CouponTemplate, Member, PointsKind
 from bot.rules import coupons as coupon_rules
 from bot.services import Refused, loyalty
 from bot.services.staff import Actor, audit
@@ -133,7 +133,7 @@ async def exchangeable(member: Member, today: dt.date) -> list[CouponTemplate]:
 async def exchange(bot, member: Member, template: CouponTemplate, *, key: str) -> Coupon:
     """Points off and the coupon on, in one transaction: both happen or neither."""
     async def act() -> Coupon:
-        await loyalty.append_points(member.id, -template.points_cost, kind="redeem",
+        await loyalty.append_points(member.id, -template.points_cost, kind=PointsKind.REDEEM,
                                     reason=f"兑换 {template.name}", key=f"{key}:points")
         return await issue_in_transaction(bot, member, template, source="exchange", key=key)
 

@@ -10,7 +10,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from bot.infra.paging import value_batches
-from bot.models import Member, PointsEntry
+from bot.models import Member, PointsEntry, PointsKind
 from bot.services import loyalty
 
 BATCH = 500
@@ -26,7 +26,7 @@ async def expire_lot(lot_id: int) -> int:
         remaining = await PointsEntry.get(id=lot_id).values_list("remaining", flat=True)
         if remaining <= 0:
             return 0
-        await loyalty.append_points(lot.member_id, -remaining, kind="expire",
+        await loyalty.append_points(lot.member_id, -remaining, kind=PointsKind.EXPIRE,
                                     reason=f"积分到期（{lot.expires_on:%Y-%m-%d}）",
                                     key=f"expire:{lot_id}", from_lot=lot_id)
     return remaining

@@ -19,15 +19,16 @@ from tortoise.expressions import F
 
 from bot.infra import idempotent, sql
 from bot.infra.db import IntegrityError
-from bot.models import Member, PointsEntry, PointsUse
-from bot.rules import tiers
+from bot.models import Member, PointsEntry, PointsKind, PointsUse
+from bot.rules import earning, tiers
+from bot.services.staff import audit
 
 
 class InsufficientPoints(Exception):
     pass
 
 
-async def post_points(member_id: int, delta: int, *, kind: str, reason: str, key: str,
+async def post_points(member_id: int, delta: int, *, kind: PointsKind, reason: str, key: str,
                       expires_on: dt.date | None = None,
                       purchase_id: int | None = None) -> PointsEntry:
     """Append one entry in its own transaction. Repeating a key returns the first entry instead
@@ -40,7 +41,7 @@ async def post_points(member_id: int, delta: int, *, kind: str, reason: str, key
         conflicts=(IntegrityError, InsufficientPoints))
 
 
-async def append_points(member_id: int, delta: int, *, kind: str, reason: str, key: str,
+async def append_points(member_id: int, delta: int, *, kind: PointsKind, reason: str, key: str,
                         expires_on: dt.date | None = None, purchase_id: int | None = None,
                         from_lot: int | None = None) -> PointsEntry:
     """The body of post_points, for callers that already hold a transaction. A negative delta
@@ -88,14 +89,11 @@ async def _take_from_lots(entry: PointsEntry, member_id: int, amount: int,
 
 async def adjust(bot, member: Member, delta: int, *, reason: str, actor, key: str) -> PointsEntry:
     """A manager's correction, audited. Added points expire like earned ones."""
-    from bot.rules import earning
-    from bot.services.staff import audit
-
     expires_on = earning.expiry_for(bot.today(), bot.config.points.expiry,
                                     bot.config.points.expiry_months)
 
     async def act() -> PointsEntry:
-        entry = await append_points(member.id, delta, kind="adjust", reason=reason[:120],
+        entry = await append_points(member.id, delta, kind=PointsKind.ADJUST, reason=reason[:120],
                                     key=key, expires_on=expires_on)
         await audit(actor, "adjust_points", member=member, before={"points": member.points},
                     after={"points": entry.balance_after, "delta": delta}, detail=reason)

@@ -6,26 +6,28 @@ import datetime as dt
 import functools
 import re
 from dataclasses import dataclass
+from typing import Literal, cast
 
 from tortoise.transactions import in_transaction
 
 from bot.infra import idempotent, sql
 from bot.infra.db import IntegrityError
 from bot.infra.vault import Vault
-from bot.models import CardSerial, Follower, Member, Store
+from bot.models import CardSerial, Follower, Member, PointsKind, Store
 from bot.rules import earning
-from bot.rules.cards import card_number
-from bot.rules.parsing import Birthday
+from bot.rules.cards import card_number, is_valid_card_number
+from bot.rules.parsing import Birthday, normalize_phone, normalize_text
 from bot.services import Refused, loyalty
 
 _SCENE_RE = re.compile(r"(store|staff|ref):([A-Za-z0-9_\-]{1,56})")
+SceneKind = Literal["store", "staff", "ref"]
 
 
 @dataclass(frozen=True)
 class Scene:
     """Who brought a member in, from a QR scene: store:S001, staff:7 or ref:<card_no>."""
 
-    kind: str
+    kind: SceneKind
     value: str
 
     def __str__(self) -> str:
@@ -34,7 +36,7 @@ class Scene:
 
 def parse_scene(text: str | None) -> Scene | None:
     match = _SCENE_RE.fullmatch(text or "")
-    return Scene(match[1], match[2]) if match else None
+    return Scene(cast(SceneKind, match[1]), match[2]) if match else None
 
 
 async def follow(openid: str, scene: Scene | None, now: dt.datetime) -> tuple[Follower, bool]:
@@ -147,8 +149,9 @@ async def register(bot, openid: str, phone: str, name: str, birthday: Birthday |
         if not await Follower.filter(id=follower.id, member_id=None).update(member_id=member.id):
             raise IntegrityError("follower already registered")
         if bot.config.shop.welcome_points:
-            await loyalty.append_points(member.id, bot.config.shop.welcome_points, kind="earn",
-                                        reason="新会员欢迎积分", key=f"welcome:{member.id}",
+            await loyalty.append_points(member.id, bot.config.shop.welcome_points,
+                                        kind=PointsKind.EARN, reason="新会员欢迎积分",
+                                        key=f"welcome:{member.id}",
                                         expires_on=earning.expiry_for(
                                             bot.today(), bot.config.points.expiry,
                                             bot.config.points.expiry_months))
@@ -221,9 +224,6 @@ class MemberNotFound(Refused):
 
 async def lookup(bot, text: str) -> Member:
     """The member a staff member means by a phone number or a card number."""
-    from bot.rules.cards import is_valid_card_number
-    from bot.rules.parsing import normalize_phone, normalize_text
-
     text = normalize_text(text)
     phone = normalize_phone(text)
     if phone:

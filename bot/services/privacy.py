@@ -21,6 +21,7 @@ from bot.models import (
     Delivery,
     Follower,
     Member,
+    PointsKind,
     PunchCard,
     Purchase,
     SmsCode,
@@ -78,8 +79,8 @@ async def erase(bot, member: Member) -> None:
         points = await loyalty.spendable(member.id)
         if points > 0:
             # Through the ledger, so balance == sum of entries still holds for the row.
-            await loyalty.append_points(member.id, -points, kind="adjust", reason="会员注销",
-                                        key=f"erase:{member.id}")
+            await loyalty.append_points(member.id, -points, kind=PointsKind.ADJUST,
+                                        reason="会员注销", key=f"erase:{member.id}")
         await Member.filter(id=member.id, erased_at=None).update(
             name="", phone_enc="", phone_hash=f"erased:{member.id}", birth_year=None,
             birth_month=None, birth_day=None, staff_ref=None, erased_at=now,

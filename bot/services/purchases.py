@@ -21,9 +21,9 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from bot.infra import idempotent
-from bot.models import Member, PointsEntry, Purchase, Role, TierChange
+from bot.models import Member, PointsEntry, PointsKind, Purchase, Role, TierChange
 from bot.rules import earning, tiers
-from bot.services import Refused, loyalty
+from bot.services import Refused, coupons, loyalty
 from bot.services.staff import Actor, audit
 
 
@@ -65,8 +65,6 @@ async def record(bot, member: Member, amount_fen: int, *, actor: Actor, note: st
 async def after_commit(bot, result: PurchaseResult) -> None:
     """What follows a committed purchase: the referral coupons, if a reward was earned (their
     keys make a repeat a no-op)."""
-    from bot.services import coupons
-
     template = bot.config.coupon_rewards.referral
     member = result.member
     if result.referral_points and template and member.referrer_id:
@@ -102,7 +100,7 @@ async def record_in_transaction(bot, member: Member, amount_fen: int, *, actor: 
         points=points, note=note[:64], idempotency_key=key,
     )
     if points:
-        await loyalty.append_points(member.id, points, kind="earn",
+        await loyalty.append_points(member.id, points, kind=PointsKind.EARN,
                                     reason=f"消费 ¥{earning.fen_to_yuan(amount_fen)}",
                                     key=f"purchase:{purchase.id}", expires_on=expires_on,
                                     purchase_id=purchase.id)
@@ -126,10 +124,10 @@ async def _reward_referral(bot, member: Member, purchase: Purchase,
         return 0
     if await PointsEntry.exists(idempotency_key=f"referral:{member.id}:referee"):
         return 0
-    await loyalty.append_points(member.id, reward, kind="earn", reason="好友推荐奖励",
+    await loyalty.append_points(member.id, reward, kind=PointsKind.EARN, reason="好友推荐奖励",
                                 key=f"referral:{member.id}:referee", expires_on=expires_on,
                                 purchase_id=purchase.id)
-    await loyalty.append_points(member.referrer_id, reward, kind="earn",
+    await loyalty.append_points(member.referrer_id, reward, kind=PointsKind.EARN,
                                 reason=f"推荐好友 {member.name or member.card_no[-4:]} 首次消费",
                                 key=f"referral:{member.id}:referrer", expires_on=expires_on,
                                 purchase_id=purchase.id)
@@ -193,7 +191,7 @@ async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
             take = min(owed, balance)
             if take:
                 await loyalty.append_points(
-                    lot.member_id, -take, kind="reverse",
+                    lot.member_id, -take, kind=PointsKind.REVERSE,
                     reason=f"撤销消费 #{purchase.id}", key=f"void:{purchase.id}:{index}",
                     from_lot=lot.id)
             if lot.member_id == purchase.member_id:

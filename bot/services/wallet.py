@@ -17,7 +17,7 @@ from tortoise.functions import Sum
 from bot.config import PunchProductConfig
 from bot.infra import idempotent
 from bot.infra.db import IntegrityError
-from bot.models import Member, PunchCard, PunchUse, StoredValueEntry
+from bot.models import Member, PunchCard, PunchUse, StoredValueEntry, StoredValueKind
 from bot.rules import earning
 from bot.services import Refused
 from bot.services.staff import Actor, audit
@@ -36,8 +36,8 @@ class StoredValueResult:
     duplicate: bool = False
 
 
-async def append_stored_value(member_id: int, delta: int, *, kind: str, reason: str, key: str,
-                              actor: Actor) -> int:
+async def append_stored_value(member_id: int, delta: int, *, kind: StoredValueKind, reason: str,
+                              key: str, actor: Actor) -> int:
     """One stored-value entry and the cached sum with it, for callers that hold the transaction;
     returns the balance after. A decrease that does not fit is refused."""
     query = Member.filter(id=member_id)
@@ -58,12 +58,16 @@ async def _replay(key: str) -> StoredValueResult | None:
         return None
     member = await Member.get(id=entries[0].member_id)
     main = next(e for e in entries if e.idempotency_key == key)
-    bonus = sum(e.delta for e in entries if e.kind == "bonus")
+    bonus = sum(e.delta for e in entries if e.kind == StoredValueKind.BONUS)
     return StoredValueResult(member, abs(main.delta), bonus, member.stored_value, duplicate=True)
 
 
-async def _apply(member: Member, entries: list[tuple[int, str, str, str]], *, actor: Actor,
-                 action: str, amount: int, bonus: int) -> StoredValueResult:
+# (delta, kind, reason, key) of each entry one change appends
+Entries = list[tuple[int, StoredValueKind, str, str]]
+
+
+async def _apply(member: Member, entries: Entries, *, actor: Actor, action: str, amount: int,
+                 bonus: int) -> StoredValueResult:
     balance = member.stored_value
     for delta, kind, reason, entry_key in entries:
         balance = await append_stored_value(member.id, delta, kind=kind, reason=reason,
@@ -77,8 +81,8 @@ async def _apply(member: Member, entries: list[tuple[int, str, str, str]], *, ac
 _CONFLICTS = (IntegrityError, WalletRefused)
 
 
-async def _change(member: Member, entries: list[tuple[int, str, str, str]], *, actor: Actor,
-                  action: str, key: str, amount: int, bonus: int = 0) -> StoredValueResult:
+async def _change(member: Member, entries: Entries, *, actor: Actor, action: str, key: str,
+                  amount: int, bonus: int = 0) -> StoredValueResult:
     return await idempotent.once(
         lambda: _replay(key),
         lambda: _apply(member, entries, actor=actor, action=action, amount=amount, bonus=bonus),
@@ -89,16 +93,18 @@ async def top_up(bot, member: Member, amount_fen: int, *, actor: Actor,
                  key: str) -> StoredValueResult:
     bonuses = [earning.TopUpBonus(b.min * 100, b.bonus * 100) for b in bot.config.topup_bonus]
     bonus = earning.topup_bonus(amount_fen, bonuses)
-    entries = [(amount_fen, "topup", f"充值 ¥{earning.fen_to_yuan(amount_fen)}", key)]
+    entries: Entries = [(amount_fen, StoredValueKind.TOPUP,
+                         f"充值 ¥{earning.fen_to_yuan(amount_fen)}", key)]
     if bonus:
-        entries.append((bonus, "bonus", f"充值赠送 ¥{earning.fen_to_yuan(bonus)}", f"{key}:bonus"))
+        entries.append((bonus, StoredValueKind.BONUS, f"充值赠送 ¥{earning.fen_to_yuan(bonus)}",
+                        f"{key}:bonus"))
     return await _change(member, entries, actor=actor, action="stored_value_topup", key=key,
                          amount=amount_fen, bonus=bonus)
 
 
 async def pay(bot, member: Member, amount_fen: int, *, actor: Actor,
               key: str) -> StoredValueResult:
-    return await _change(member, [(-amount_fen, "pay",
+    return await _change(member, [(-amount_fen, StoredValueKind.PAY,
                                    f"储值消费 ¥{earning.fen_to_yuan(amount_fen)}", key)],
                          actor=actor, action="stored_value_pay", key=key, amount=amount_fen)
 
@@ -116,7 +122,7 @@ async def refund(bot, member: Member, amount_fen: int, *, actor: Actor,
         refundable = -totals.get("pay", 0) - totals.get("refund", 0)
         if amount_fen > refundable:
             raise WalletRefused("stored_value_refund_too_much.j2", refundable=refundable)
-        return await _apply(member, [(amount_fen, "refund",
+        return await _apply(member, [(amount_fen, StoredValueKind.REFUND,
                                       f"储值退款 ¥{earning.fen_to_yuan(amount_fen)}", key)],
                             actor=actor, action="stored_value_refund", amount=amount_fen,
                             bonus=0)

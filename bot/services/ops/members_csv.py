@@ -19,7 +19,7 @@ from tortoise.transactions import in_transaction
 from bot.infra.db import IntegrityError
 from bot.infra.paging import value_batches
 from bot.infra.vault import Vault, mask_phone
-from bot.models import Member, Store
+from bot.models import Member, PointsKind, Store, StoredValueKind
 from bot.rules import earning
 from bot.rules.cards import SERIAL_DIGITS, is_valid_card_number
 from bot.rules.parsing import Birthday, normalize_phone, normalize_text, parse_birthday
@@ -451,14 +451,14 @@ async def _import_batch(bot, rows: Sequence[ImportRow], stores: dict[str, Store]
                 tier_floor=None if row.tier == first_tier else row.tier,
                 registered_at=row.registered_at)
             if row.points:
-                await loyalty.append_points(member.id, row.points, kind="adjust",
+                await loyalty.append_points(member.id, row.points, kind=PointsKind.ADJUST,
                                             reason=IMPORT_REASON,
                                             key=f"import:{member.id}:points",
                                             expires_on=expires_on)
             if row.stored_fen:
                 # An opening balance, as a top-up entry of the member's store.
-                await wallet.append_stored_value(member.id, row.stored_fen, kind="topup",
-                                                 reason=IMPORT_REASON,
+                await wallet.append_stored_value(member.id, row.stored_fen,
+                                                 kind=StoredValueKind.TOPUP, reason=IMPORT_REASON,
                                                  key=f"import:{member.id}:stored_value",
                                                  actor=Actor.cli(store))
             await audit(actor, "import_member", member=member.id, detail=IMPORT_REASON,
