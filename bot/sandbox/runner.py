@@ -101,7 +101,7 @@ async def seed_demo(config: Config) -> None:
                                             openid=openid)
     if store and not await Staff.exists(openid=DEMO_STAFF):
         await Staff.create(openid=DEMO_STAFF, name="小王", store=store, role=Role.MANAGER)
-        await Follower.get_or_create(openid=DEMO_STAFF)
+        await members.ensure_follower(DEMO_STAFF)
 
 
 async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:

@@ -21,6 +21,7 @@ from bot.infra import idempotent, sql
 from bot.infra.db import IntegrityError
 from bot.models import Member, PointsEntry, PointsKind, PointsUse
 from bot.rules import earning, tiers
+from bot.services import move_balance
 from bot.services.staff import audit
 
 
@@ -48,12 +49,9 @@ async def append_points(member_id: int, delta: int, *, kind: PointsKind, reason:
     takes from `from_lot` first (expiry, reversal), then soonest-expiring first."""
     if delta == 0:
         raise ValueError("a ledger entry moves at least one point")
-    query = Member.filter(id=member_id)
-    if delta < 0:
-        query = query.filter(points__gte=-delta)
-    if not await query.update(points=F("points") + delta):
+    balance = await move_balance(member_id, "points", delta)
+    if balance is None:
         raise InsufficientPoints(member_id)
-    balance = await Member.get(id=member_id).values_list("points", flat=True)
     entry = await PointsEntry.create(
         member_id=member_id, delta=delta, kind=kind, reason=reason, idempotency_key=key,
         balance_after=balance, remaining=max(delta, 0),

@@ -61,10 +61,16 @@ async def unfollow(openid: str, now: dt.datetime) -> None:
 
 
 async def ensure_follower(openid: str) -> tuple[Follower, bool]:
-    try:
-        return await Follower.get_or_create(openid=openid)
-    except IntegrityError:
-        return await Follower.get(openid=openid), False
+    """The follower row of this account, and whether this call made it (the openid is the key:
+    two first messages at once make one row)."""
+    async def known() -> tuple[Follower, bool] | None:
+        follower = await Follower.get_or_none(openid=openid)
+        return (follower, False) if follower else None
+
+    async def make() -> tuple[Follower, bool]:
+        return await Follower.create(openid=openid), True
+
+    return await idempotent.once(known, make)
 
 
 async def member_of(openid: str) -> tuple[Follower, Member | None]:

@@ -19,7 +19,7 @@ from bot.infra import idempotent
 from bot.infra.db import IntegrityError
 from bot.models import Member, PunchCard, PunchUse, StoredValueEntry, StoredValueKind
 from bot.rules import earning
-from bot.services import Refused
+from bot.services import Refused, move_balance
 from bot.services.staff import Actor, audit
 
 
@@ -40,12 +40,9 @@ async def append_stored_value(member_id: int, delta: int, *, kind: StoredValueKi
                               key: str, actor: Actor) -> int:
     """One stored-value entry and the cached sum with it, for callers that hold the transaction;
     returns the balance after. A decrease that does not fit is refused."""
-    query = Member.filter(id=member_id)
-    if delta < 0:
-        query = query.filter(stored_value__gte=-delta)
-    if not await query.update(stored_value=F("stored_value") + delta):
+    balance = await move_balance(member_id, "stored_value", delta)
+    if balance is None:
         raise WalletRefused("stored_value_insufficient.j2")
-    balance = await Member.get(id=member_id).values_list("stored_value", flat=True)
     await StoredValueEntry.create(member_id=member_id, delta=delta, kind=kind, reason=reason,
                                   idempotency_key=key, balance_after=balance,
                                   store=actor.store, staff=actor.staff)
