@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.channels.wechat import Rejected
-from bot.chat.inbound import Inbound
+from bot.chat.inbound import Channel, Inbound, Kind
 from bot.config import SmsConfig
 from bot.infra.vault import constant_time_equal
 from bot.rules.parsing import normalize_phone
@@ -43,7 +43,7 @@ def parse_uplink(body: bytes) -> list[Inbound]:
         if (phone is None or not isinstance(content, str)
                 or not isinstance(sequence, int | str) or not 0 < len(str(sequence)) <= 64):
             raise Rejected(400, "uplink item without a valid phone_number, content or sequence_id")
-        messages.append(Inbound(channel="sms", user=phone, kind="text", text=content[:500],
+        messages.append(Inbound(channel=Channel.SMS, user=phone, kind=Kind.TEXT, text=content[:500],
                                 dedup_key=f"sms:{phone}:{sequence}",
                                 extra={"dest_code": str(item.get("dest_code", ""))}))
     return messages

@@ -37,7 +37,7 @@ from wechatpy.messages import (
 from wechatpy.replies import ImageReply, TextReply
 from wechatpy.utils import WeChatSigner
 
-from bot.chat.inbound import Inbound
+from bot.chat.inbound import Channel, Inbound, Kind
 from bot.config import WeChatConfig
 from bot.infra.vault import constant_time_equal
 from bot.notifications.replies import Image, Reply, Text
@@ -205,7 +205,7 @@ def _parse_message(body: bytes) -> BaseMessage:
 def to_inbound(message: BaseMessage) -> Inbound:
     """Map wechatpy's message classes onto our vocabulary."""
     base = {
-        "channel": "wechat",
+        "channel": Channel.WECHAT,
         "user": message.source,
         "account": message.target or "",
         "created_at": int(message.create_time.timestamp()) if message.create_time else 0,
@@ -225,43 +225,43 @@ def to_inbound(message: BaseMessage) -> Inbound:
 
     match message:
         case TextMessage():
-            return Inbound(kind="text", text=message.content or "", **base)
+            return Inbound(kind=Kind.TEXT, text=message.content or "", **base)
         case VoiceMessage() if message.recognition:
             # Speech recognition text is handled exactly like typed text.
-            return Inbound(kind="text", text=message.recognition, extra={"via": "voice"}, **base)
+            return Inbound(kind=Kind.TEXT, text=message.recognition, extra={"via": "voice"}, **base)
         case VoiceMessage():
-            return Inbound(kind="voice", **base)
+            return Inbound(kind=Kind.VOICE, **base)
         case ImageMessage():
-            return Inbound(kind="image", **base)
+            return Inbound(kind=Kind.IMAGE, **base)
         case LocationMessage():
-            return Inbound(kind="location", text=message.label or "", **base)
+            return Inbound(kind=Kind.LOCATION, text=message.label or "", **base)
         case SubscribeScanEvent():
-            return Inbound(kind="subscribe", scene=message.scene_id or None, **base)
+            return Inbound(kind=Kind.SUBSCRIBE, scene=message.scene_id or None, **base)
         case SubscribeEvent():
-            return Inbound(kind="subscribe", **base)
+            return Inbound(kind=Kind.SUBSCRIBE, **base)
         case UnsubscribeEvent():
-            return Inbound(kind="unsubscribe", **base)
+            return Inbound(kind=Kind.UNSUBSCRIBE, **base)
         case ScanEvent():
-            return Inbound(kind="scan", scene=message.scene_id or None, **base)
+            return Inbound(kind=Kind.SCAN, scene=message.scene_id or None, **base)
         case ClickEvent():
-            return Inbound(kind="click", text=message.key or "", **base)
+            return Inbound(kind=Kind.CLICK, text=message.key or "", **base)
         case ViewEvent():
-            return Inbound(kind="view", text=message.url or "", **base)
+            return Inbound(kind=Kind.VIEW, text=message.url or "", **base)
         case BaseScanCodeEvent():
             info = message.scan_code_info or {}
             return Inbound(
-                kind="scancode",
+                kind=Kind.SCANCODE,
                 text=str(info.get("ScanResult") or ""),
                 extra={"key": message.key or "", "scan_type": str(info.get("ScanType") or "")},
                 **base,
             )
         case LocationEvent():
-            return Inbound(kind="location_report", **base)
+            return Inbound(kind=Kind.LOCATION_REPORT, **base)
         case TemplateSendJobFinishEvent():
             return Inbound(
-                kind="template_finish",
+                kind=Kind.TEMPLATE_FINISH,
                 extra={"msg_id": str(message.id), "status": message.status or ""},
                 **base,
             )
-    kind = "other_event" if message.type == "event" else "media"
+    kind = Kind.OTHER_EVENT if message.type == "event" else Kind.MEDIA
     return Inbound(kind=kind, extra={"type": str(message.type)}, **base)

@@ -4,15 +4,38 @@ XML, signatures, AES or SMS gateways."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    WECHAT = "wechat"
+    SMS = "sms"
+
+
+class Kind(StrEnum):
+    """What arrived. A StrEnum, so `inbound.kind == "text"` still holds."""
+
+    TEXT = "text"  # typed, or a voice message WeChat recognised
+    VOICE = "voice"
+    IMAGE = "image"
+    LOCATION = "location"
+    MEDIA = "media"  # any other message: video, link, file …
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+    SCAN = "scan"
+    CLICK = "click"
+    VIEW = "view"
+    SCANCODE = "scancode"
+    LOCATION_REPORT = "location_report"
+    TEMPLATE_FINISH = "template_finish"
+    OTHER_EVENT = "other_event"
 
 
 @dataclass(frozen=True)
 class Inbound:
-    channel: str  # "wechat" | "sms"
+    channel: Channel
     user: str  # openid, or the phone number for SMS
-    # text | voice | image | location | media | subscribe | unsubscribe | scan | click | view
-    # | scancode | location_report | template_finish | other
-    kind: str
+    kind: Kind
     dedup_key: str
     created_at: int = 0
     text: str = ""  # what was typed or said, the menu key, or the scanned content
@@ -26,6 +49,6 @@ class Inbound:
 
 
 EVENT_KINDS = frozenset(
-    {"subscribe", "unsubscribe", "scan", "click", "view", "scancode", "location_report",
-     "template_finish", "other_event"}
+    {Kind.SUBSCRIBE, Kind.UNSUBSCRIBE, Kind.SCAN, Kind.CLICK, Kind.VIEW, Kind.SCANCODE,
+     Kind.LOCATION_REPORT, Kind.TEMPLATE_FINISH, Kind.OTHER_EVENT}
 )

@@ -8,6 +8,7 @@ import uuid
 
 from bot.cli.common import CliError, lookup_member, refusal
 from bot.config import Config, CouponTemplateConfig, validate_coupon, validate_for_serving
+from bot.infra.paging import batches
 from bot.models import CouponTemplate, Store
 from bot.runtime import open_bot
 from bot.services import coupons, segments
@@ -129,11 +130,7 @@ async def issue(config: Config, code: str, who: str | None, segment: str | None,
         except segments.UnknownSegment:
             raise CliError("--segment is all or tier:<name>", 2) from None
         issued = refused = 0
-        after = 0
-        while True:
-            batch = await query.filter(id__gt=after).order_by("id").limit(500)
-            if not batch:
-                break
+        async for batch in batches(query, size=500):
             for member in batch:
                 try:
                     await coupons.issue(bot, member, template, source="manual",
@@ -141,7 +138,6 @@ async def issue(config: Config, code: str, who: str | None, segment: str | None,
                     issued += 1
                 except coupons.CouponRefused:
                     refused += 1
-            after = batch[-1].id
             print(f"… {issued} issued, {refused} refused (limit or stock)", flush=True)
     print(f"Done: {issued} issued, {refused} refused. Re-run with --key {key} to resume "
           "without issuing twice.")

@@ -28,6 +28,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.clock import local_midnight
 from bot.infra.db import IntegrityError
+from bot.infra.paging import batches
 from bot.models import JobRun, Member, TierChange
 from bot.notifications import notices
 from bot.services import coupons, expiry, maintenance, tiering
@@ -53,14 +54,10 @@ async def _points_expiry(bot, today: dt.date) -> dict[str, Any]:
 
 
 async def _tier_evaluation(bot, today: dt.date) -> dict[str, Any]:
-    changed, after = 0, 0
-    while True:
-        batch = await Member.filter(id__gt=after, erased_at=None).order_by("id").limit(500)
-        if not batch:
-            break
+    changed = 0
+    async for batch in batches(Member.filter(erased_at=None), size=500):
         for member in batch:
             changed += await tiering.evaluate(bot, member) is not None
-        after = batch[-1].id
     # Notices from the tier history rather than from this run: a run that crashed after
     # changing tiers but before telling members is completed by the one that takes over.
     start = local_midnight(today, bot.config.shop.tz)

@@ -1,15 +1,15 @@
 """Tortoise models, one module per aggregate. Tortoise discovers them through this package."""
 
 from bot.models.conversation import Conversation, InboundMessage
-from bot.models.coupons import Coupon, CouponTemplate
-from bot.models.delivery import AccessToken, Delivery
+from bot.models.coupons import Coupon, CouponStatus, CouponTemplate
+from bot.models.delivery import AccessToken, Delivery, DeliveryStatus
 from bot.models.follower import Follower
 from bot.models.jobs import JobRun
-from bot.models.ledger import CheckIn, PointsEntry, PointsUse, Purchase, TierChange
+from bot.models.ledger import CheckIn, PointsEntry, PointsKind, PointsUse, Purchase, TierChange
 from bot.models.member import CardSerial, Member, Store
-from bot.models.staff import AppendOnlyError, AuditEntry, Staff, StaffInvite
+from bot.models.staff import AppendOnlyError, AuditEntry, Role, Staff, StaffInvite
 from bot.models.verification import RateEvent, RateKey, SmsCode
-from bot.models.wallet import PunchCard, PunchUse, StoredValueEntry
+from bot.models.wallet import PunchCard, PunchUse, StoredValueEntry, StoredValueKind
 
 __all__ = [
     "AccessToken",
@@ -19,23 +19,28 @@ __all__ = [
     "CheckIn",
     "Conversation",
     "Coupon",
+    "CouponStatus",
     "CouponTemplate",
     "Delivery",
+    "DeliveryStatus",
     "Follower",
     "InboundMessage",
     "JobRun",
     "Member",
     "PointsEntry",
+    "PointsKind",
     "PointsUse",
     "PunchCard",
     "PunchUse",
     "Purchase",
     "RateEvent",
     "RateKey",
+    "Role",
     "SmsCode",
     "Staff",
     "StaffInvite",
     "Store",
     "StoredValueEntry",
+    "StoredValueKind",
     "TierChange",
 ]

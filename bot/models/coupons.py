@@ -1,7 +1,18 @@
 """Coupon templates (kinds of coupon) and the coupons issued to members."""
 
+from enum import StrEnum
+
 from tortoise import fields
 from tortoise.models import Model
+
+
+class CouponStatus(StrEnum):
+    """issued → redeemed | expired | revoked   (an undone redemption goes back to issued)"""
+
+    ISSUED = "issued"
+    REDEEMED = "redeemed"
+    EXPIRED = "expired"
+    REVOKED = "revoked"  # its member erased their data
 
 
 class CouponTemplate(Model):
@@ -35,8 +46,7 @@ class Coupon(Model):
     template = fields.ForeignKeyField("models.CouponTemplate", related_name="coupons")
     member = fields.ForeignKeyField("models.Member", related_name="coupons")
     code = fields.CharField(max_length=16, unique=True)
-    # issued → redeemed | expired | revoked   (an undone redemption goes back to issued)
-    status = fields.CharField(max_length=8, default="issued")
+    status = fields.CharField(max_length=8, default=CouponStatus.ISSUED)
     source = fields.CharField(max_length=16)  # welcome | referral | manual | exchange | birthday …
     issue_key = fields.CharField(max_length=160, unique=True)
     valid_from = fields.DatetimeField()

@@ -1,7 +1,17 @@
 """Outbound: every send is a row with a status, and the shared WeChat access token."""
 
+from enum import StrEnum
+
 from tortoise import fields
 from tortoise.models import Model
+
+
+class DeliveryStatus(StrEnum):
+    """pending → sent | failed"""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 class Delivery(Model):
@@ -13,8 +23,7 @@ class Delivery(Model):
     openid = fields.CharField(max_length=64, null=True)
     phone_hash = fields.CharField(max_length=64, null=True)
     payload = fields.JSONField()
-    # pending → sent | failed
-    status = fields.CharField(max_length=8, default="pending", db_index=True)
+    status = fields.CharField(max_length=8, default=DeliveryStatus.PENDING, db_index=True)
     error = fields.CharField(max_length=255, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     sent_at = fields.DatetimeField(null=True)

@@ -5,17 +5,28 @@ Points move only by appending entries. Every positive entry is a lot with its ow
 sum of the entries, equal at all times to the sum of the lots' remaining points.
 """
 
+from enum import StrEnum
+
 from tortoise import fields
 from tortoise.models import Model
 
-ENTRY_KINDS = ("earn", "redeem", "expire", "adjust", "reverse")
+
+class PointsKind(StrEnum):
+    EARN = "earn"  # purchases, check-ins, welcome and referral rewards
+    REDEEM = "redeem"  # points exchanged for a coupon
+    EXPIRE = "expire"
+    ADJUST = "adjust"  # a manager's correction, an import, an erasure
+    REVERSE = "reverse"  # a voided purchase taken back
+
+
+ENTRY_KINDS = tuple(PointsKind)
 
 
 class PointsEntry(Model):
     id = fields.BigIntField(primary_key=True)
     member = fields.ForeignKeyField("models.Member", related_name="points_entries")
     delta = fields.IntField()
-    kind = fields.CharField(max_length=12)
+    kind = fields.CharField(max_length=12)  # a PointsKind
     reason = fields.CharField(max_length=120)  # what the member reads in 明细
     idempotency_key = fields.CharField(max_length=160, unique=True)
     balance_after = fields.IntField()

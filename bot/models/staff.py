@@ -1,9 +1,20 @@
 """Employees who run the shop from chat, their invites, and the append-only audit log."""
 
+from enum import StrEnum
+
 from tortoise import fields
 from tortoise.models import Model
 
-ROLES = ("clerk", "manager", "owner")
+
+class Role(StrEnum):
+    """Least to most: each role may do what the ones before it may."""
+
+    CLERK = "clerk"
+    MANAGER = "manager"
+    OWNER = "owner"
+
+
+ROLES = tuple(Role)
 
 
 class Staff(Model):

@@ -1,7 +1,16 @@
 """Stored value (储值, in fen) and punch cards (次卡)."""
 
+from enum import StrEnum
+
 from tortoise import fields
 from tortoise.models import Model
+
+
+class StoredValueKind(StrEnum):
+    TOPUP = "topup"
+    BONUS = "bonus"  # given with a top-up
+    PAY = "pay"
+    REFUND = "refund"
 
 
 class StoredValueEntry(Model):
@@ -10,7 +19,7 @@ class StoredValueEntry(Model):
     id = fields.BigIntField(primary_key=True)
     member = fields.ForeignKeyField("models.Member", related_name="stored_value_entries")
     delta = fields.IntField()
-    kind = fields.CharField(max_length=8)  # topup | bonus | pay | refund
+    kind = fields.CharField(max_length=8)  # a StoredValueKind
     reason = fields.CharField(max_length=120)
     idempotency_key = fields.CharField(max_length=160, unique=True)
     balance_after = fields.IntField()

@@ -13,7 +13,7 @@ from typing import Any
 from bot.infra.db import IntegrityError
 from bot.infra.metrics import Metrics
 from bot.infra.vault import mask_phone
-from bot.models import Delivery, Follower
+from bot.models import Delivery, DeliveryStatus, Follower
 from bot.notifications import cs_quota
 from bot.notifications.replies import Image, Reply, Text, to_json
 from bot.notifications.sms import SmsResult, SmsSender
@@ -47,7 +47,7 @@ class Outbox:
 
     async def _finish(self, delivery: Delivery, outcome: Outcome) -> Outcome:
         await Delivery.filter(id=delivery.id).update(
-            status="sent" if outcome.ok else "failed",
+            status=DeliveryStatus.SENT if outcome.ok else DeliveryStatus.FAILED,
             error=None if outcome.ok else outcome.code[:255],
             sent_at=self._clock() if outcome.ok else None,
         )
@@ -126,8 +126,8 @@ class Outbox:
         if not (out_id.isascii() and out_id.isdigit()) or len(out_id) > 18:
             return  # not one of our ids (those are 64-bit integers)
         if delivered:
-            await Delivery.filter(id=int(out_id), channel="sms").update(status="sent")
+            await Delivery.filter(id=int(out_id), channel="sms").update(status=DeliveryStatus.SENT)
         else:
             await Delivery.filter(id=int(out_id), channel="sms").update(
-                status="failed", error=err_code[:255]
+                status=DeliveryStatus.FAILED, error=err_code[:255]
             )

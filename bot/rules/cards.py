@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
+from bot.rules.check_characters import DIGITS, check_character, has_valid_check
+
 SERIAL_DIGITS = 7
-
-
-def luhn_digit(payload: str) -> str:
-    total = 0
-    for index, char in enumerate(reversed(payload)):
-        digit = int(char)
-        if index % 2 == 0:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return str((10 - total % 10) % 10)
 
 
 def card_number(prefix: str, serial: int) -> str:
     payload = f"{prefix}{serial:0{SERIAL_DIGITS}d}"
-    return payload + luhn_digit(payload)
+    return payload + check_character(payload, DIGITS)
 
 
 def is_valid_card_number(text: str) -> bool:
-    # isascii: str.isdigit() is also True for "²" or "١", which int() refuses or misreads.
-    return (text.isascii() and text.isdigit() and len(text) >= 3
-            and luhn_digit(text[:-1]) == text[-1])
+    # DIGITS, not str.isdigit(): that is also True for "²" or "١".
+    return len(text) >= 3 and has_valid_check(text, DIGITS)

@@ -5,23 +5,36 @@ gift (赠送护理一次).
 Any kind can also be bought with points (points_cost > 0): that is what 兑换 lists.
 
 Codes are 9 random characters from an alphabet without look-alikes (no 0/O, 1/I) and a check
-character (Luhn mod 32), so a single mistyped character, or two swapped neighbours (all but
-2↔Z, the one pair Luhn mod N cannot tell apart), is caught before any lookup.
+character (Luhn mod 32, rules/check_characters), so a single mistyped character, or two swapped
+neighbours (all but 2↔Z, the one pair Luhn mod N cannot tell apart), is caught before any
+lookup.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
+
+from bot.rules.check_characters import check_character, has_valid_check
 
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # 32 characters
 BODY_LENGTH = 9
-KINDS = ("amount_off", "threshold", "discount", "gift")
+
+
+class CouponKind(StrEnum):
+    AMOUNT_OFF = "amount_off"  # 减20
+    THRESHOLD = "threshold"  # 满200减30
+    DISCOUNT = "discount"  # 8.8折
+    GIFT = "gift"  # 赠送护理一次
+
+
+KINDS = tuple(CouponKind)
 
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str
+    kind: CouponKind
     amount_off: int = 0  # fen
     threshold: int = 0  # fen; the purchase must reach it
     discount_percent: int = 100  # 88 = 8.8折
@@ -32,7 +45,7 @@ class Rule:
 def applies(rule: Rule, amount: int | None) -> bool:
     """Whether the coupon can be used on a purchase of `amount` fen (None: not said)."""
     if amount is None:
-        return rule.threshold == 0 or rule.kind == "gift"
+        return rule.threshold == 0 or rule.kind == CouponKind.GIFT
     return amount >= rule.threshold
 
 
@@ -41,9 +54,9 @@ def discount(rule: Rule, amount: int) -> int:
     below the threshold; a percentage discount rounds in the customer's favour to the fen."""
     if amount <= 0 or not applies(rule, amount):
         return 0
-    if rule.kind in ("amount_off", "threshold"):
+    if rule.kind in (CouponKind.AMOUNT_OFF, CouponKind.THRESHOLD):
         off = rule.amount_off
-    elif rule.kind == "discount":
+    elif rule.kind == CouponKind.DISCOUNT:
         off = amount - (amount * rule.discount_percent) // 100
         if rule.cap:
             off = min(off, rule.cap)
@@ -58,20 +71,9 @@ def combined_discount(rules: list[Rule], amount: int) -> int:
     return min(amount, sum(discount(rule, amount) for rule in rules))
 
 
-def _check_char(body: str) -> str:
-    """Luhn mod N over the alphabet."""
-    n = len(ALPHABET)
-    total, factor = 0, 2
-    for char in reversed(body):
-        addend = factor * ALPHABET.index(char)
-        factor = 1 if factor == 2 else 2
-        total += addend // n + addend % n
-    return ALPHABET[(n - total % n) % n]
-
-
 def new_code() -> str:
     body = "".join(secrets.choice(ALPHABET) for _ in range(BODY_LENGTH))
-    return body + _check_char(body)
+    return body + check_character(body, ALPHABET)
 
 
 def normalize_code(text: str) -> str:
@@ -81,5 +83,4 @@ def normalize_code(text: str) -> str:
 
 
 def is_valid_code(code: str) -> bool:
-    return (len(code) == BODY_LENGTH + 1 and all(ch in ALPHABET for ch in code)
-            and _check_char(code[:-1]) == code[-1])
+    return len(code) == BODY_LENGTH + 1 and has_valid_check(code, ALPHABET)

@@ -6,13 +6,22 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from fractions import Fraction
+
+
+class Rounding(StrEnum):
+    """How a fractional number of points is rounded (config: points.rounding)."""
+
+    FLOOR = "floor"
+    ROUND = "round"  # half up
+    CEIL = "ceil"
 
 
 @dataclass(frozen=True)
 class EarningRule:
     points_per_yuan: Fraction
-    rounding: str  # floor | round | ceil
+    rounding: Rounding
     min_amount_fen: int
     member_day: int  # ISO weekday 1..7, 0 = no member day
     member_day_multiplier: Fraction
@@ -27,9 +36,9 @@ def points_for(amount_fen: int, rule: EarningRule, tier_multiplier: Fraction,
     raw = Fraction(amount_fen, 100) * rule.points_per_yuan * tier_multiplier
     if rule.member_day and weekday == rule.member_day:
         raw *= rule.member_day_multiplier
-    if rule.rounding == "ceil":
+    if rule.rounding == Rounding.CEIL:
         return math.ceil(raw)
-    if rule.rounding == "round":
+    if rule.rounding == Rounding.ROUND:
         return int(raw + Fraction(1, 2))  # half up: 2.5 → 3, not banker's 2
     return math.floor(raw)
 

@@ -15,9 +15,10 @@ from bot.app import create_app
 from bot.config import Config, DatabaseConfig, SmsConfig, WeChatConfig
 from bot.infra.db import IntegrityError
 from bot.infra.vault import Vault, new_data_key
-from bot.models import Follower, Member, Staff, Store
+from bot.models import Follower, Member, PointsKind, Role, Staff, Store
 from bot.sandbox.sms_server import create_sms_app
 from bot.sandbox.wechat_server import create_wechat_app
+from bot.services import loyalty, members
 
 log = logging.getLogger("memberbot.sandbox")
 
@@ -82,32 +83,25 @@ DEMO_MEMBERS = [
 
 async def seed_demo(config: Config) -> None:
     """Demo members for the chat to find; safe to run on every start."""
-    from bot.models import CardSerial
-    from bot.rules.cards import card_number
-    from bot.services import loyalty
-
     vault = Vault(config.security.data_key_bytes)
     store = await Store.all().order_by("id").first()
     for openid, phone, name, points in DEMO_MEMBERS:
         if await Member.exists(phone_hash=vault.lookup_hash(phone)):
             continue
-        serial = await CardSerial.create()
         try:
-            member = await Member.create(
-                card_no=card_number(config.shop.card_prefix, serial.id),
-                phone_hash=vault.lookup_hash(phone), phone_enc=vault.encrypt(phone), name=name,
-                store=store, tier=config.tiers[0].name,
-            )
+            member = await members.create_member(
+                vault, config.shop.card_prefix, phone, name=name,
+                store_id=store.id if store else None, tier=config.tiers[0].name)
         except IntegrityError:
             continue
-        await loyalty.post_points(member.id, points, kind="adjust", reason="演示数据初始积分",
-                                  key=f"sandbox-seed:{member.id}")
+        await loyalty.post_points(member.id, points, kind=PointsKind.ADJUST,
+                                  reason="演示数据初始积分", key=f"sandbox-seed:{member.id}")
         if openid:
             await Follower.update_or_create(defaults={"member_id": member.id, "following": True},
                                             openid=openid)
     if store and not await Staff.exists(openid=DEMO_STAFF):
-        await Staff.create(openid=DEMO_STAFF, name="小王", store=store, role="manager")
-        await Follower.get_or_create(openid=DEMO_STAFF)
+        await Staff.create(openid=DEMO_STAFF, name="小王", store=store, role=Role.MANAGER)
+        await members.ensure_follower(DEMO_STAFF)
 
 
 async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from tortoise.transactions import in_transaction
-
-from bot.infra.db import IntegrityError
-from bot.models import CheckIn, Member
+from bot.infra import idempotent
+from bot.models import CheckIn, Member, PointsKind
 from bot.rules import earning
 from bot.services import loyalty
 
@@ -32,16 +30,21 @@ async def check_in(bot, member: Member) -> CheckInResult:
     bonus = cfg.checkin_streak_bonus if streak % cfg.checkin_streak_days == 0 else 0
     points = cfg.checkin_points + bonus
     expires_on = earning.expiry_for(today, cfg.expiry, cfg.expiry_months)
-    try:
-        async with in_transaction():
-            await CheckIn.create(member_id=member.id, local_date=today, streak=streak,
-                                 points=points)
-            if points:
-                reason = f"签到（连续{streak}天）" + ("，连续奖励" if bonus else "")
-                await loyalty.append_points(member.id, points, kind="earn", reason=reason,
-                                            key=f"checkin:{member.id}:{today.isoformat()}",
-                                            expires_on=expires_on)
-    except IntegrityError:
-        row = await CheckIn.get(member_id=member.id, local_date=today)
+    key = f"checkin:{member.id}:{today.isoformat()}"
+
+    async def act() -> CheckInResult:
+        await CheckIn.create(member_id=member.id, local_date=today, streak=streak, points=points)
+        if points:
+            reason = f"签到（连续{streak}天）" + ("，连续奖励" if bonus else "")
+            await loyalty.append_points(member.id, points, kind=PointsKind.EARN, reason=reason,
+                                        key=key, expires_on=expires_on)
+        return CheckInResult(True, streak, points, bonus, await loyalty.spendable(member.id))
+
+    async def done_today() -> CheckInResult | None:
+        row = await CheckIn.get_or_none(member_id=member.id, local_date=today)
+        if row is None:
+            return None
         return CheckInResult(False, row.streak, row.points, 0, await loyalty.spendable(member.id))
-    return CheckInResult(True, streak, points, bonus, await loyalty.spendable(member.id))
+
+    # The unique (member, local date) row is the key; a repeat today fails on it.
+    return await idempotent.once(done_today, act, look_first=False)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import datetime as dt
 
 from tortoise.expressions import F, Q
-from tortoise.transactions import in_transaction
 
 from bot.clock import local_midnight
 from bot.config import Config, CouponTemplateConfig
-from bot.infra.db import IntegrityError
-from bot.models import Coupon, CouponTemplate, Member
+from bot.infra import idempotent
+from bot.infra.paging import batches
+from bot.models import Coupon, CouponStatus, CouponTemplate, Member, PointsKind
 from bot.notifications import notices
 from bot.rules import coupons as coupon_rules
 from bot.services import Refused, loyalty
@@ -56,8 +56,9 @@ async def add_template(c: CouponTemplateConfig) -> CouponTemplate:
 
 
 def rule_of(t: CouponTemplate) -> coupon_rules.Rule:
-    return coupon_rules.Rule(kind=t.kind, amount_off=t.amount_off, threshold=t.threshold,
-                             discount_percent=t.discount_percent, cap=t.cap, gift=t.gift)
+    return coupon_rules.Rule(kind=coupon_rules.CouponKind(t.kind), amount_off=t.amount_off,
+                             threshold=t.threshold, discount_percent=t.discount_percent,
+                             cap=t.cap, gift=t.gift)
 
 
 def _validity(t: CouponTemplate, now: dt.datetime, tz) -> tuple[dt.datetime, dt.datetime]:
@@ -74,18 +75,10 @@ def _validity(t: CouponTemplate, now: dt.datetime, tz) -> tuple[dt.datetime, dt.
 async def issue(bot, member: Member, template: CouponTemplate, *, source: str, key: str,
                 actor: Actor | None = None) -> Coupon:
     """One coupon for the member, in its own transaction. The same key returns the same coupon."""
-    existing = await Coupon.get_or_none(issue_key=key)
-    if existing:
-        return existing
-    try:
-        async with in_transaction():
-            return await issue_in_transaction(bot, member, template, source=source, key=key,
-                                              actor=actor)
-    except IntegrityError:
-        existing = await Coupon.get_or_none(issue_key=key)
-        if existing is None:
-            raise
-        return existing
+    return await idempotent.once(
+        lambda: Coupon.get_or_none(issue_key=key),
+        lambda: issue_in_transaction(bot, member, template, source=source, key=key,
+                                     actor=actor))
 
 
 async def issue_in_transaction(bot, member: Member, template: CouponTemplate, *, source: str,
@@ -140,22 +133,16 @@ async def exchangeable(member: Member, today: dt.date) -> list[CouponTemplate]:
 
 async def exchange(bot, member: Member, template: CouponTemplate, *, key: str) -> Coupon:
     """Points off and the coupon on, in one transaction: both happen or neither."""
-    existing = await Coupon.get_or_none(issue_key=key)
-    if existing:
-        return existing
+    async def act() -> Coupon:
+        await loyalty.append_points(member.id, -template.points_cost, kind=PointsKind.REDEEM,
+                                    reason=f"兑换 {template.name}", key=f"{key}:points")
+        return await issue_in_transaction(bot, member, template, source="exchange", key=key)
+
     try:
-        async with in_transaction():
-            await loyalty.append_points(member.id, -template.points_cost, kind="redeem",
-                                        reason=f"兑换 {template.name}", key=f"{key}:points")
-            return await issue_in_transaction(bot, member, template, source="exchange", key=key)
+        return await idempotent.once(lambda: Coupon.get_or_none(issue_key=key), act)
     except loyalty.InsufficientPoints:
         raise CouponRefused("exchange_not_enough.j2", template=template,
                             points=await loyalty.spendable(member.id)) from None
-    except IntegrityError:
-        existing = await Coupon.get_or_none(issue_key=key)
-        if existing is None:
-            raise
-        return existing
 
 
 # --- the wallet ---
@@ -175,17 +162,14 @@ async def history(member_id: int, now: dt.datetime, limit: int = 20) -> list[Cou
 
 async def expire_and_remind(bot, now: dt.datetime) -> dict[str, int]:
     """Mark lapsed coupons expired; remind members 3 days before a coupon expires (once)."""
-    expired = await Coupon.filter(status="issued", expires_at__lte=now).update(status="expired")
-    reminded, after = 0, 0
-    while True:
-        due = await (Coupon.filter(status="issued", reminded_at=None, id__gt=after,
-                                   expires_at__gt=now,
-                                   expires_at__lte=now + dt.timedelta(days=3))
-                     .order_by("id").limit(500).select_related("template"))
-        if not due:
-            return {"expired": expired, "reminded": reminded}
+    expired = await Coupon.filter(status="issued", expires_at__lte=now).update(
+        status=CouponStatus.EXPIRED)
+    reminded = 0
+    async for due in batches(Coupon.filter(status="issued", reminded_at=None, expires_at__gt=now,
+                                           expires_at__lte=now + dt.timedelta(days=3))
+                             .select_related("template"), size=500):
         for coupon in due:
             outcome = await notices.coupon_expiring(bot, coupon)
             await Coupon.filter(id=coupon.id).update(reminded_at=now)
             reminded += outcome.ok
-        after = due[-1].id
+    return {"expired": expired, "reminded": reminded}

@@ -9,7 +9,8 @@ import datetime as dt
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from bot.models import Member, PointsEntry
+from bot.infra.paging import value_batches
+from bot.models import Member, PointsEntry, PointsKind
 from bot.notifications import notices
 from bot.services import loyalty
 
@@ -26,7 +27,7 @@ async def expire_lot(lot_id: int) -> int:
         remaining = await PointsEntry.get(id=lot_id).values_list("remaining", flat=True)
         if remaining <= 0:
             return 0
-        await loyalty.append_points(lot.member_id, -remaining, kind="expire",
+        await loyalty.append_points(lot.member_id, -remaining, kind=PointsKind.EXPIRE,
                                     reason=f"积分到期（{lot.expires_on:%Y-%m-%d}）",
                                     key=f"expire:{lot_id}", from_lot=lot_id)
     return remaining
@@ -34,15 +35,12 @@ async def expire_lot(lot_id: int) -> int:
 
 async def expire_due(today: dt.date) -> int:
     """Expire every lot whose last day is before today, in batches; returns points expired."""
-    total, after = 0, 0
-    while True:
-        ids = await (PointsEntry.filter(expires_on__lt=today, remaining__gt=0, id__gt=after)
-                     .order_by("id").limit(BATCH).values_list("id", flat=True))
-        if not ids:
-            return total
+    total = 0
+    async for ids in value_batches(PointsEntry.filter(expires_on__lt=today, remaining__gt=0),
+                                   "id", size=BATCH, flat=True):
         for lot_id in ids:
             total += await expire_lot(lot_id)
-        after = ids[-1]
+    return total
 
 
 async def notify_expiring(bot, today: dt.date) -> int:
@@ -51,12 +49,8 @@ async def notify_expiring(bot, today: dt.date) -> int:
     many lots is never split across pages."""
     until = today + dt.timedelta(days=bot.config.points.expiry_notice_days)
     due = PointsEntry.filter(expires_on__gte=today, expires_on__lte=until, remaining__gt=0)
-    sent, after = 0, 0
-    while True:
-        member_ids = await (due.filter(member_id__gt=after).order_by("member_id")
-                            .distinct().limit(BATCH).values_list("member_id", flat=True))
-        if not member_ids:
-            return sent
+    sent = 0
+    async for member_ids in value_batches(due.distinct(), "member_id", size=BATCH, flat=True):
         rows = await due.filter(member_id__in=member_ids).values_list(
             "member_id", "expires_on", "remaining")
         totals: dict[tuple[int, dt.date], int] = {}
@@ -65,4 +59,4 @@ async def notify_expiring(bot, today: dt.date) -> int:
         for (member_id, expires_on), points in sorted(totals.items()):
             outcome = await notices.points_expiring(bot, member_id, points, expires_on)
             sent += outcome.ok
-        after = member_ids[-1]
+    return sent

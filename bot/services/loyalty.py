@@ -16,51 +16,42 @@ import datetime as dt
 from dataclasses import dataclass
 
 from tortoise.expressions import F
-from tortoise.transactions import in_transaction
 
-from bot.infra import sql
+from bot.infra import idempotent, sql
 from bot.infra.db import IntegrityError
-from bot.models import Member, PointsEntry, PointsUse
-from bot.rules import tiers
+from bot.models import Member, PointsEntry, PointsKind, PointsUse
+from bot.rules import earning, tiers
+from bot.services import move_balance
+from bot.services.staff import audit
 
 
 class InsufficientPoints(Exception):
     pass
 
 
-async def post_points(member_id: int, delta: int, *, kind: str, reason: str, key: str,
+async def post_points(member_id: int, delta: int, *, kind: PointsKind, reason: str, key: str,
                       expires_on: dt.date | None = None,
                       purchase_id: int | None = None) -> PointsEntry:
     """Append one entry in its own transaction. Repeating a key returns the first entry instead
     of acting again. Raises InsufficientPoints if a spend does not fit."""
-    existing = await PointsEntry.get_or_none(idempotency_key=key)
-    if existing:
-        return existing
-    try:
-        async with in_transaction():
-            return await append_points(member_id, delta, kind=kind, reason=reason, key=key,
-                                       expires_on=expires_on, purchase_id=purchase_id)
-    except (IntegrityError, InsufficientPoints):
-        # The same key committed concurrently; ours rolled back (or found its points gone).
-        existing = await PointsEntry.get_or_none(idempotency_key=key)
-        if existing is None:
-            raise
-        return existing
+    # InsufficientPoints too: a concurrent copy with this key may have spent the points.
+    return await idempotent.once(
+        lambda: PointsEntry.get_or_none(idempotency_key=key),
+        lambda: append_points(member_id, delta, kind=kind, reason=reason, key=key,
+                              expires_on=expires_on, purchase_id=purchase_id),
+        conflicts=(IntegrityError, InsufficientPoints))
 
 
-async def append_points(member_id: int, delta: int, *, kind: str, reason: str, key: str,
+async def append_points(member_id: int, delta: int, *, kind: PointsKind, reason: str, key: str,
                         expires_on: dt.date | None = None, purchase_id: int | None = None,
                         from_lot: int | None = None) -> PointsEntry:
     """The body of post_points, for callers that already hold a transaction. A negative delta
     takes from `from_lot` first (expiry, reversal), then soonest-expiring first."""
     if delta == 0:
         raise ValueError("a ledger entry moves at least one point")
-    query = Member.filter(id=member_id)
-    if delta < 0:
-        query = query.filter(points__gte=-delta)
-    if not await query.update(points=F("points") + delta):
+    balance = await move_balance(member_id, "points", delta)
+    if balance is None:
         raise InsufficientPoints(member_id)
-    balance = await Member.get(id=member_id).values_list("points", flat=True)
     entry = await PointsEntry.create(
         member_id=member_id, delta=delta, kind=kind, reason=reason, idempotency_key=key,
         balance_after=balance, remaining=max(delta, 0),
@@ -96,26 +87,18 @@ async def _take_from_lots(entry: PointsEntry, member_id: int, amount: int,
 
 async def adjust(bot, member: Member, delta: int, *, reason: str, actor, key: str) -> PointsEntry:
     """A manager's correction, audited. Added points expire like earned ones."""
-    from bot.rules import earning
-    from bot.services.staff import audit
-
-    existing = await PointsEntry.get_or_none(idempotency_key=key)
-    if existing:
-        return existing
     expires_on = earning.expiry_for(bot.today(), bot.config.points.expiry,
                                     bot.config.points.expiry_months)
-    try:
-        async with in_transaction():
-            entry = await append_points(member.id, delta, kind="adjust", reason=reason[:120],
-                                        key=key, expires_on=expires_on)
-            await audit(actor, "adjust_points", member=member, before={"points": member.points},
-                        after={"points": entry.balance_after, "delta": delta}, detail=reason)
-    except (IntegrityError, InsufficientPoints):
-        existing = await PointsEntry.get_or_none(idempotency_key=key)
-        if existing is None:
-            raise
-        return existing
-    return entry
+
+    async def act() -> PointsEntry:
+        entry = await append_points(member.id, delta, kind=PointsKind.ADJUST, reason=reason[:120],
+                                    key=key, expires_on=expires_on)
+        await audit(actor, "adjust_points", member=member, before={"points": member.points},
+                    after={"points": entry.balance_after, "delta": delta}, detail=reason)
+        return entry
+
+    return await idempotent.once(lambda: PointsEntry.get_or_none(idempotency_key=key), act,
+                                 conflicts=(IntegrityError, InsufficientPoints))
 
 
 async def expired_from(lot_id: int) -> int:

@@ -6,25 +6,28 @@ import datetime as dt
 import functools
 import re
 from dataclasses import dataclass
+from typing import Literal, cast
 
 from tortoise.transactions import in_transaction
 
-from bot.infra import sql
+from bot.infra import idempotent, sql
 from bot.infra.db import IntegrityError
-from bot.models import CardSerial, Follower, Member, Store
+from bot.infra.vault import Vault
+from bot.models import CardSerial, Follower, Member, PointsKind, Store
 from bot.rules import earning
-from bot.rules.cards import card_number
-from bot.rules.parsing import Birthday
+from bot.rules.cards import card_number, is_valid_card_number
+from bot.rules.parsing import Birthday, normalize_phone, normalize_text
 from bot.services import Refused, loyalty
 
 _SCENE_RE = re.compile(r"(store|staff|ref):([A-Za-z0-9_\-]{1,56})")
+SceneKind = Literal["store", "staff", "ref"]
 
 
 @dataclass(frozen=True)
 class Scene:
     """Who brought a member in, from a QR scene: store:S001, staff:7 or ref:<card_no>."""
 
-    kind: str
+    kind: SceneKind
     value: str
 
     def __str__(self) -> str:
@@ -33,7 +36,7 @@ class Scene:
 
 def parse_scene(text: str | None) -> Scene | None:
     match = _SCENE_RE.fullmatch(text or "")
-    return Scene(match[1], match[2]) if match else None
+    return Scene(cast(SceneKind, match[1]), match[2]) if match else None
 
 
 async def follow(openid: str, scene: Scene | None, now: dt.datetime) -> tuple[Follower, bool]:
@@ -58,10 +61,16 @@ async def unfollow(openid: str, now: dt.datetime) -> None:
 
 
 async def ensure_follower(openid: str) -> tuple[Follower, bool]:
-    try:
-        return await Follower.get_or_create(openid=openid)
-    except IntegrityError:
-        return await Follower.get(openid=openid), False
+    """The follower row of this account, and whether this call made it (the openid is the key:
+    two first messages at once make one row)."""
+    async def known() -> tuple[Follower, bool] | None:
+        follower = await Follower.get_or_none(openid=openid)
+        return (follower, False) if follower else None
+
+    async def make() -> tuple[Follower, bool]:
+        return await Follower.create(openid=openid), True
+
+    return await idempotent.once(known, make)
 
 
 async def member_of(openid: str) -> tuple[Follower, Member | None]:
@@ -137,43 +146,60 @@ async def register(bot, openid: str, phone: str, name: str, birthday: Birthday |
     store_id, staff_ref, referrer_id = await _attribution(scene)
     if store_id is None:
         store_id = await Store.all().order_by("id").first().values_list("id", flat=True)
+    async def act() -> Registration:
+        member = await create_member(
+            bot.vault, bot.config.shop.card_prefix, phone, name=name, birthday=birthday,
+            store_id=store_id, tier=bot.config.tiers[0].name, staff_ref=staff_ref,
+            referrer_id=referrer_id, privacy_consent_at=consent_at)
+        # Conditional: only an account not yet bound gets bound (a concurrent copy loses).
+        if not await Follower.filter(id=follower.id, member_id=None).update(member_id=member.id):
+            raise IntegrityError("follower already registered")
+        if bot.config.shop.welcome_points:
+            await loyalty.append_points(member.id, bot.config.shop.welcome_points,
+                                        kind=PointsKind.EARN, reason="新会员欢迎积分",
+                                        key=f"welcome:{member.id}",
+                                        expires_on=earning.expiry_for(
+                                            bot.today(), bot.config.points.expiry,
+                                            bot.config.points.expiry_months))
+        return Registration(member, created=True)
+
+    async def registered() -> Registration | None:
+        member_id = await Follower.get(id=follower.id).values_list("member_id", flat=True)
+        return Registration(await Member.get(id=member_id), created=False) if member_id else None
+
     try:
-        async with in_transaction():
-            serial = await CardSerial.create()
-            member = await Member.create(
-                card_no=card_number(bot.config.shop.card_prefix, serial.id),
-                phone_hash=bot.vault.lookup_hash(phone),
-                phone_enc=bot.vault.encrypt(phone),
-                name=name,
-                birth_year=birthday.year if birthday else None,
-                birth_month=birthday.month if birthday else None,
-                birth_day=birthday.day if birthday else None,
-                store_id=store_id,
-                staff_ref=staff_ref,
-                referrer_id=referrer_id,
-                tier=bot.config.tiers[0].name,
-                privacy_consent_at=consent_at,
-            )
-            # Conditional: only an account not yet bound gets bound (a concurrent copy loses).
-            if not await Follower.filter(id=follower.id, member_id=None).update(
-                member_id=member.id
-            ):
-                raise IntegrityError("follower already registered")
-            if bot.config.shop.welcome_points:
-                await loyalty.append_points(member.id, bot.config.shop.welcome_points,
-                                            kind="earn", reason="新会员欢迎积分",
-                                            key=f"welcome:{member.id}",
-                                            expires_on=earning.expiry_for(
-                                                bot.today(), bot.config.points.expiry,
-                                                bot.config.points.expiry_months))
+        # The follower row is the key: whoever binds it first registered this account.
+        registration = await idempotent.once(registered, act, look_first=False)
     except IntegrityError:
-        # Someone registered this phone or this account at the same moment.
-        follower = await Follower.get(id=follower.id)
-        if follower.member_id:
-            return Registration(await Member.get(id=follower.member_id), created=False)
+        # Not this account registered meanwhile: this phone was, by someone else.
         raise PhoneTaken(phone) from None
-    await member.refresh_from_db()
-    return Registration(member, created=True)
+    if registration.created:
+        await registration.member.refresh_from_db()
+    return registration
+
+
+async def create_member(vault: Vault, card_prefix: str, phone: str, *, card_no: str | None = None,
+                        name: str = "", birthday: Birthday | None = None,
+                        store_id: int | None = None, tier: str, tier_floor: str | None = None,
+                        staff_ref: str | None = None, referrer_id: int | None = None,
+                        privacy_consent_at: dt.datetime | None = None,
+                        registered_at: dt.datetime | None = None) -> Member:
+    """The member row: a new card number unless one is kept (an import), the phone encrypted
+    and hashed for lookup. Registration, the CSV import and the sandbox all make members here;
+    callers that do more (points, binding) hold the transaction."""
+    if card_no is None:
+        serial = await CardSerial.create()
+        card_no = card_number(card_prefix, serial.id)
+    # Left out when unknown: the column's auto_now_add then stamps the time of creation.
+    when = {"registered_at": registered_at} if registered_at else {}
+    return await Member.create(
+        **when, card_no=card_no, phone_hash=vault.lookup_hash(phone),
+        phone_enc=vault.encrypt(phone), name=name,
+        birth_year=birthday.year if birthday else None,
+        birth_month=birthday.month if birthday else None,
+        birth_day=birthday.day if birthday else None,
+        store_id=store_id, tier=tier, tier_floor=tier_floor, staff_ref=staff_ref,
+        referrer_id=referrer_id, privacy_consent_at=privacy_consent_at)
 
 
 async def _attribution(scene: Scene | None) -> tuple[int | None, str | None, int | None]:
@@ -204,9 +230,6 @@ class MemberNotFound(Refused):
 
 async def lookup(bot, text: str) -> Member:
     """The member a staff member means by a phone number or a card number."""
-    from bot.rules.cards import is_valid_card_number
-    from bot.rules.parsing import normalize_phone, normalize_text
-
     text = normalize_text(text)
     phone = normalize_phone(text)
     if phone:

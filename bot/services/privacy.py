@@ -13,12 +13,15 @@ from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
+from bot.infra.paging import value_batches
 from bot.models import (
     Conversation,
     Coupon,
+    CouponStatus,
     Delivery,
     Follower,
     Member,
+    PointsKind,
     PunchCard,
     Purchase,
     SmsCode,
@@ -76,8 +79,8 @@ async def erase(bot, member: Member) -> None:
         points = await loyalty.spendable(member.id)
         if points > 0:
             # Through the ledger, so balance == sum of entries still holds for the row.
-            await loyalty.append_points(member.id, -points, kind="adjust", reason="会员注销",
-                                        key=f"erase:{member.id}")
+            await loyalty.append_points(member.id, -points, kind=PointsKind.ADJUST,
+                                        reason="会员注销", key=f"erase:{member.id}")
         await Member.filter(id=member.id, erased_at=None).update(
             name="", phone_enc="", phone_hash=f"erased:{member.id}", birth_year=None,
             birth_month=None, birth_day=None, staff_ref=None, erased_at=now,
@@ -88,7 +91,8 @@ async def erase(bot, member: Member) -> None:
         await SmsCode.filter(phone_hash__in=phone_hashes).delete()
         await Delivery.filter(phone_hash__in=phone_hashes).update(phone_hash=None)
         # Revoke unused coupons: nobody can present them any more.
-        await Coupon.filter(member_id=member.id, status="issued").update(status="revoked")
+        await Coupon.filter(member_id=member.id, status="issued").update(
+            status=CouponStatus.REVOKED)
         await audit(Actor(None, None, f"member:{member.id}"), "erase", member=member.id,
                     detail="personal data erased at the member's request")
 
@@ -104,12 +108,9 @@ async def rotate_key(bot, batch: int = 500) -> tuple[int, int]:
     current and the old one is listed in security.previous_keys; safe to stop and run again.
     Returns (rewritten, already current)."""
     vault = bot.vault
-    rewritten = current = after = 0
-    while True:
-        rows = await (Member.filter(id__gt=after, erased_at=None).order_by("id").limit(batch)
-                      .values_list("id", "phone_enc", "phone_hash"))
-        if not rows:
-            return rewritten, current
+    rewritten = current = 0
+    async for rows in value_batches(Member.filter(erased_at=None), "id", "phone_enc",
+                                    "phone_hash", size=batch):
         for member_id, sealed, phone_hash in rows:
             phone = vault.decrypt(sealed)
             if vault.key_id_of(sealed) == vault.key_id and phone_hash == vault.lookup_hash(phone):
@@ -118,4 +119,4 @@ async def rotate_key(bot, batch: int = 500) -> tuple[int, int]:
             # Conditional on what we read: a row changed meanwhile is left for the next run.
             rewritten += await Member.filter(id=member_id, phone_enc=sealed).update(
                 phone_enc=vault.encrypt(phone), phone_hash=vault.lookup_hash(phone))
-        after = rows[-1][0]
+    return rewritten, current

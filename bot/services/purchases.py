@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from bot.infra.db import IntegrityError
-from bot.models import Member, PointsEntry, Purchase, TierChange
+from bot.infra import idempotent
+from bot.models import Member, PointsEntry, PointsKind, Purchase, Role, TierChange
 from bot.rules import earning, tiers
-from bot.services import Refused, loyalty
+from bot.services import Refused, coupons, loyalty
 from bot.services.staff import Actor, audit
 
 
@@ -35,7 +35,7 @@ def earning_rule(config) -> earning.EarningRule:
     points = config.points
     return earning.EarningRule(
         points_per_yuan=earning.Fraction(str(points.per_yuan)),
-        rounding=points.rounding,
+        rounding=earning.Rounding(points.rounding),
         min_amount_fen=round(points.min_amount * 100),
         member_day=points.member_day,
         member_day_multiplier=earning.Fraction(str(points.member_day_multiplier)),
@@ -54,25 +54,17 @@ class PurchaseResult:
 
 async def record(bot, member: Member, amount_fen: int, *, actor: Actor, note: str,
                  key: str) -> PurchaseResult:
-    existing = await Purchase.get_or_none(idempotency_key=key)
-    if existing:
-        return await _replayed(existing)
-    try:
-        async with in_transaction():
-            result = await record_in_transaction(bot, member, amount_fen, actor=actor,
-                                                 note=note, key=key)
-    except IntegrityError:
-        # The same key committed concurrently: report that purchase, not a second one.
-        return await _replayed(await Purchase.get(idempotency_key=key))
-    await after_commit(bot, result)
+    result = await idempotent.once(
+        lambda: _replayed(key),
+        lambda: record_in_transaction(bot, member, amount_fen, actor=actor, note=note, key=key))
+    if not result.duplicate:
+        await after_commit(bot, result)
     return result
 
 
 async def after_commit(bot, result: PurchaseResult) -> None:
     """What follows a committed purchase: the referral coupons, if a reward was earned (their
     keys make a repeat a no-op)."""
-    from bot.services import coupons
-
     template = bot.config.coupon_rewards.referral
     member = result.member
     if result.referral_points and template and member.referrer_id:
@@ -82,7 +74,11 @@ async def after_commit(bot, result: PurchaseResult) -> None:
                                        key=f"referral-coupon:{member.id}:{side}")
 
 
-async def _replayed(purchase: Purchase) -> PurchaseResult:
+async def _replayed(key: str) -> PurchaseResult | None:
+    """The purchase an earlier run with this key recorded, reported as a repeat."""
+    purchase = await Purchase.get_or_none(idempotency_key=key)
+    if purchase is None:
+        return None
     return PurchaseResult(purchase, await Member.get(id=purchase.member_id), purchase.points,
                           None, 0, duplicate=True)
 
@@ -104,7 +100,7 @@ async def record_in_transaction(bot, member: Member, amount_fen: int, *, actor: 
         points=points, note=note[:64], idempotency_key=key,
     )
     if points:
-        await loyalty.append_points(member.id, points, kind="earn",
+        await loyalty.append_points(member.id, points, kind=PointsKind.EARN,
                                     reason=f"消费 ¥{earning.fen_to_yuan(amount_fen)}",
                                     key=f"purchase:{purchase.id}", expires_on=expires_on,
                                     purchase_id=purchase.id)
@@ -128,10 +124,10 @@ async def _reward_referral(bot, member: Member, purchase: Purchase,
         return 0
     if await PointsEntry.exists(idempotency_key=f"referral:{member.id}:referee"):
         return 0
-    await loyalty.append_points(member.id, reward, kind="earn", reason="好友推荐奖励",
+    await loyalty.append_points(member.id, reward, kind=PointsKind.EARN, reason="好友推荐奖励",
                                 key=f"referral:{member.id}:referee", expires_on=expires_on,
                                 purchase_id=purchase.id)
-    await loyalty.append_points(member.referrer_id, reward, kind="earn",
+    await loyalty.append_points(member.referrer_id, reward, kind=PointsKind.EARN,
                                 reason=f"推荐好友 {member.name or member.card_no[-4:]} 首次消费",
                                 key=f"referral:{member.id}:referrer", expires_on=expires_on,
                                 purchase_id=purchase.id)
@@ -168,7 +164,7 @@ async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
     if purchase.voided_at:
         return VoidResult(purchase, await Member.get(id=purchase.member_id), 0,
                           purchase.void_shortfall, duplicate=True)
-    if (actor.staff and actor.staff.role != "owner" and actor.store
+    if (actor.staff and actor.staff.role != Role.OWNER and actor.store
             and purchase.store_id not in (None, actor.store.id)):
         # Managers act in their own store; owners in every store.
         raise PurchaseRefused("void_other_store.j2", serial=purchase_id)
@@ -195,7 +191,7 @@ async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
             take = min(owed, balance)
             if take:
                 await loyalty.append_points(
-                    lot.member_id, -take, kind="reverse",
+                    lot.member_id, -take, kind=PointsKind.REVERSE,
                     reason=f"撤销消费 #{purchase.id}", key=f"void:{purchase.id}:{index}",
                     from_lot=lot.id)
             if lot.member_id == purchase.member_id:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tortoise.transactions import in_transaction
 
-from bot.models import Coupon, Staff, Store
+from bot.models import Coupon, CouponStatus, Staff, Store
 from bot.rules import coupons as coupon_rules
 from bot.services import purchases
 from bot.services.coupons import CouponRefused, rule_of
@@ -84,7 +84,7 @@ async def redeem(bot, codes: list[str], amount: int | None, *, actor: Actor,
         for coupon in coupons:
             # The guard: of two clerks scanning the same code at once, one updates a row.
             if not await Coupon.filter(id=coupon.id, status="issued").update(
-                    status="redeemed", redeemed_at=now,
+                    status=CouponStatus.REDEEMED, redeemed_at=now,
                     redeemed_by_id=actor.staff.id if actor.staff else None,
                     redeemed_store_id=actor.store.id if actor.store else None):
                 raise _RaceLost(coupon.id)
@@ -135,7 +135,7 @@ async def undo(bot, code: str, *, actor: Actor) -> tuple[Coupon, int | None]:
         raise CouponRefused("coupon_undo_too_late.j2", coupon=coupon)
     async with in_transaction():
         if not await Coupon.filter(id=coupon.id, status="redeemed").update(
-                status="issued", redeemed_at=None, redeemed_by_id=None,
+                status=CouponStatus.ISSUED, redeemed_at=None, redeemed_by_id=None,
                 redeemed_store_id=None, purchase_id=None):
             raise CouponRefused("coupon_not_redeemed.j2", coupon=coupon)
         await audit(actor, "coupon_undo", member=coupon.member_id,

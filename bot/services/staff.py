@@ -12,30 +12,30 @@ from tortoise.transactions import in_transaction
 
 from bot.infra.db import IntegrityError
 from bot.models import AuditEntry, Member, Staff, StaffInvite, Store
-from bot.models.staff import ROLES
+from bot.models.staff import ROLES, Role
 
 INVITE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I
 INVITE_LENGTH = 8
 INVITE_TTL = dt.timedelta(hours=24)
 
 # The least role that may do each thing. Owners may do everything, in every store.
-REQUIRED_ROLE = {
-    "purchase": "clerk",
-    "lookup": "clerk",
-    "stored_value_pay": "clerk",
-    "punch_sell": "clerk",
-    "punch_use": "clerk",
-    "redeem_coupon": "clerk",
-    "void_purchase": "manager",
-    "adjust_points": "manager",
-    "stored_value_topup": "manager",
-    "stored_value_refund": "manager",
-    "set_tier": "manager",
-    "broadcast": "manager",
-    "issue_coupon": "manager",
-    "undo_coupon": "manager",
+REQUIRED_ROLE: dict[str, Role] = {
+    "purchase": Role.CLERK,
+    "lookup": Role.CLERK,
+    "stored_value_pay": Role.CLERK,
+    "punch_sell": Role.CLERK,
+    "punch_use": Role.CLERK,
+    "redeem_coupon": Role.CLERK,
+    "void_purchase": Role.MANAGER,
+    "adjust_points": Role.MANAGER,
+    "stored_value_topup": Role.MANAGER,
+    "stored_value_refund": Role.MANAGER,
+    "set_tier": Role.MANAGER,
+    "broadcast": Role.MANAGER,
+    "issue_coupon": Role.MANAGER,
+    "undo_coupon": Role.MANAGER,
 }
-ROLE_NAMES = {"clerk": "店员", "manager": "店长", "owner": "老板"}
+ROLE_NAMES = {Role.CLERK: "店员", Role.MANAGER: "店长", Role.OWNER: "老板"}
 
 
 def allowed(role: str, action: str) -> bool:

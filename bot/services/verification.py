@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from typing import Literal
 
 from tortoise.expressions import F
 
@@ -22,10 +23,12 @@ class SendResult:
     retry_after: int = 0
 
 
+CheckStatus = Literal["ok", "wrong", "expired", "locked", "missing"]
+
+
 @dataclass(frozen=True)
 class CheckResult:
-    # ok | wrong | expired | locked | missing
-    status: str
+    status: CheckStatus
     attempts_left: int = 0
 
     @property

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 from tortoise.expressions import F
 from tortoise.functions import Sum
-from tortoise.transactions import in_transaction
 
 from bot.config import PunchProductConfig
+from bot.infra import idempotent
 from bot.infra.db import IntegrityError
-from bot.models import Member, PunchCard, PunchUse, StoredValueEntry
+from bot.models import Member, PunchCard, PunchUse, StoredValueEntry, StoredValueKind
 from bot.rules import earning
-from bot.services import Refused
+from bot.services import Refused, move_balance
 from bot.services.staff import Actor, audit
 
 
@@ -36,14 +36,13 @@ class StoredValueResult:
     duplicate: bool = False
 
 
-async def _append(member_id: int, delta: int, kind: str, reason: str, key: str,
-                  actor: Actor) -> int:
-    query = Member.filter(id=member_id)
-    if delta < 0:
-        query = query.filter(stored_value__gte=-delta)
-    if not await query.update(stored_value=F("stored_value") + delta):
+async def append_stored_value(member_id: int, delta: int, *, kind: StoredValueKind, reason: str,
+                              key: str, actor: Actor) -> int:
+    """One stored-value entry and the cached sum with it, for callers that hold the transaction;
+    returns the balance after. A decrease that does not fit is refused."""
+    balance = await move_balance(member_id, "stored_value", delta)
+    if balance is None:
         raise WalletRefused("stored_value_insufficient.j2")
-    balance = await Member.get(id=member_id).values_list("stored_value", flat=True)
     await StoredValueEntry.create(member_id=member_id, delta=delta, kind=kind, reason=reason,
                                   idempotency_key=key, balance_after=balance,
                                   store=actor.store, staff=actor.staff)
@@ -56,58 +55,63 @@ async def _replay(key: str) -> StoredValueResult | None:
         return None
     member = await Member.get(id=entries[0].member_id)
     main = next(e for e in entries if e.idempotency_key == key)
-    bonus = sum(e.delta for e in entries if e.kind == "bonus")
+    bonus = sum(e.delta for e in entries if e.kind == StoredValueKind.BONUS)
     return StoredValueResult(member, abs(main.delta), bonus, member.stored_value, duplicate=True)
 
 
-async def _change(member: Member, entries: list[tuple[int, str, str, str]], *, actor: Actor,
-                  action: str, key: str, amount: int, bonus: int = 0) -> StoredValueResult:
-    replay = await _replay(key)
-    if replay:
-        return replay
-    try:
-        async with in_transaction():
-            balance = member.stored_value
-            for delta, kind, reason, entry_key in entries:
-                balance = await _append(member.id, delta, kind, reason, entry_key, actor)
-            await audit(actor, action, member=member,
-                        before={"stored_value": member.stored_value},
-                        after={"stored_value": balance, "amount": amount, "bonus": bonus})
-    except (IntegrityError, WalletRefused):  # a concurrent repeat acted first: replay it
-        replay = await _replay(key)
-        if replay is None:
-            raise
-        return replay
+# (delta, kind, reason, key) of each entry one change appends
+Entries = list[tuple[int, StoredValueKind, str, str]]
+
+
+async def _apply(member: Member, entries: Entries, *, actor: Actor, action: str, amount: int,
+                 bonus: int) -> StoredValueResult:
+    balance = member.stored_value
+    for delta, kind, reason, entry_key in entries:
+        balance = await append_stored_value(member.id, delta, kind=kind, reason=reason,
+                                            key=entry_key, actor=actor)
+    await audit(actor, action, member=member, before={"stored_value": member.stored_value},
+                after={"stored_value": balance, "amount": amount, "bonus": bonus})
     return StoredValueResult(await Member.get(id=member.id), amount, bonus, balance)
+
+
+# WalletRefused too: a concurrent repeat of the key may have taken the balance first.
+_CONFLICTS = (IntegrityError, WalletRefused)
+
+
+async def _change(member: Member, entries: Entries, *, actor: Actor, action: str, key: str,
+                  amount: int, bonus: int = 0) -> StoredValueResult:
+    return await idempotent.once(
+        lambda: _replay(key),
+        lambda: _apply(member, entries, actor=actor, action=action, amount=amount, bonus=bonus),
+        conflicts=_CONFLICTS)
 
 
 async def top_up(bot, member: Member, amount_fen: int, *, actor: Actor,
                  key: str) -> StoredValueResult:
     bonuses = [earning.TopUpBonus(b.min * 100, b.bonus * 100) for b in bot.config.topup_bonus]
     bonus = earning.topup_bonus(amount_fen, bonuses)
-    entries = [(amount_fen, "topup", f"充值 ¥{earning.fen_to_yuan(amount_fen)}", key)]
+    entries: Entries = [(amount_fen, StoredValueKind.TOPUP,
+                         f"充值 ¥{earning.fen_to_yuan(amount_fen)}", key)]
     if bonus:
-        entries.append((bonus, "bonus", f"充值赠送 ¥{earning.fen_to_yuan(bonus)}", f"{key}:bonus"))
+        entries.append((bonus, StoredValueKind.BONUS, f"充值赠送 ¥{earning.fen_to_yuan(bonus)}",
+                        f"{key}:bonus"))
     return await _change(member, entries, actor=actor, action="stored_value_topup", key=key,
                          amount=amount_fen, bonus=bonus)
 
 
 async def pay(bot, member: Member, amount_fen: int, *, actor: Actor,
               key: str) -> StoredValueResult:
-    return await _change(member, [(-amount_fen, "pay",
+    return await _change(member, [(-amount_fen, StoredValueKind.PAY,
                                    f"储值消费 ¥{earning.fen_to_yuan(amount_fen)}", key)],
                          actor=actor, action="stored_value_pay", key=key, amount=amount_fen)
 
 
 async def refund(bot, member: Member, amount_fen: int, *, actor: Actor,
                  key: str) -> StoredValueResult:
-    replay = await _replay(key)
-    if replay:
-        return replay
     # Check and refund in one transaction, the member's row locked (SQLite serialises the
     # transaction instead): two refunds at once must not both see the same refundable amount.
     # (.only, not .values_list: tortoise drops FOR UPDATE from values queries.)
-    async with in_transaction():
+    async def act() -> StoredValueResult:
         await Member.filter(id=member.id).select_for_update().only("id")
         rows = await (StoredValueEntry.filter(member_id=member.id, kind__in=["pay", "refund"])
                       .group_by("kind").annotate(total=Sum("delta")).values("kind", "total"))
@@ -115,10 +119,12 @@ async def refund(bot, member: Member, amount_fen: int, *, actor: Actor,
         refundable = -totals.get("pay", 0) - totals.get("refund", 0)
         if amount_fen > refundable:
             raise WalletRefused("stored_value_refund_too_much.j2", refundable=refundable)
-        return await _change(member, [(amount_fen, "refund",
-                                       f"储值退款 ¥{earning.fen_to_yuan(amount_fen)}", key)],
-                             actor=actor, action="stored_value_refund", key=key,
-                             amount=amount_fen)
+        return await _apply(member, [(amount_fen, StoredValueKind.REFUND,
+                                      f"储值退款 ¥{earning.fen_to_yuan(amount_fen)}", key)],
+                            actor=actor, action="stored_value_refund", amount=amount_fen,
+                            bonus=0)
+
+    return await idempotent.once(lambda: _replay(key), act, conflicts=_CONFLICTS)
 
 
 # --- punch cards ---
@@ -133,23 +139,24 @@ def product_named(products: list[PunchProductConfig], text: str) -> PunchProduct
 
 async def sell_punch_card(bot, member: Member, product: PunchProductConfig, *, actor: Actor,
                           key: str) -> tuple[PunchCard, bool]:
-    existing = await PunchCard.get_or_none(idempotency_key=key)
-    if existing:
-        return existing, True
+    """The card, and whether this key had sold it already."""
     expires_on = bot.today() + dt.timedelta(days=product.valid_days)
-    try:
-        async with in_transaction():
-            card = await PunchCard.create(member_id=member.id, product=product.code,
-                                          name=product.name, visits=product.visits,
-                                          remaining=product.visits, expires_on=expires_on,
-                                          idempotency_key=key, store=actor.store,
-                                          staff=actor.staff)
-            await audit(actor, "punch_sell", member=member,
-                        after={"card": card.id, "product": product.code,
-                               "visits": product.visits, "expires_on": expires_on.isoformat()})
-    except IntegrityError:
-        return await PunchCard.get(idempotency_key=key), True
-    return card, False
+
+    async def sold() -> tuple[PunchCard, bool] | None:
+        card = await PunchCard.get_or_none(idempotency_key=key)
+        return (card, True) if card else None
+
+    async def act() -> tuple[PunchCard, bool]:
+        card = await PunchCard.create(member_id=member.id, product=product.code,
+                                      name=product.name, visits=product.visits,
+                                      remaining=product.visits, expires_on=expires_on,
+                                      idempotency_key=key, store=actor.store, staff=actor.staff)
+        await audit(actor, "punch_sell", member=member,
+                    after={"card": card.id, "product": product.code,
+                           "visits": product.visits, "expires_on": expires_on.isoformat()})
+        return card, False
+
+    return await idempotent.once(sold, act)
 
 
 async def active_punch_cards(member_id: int, today: dt.date) -> list[PunchCard]:
@@ -168,9 +175,25 @@ async def use_punch_card(bot, member: Member, product: PunchProductConfig | None
                          actor: Actor, key: str) -> PunchResult:
     """One visit off the card that expires soonest (of this product, if named). The conditional
     update (remaining > 0) is what lets only one of two clerks use the last visit."""
-    used = await PunchUse.get_or_none(idempotency_key=key).select_related("card")
-    if used:
-        return PunchResult(used.card, used.remaining_after, duplicate=True)
+    async def used() -> PunchResult | None:
+        use = await PunchUse.get_or_none(idempotency_key=key).select_related("card")
+        return PunchResult(use.card, use.remaining_after, duplicate=True) if use else None
+
+    async def take_visit(card: PunchCard) -> PunchResult | None:
+        if not await PunchCard.filter(id=card.id, remaining__gt=0, expires_on__gte=today).update(
+                remaining=F("remaining") - 1):
+            return None  # someone used this card's last visit; try the next card
+        remaining = await PunchCard.get(id=card.id).values_list("remaining", flat=True)
+        await PunchUse.create(card_id=card.id, idempotency_key=key, remaining_after=remaining,
+                              store=actor.store, staff=actor.staff)
+        await audit(actor, "punch_use", member=member,
+                    before={"card": card.id, "remaining": remaining + 1},
+                    after={"card": card.id, "remaining": remaining})
+        return PunchResult(card, remaining)
+
+    repeat = await used()
+    if repeat:
+        return repeat
     today = bot.today()
     cards = await active_punch_cards(member.id, today)
     if product:
@@ -178,25 +201,11 @@ async def use_punch_card(bot, member: Member, product: PunchProductConfig | None
     elif len({c.product for c in cards}) > 1:
         raise WalletRefused("punch_which.j2", names=sorted({c.name for c in cards}))
     for card in cards:
-        try:
-            async with in_transaction():
-                taken = await PunchCard.filter(id=card.id, remaining__gt=0,
-                                               expires_on__gte=today).update(
-                    remaining=F("remaining") - 1)
-                if not taken:
-                    continue  # someone used this card's last visit; try the next card
-                remaining = await PunchCard.get(id=card.id).values_list("remaining", flat=True)
-                await PunchUse.create(card_id=card.id, idempotency_key=key,
-                                      remaining_after=remaining, store=actor.store,
-                                      staff=actor.staff)
-                await audit(actor, "punch_use", member=member,
-                            before={"card": card.id, "remaining": remaining + 1},
-                            after={"card": card.id, "remaining": remaining})
-        except IntegrityError:
-            used = await PunchUse.get(idempotency_key=key).select_related("card")
-            return PunchResult(used.card, used.remaining_after, duplicate=True)
-        return PunchResult(card, remaining)
-    used = await PunchUse.get_or_none(idempotency_key=key).select_related("card")
-    if used:  # a repeat of this key, running at the same time, took the last visit
-        return PunchResult(used.card, used.remaining_after, duplicate=True)
+        result = await idempotent.once(used, lambda card=card: take_visit(card),
+                                       look_first=False)
+        if result:
+            return result
+    repeat = await used()
+    if repeat:  # a repeat of this key, running at the same time, took the last visit
+        return repeat
     raise WalletRefused("punch_none.j2", product=product.name if product else "")

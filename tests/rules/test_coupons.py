@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.rules import coupons as cr
+from bot.rules.check_characters import check_character
 from bot.rules.coupons import ALPHABET, BODY_LENGTH, Rule
 
 N = len(ALPHABET)
@@ -41,7 +42,7 @@ bodies = st.text(alphabet=ALPHABET, min_size=BODY_LENGTH, max_size=BODY_LENGTH)
 
 
 def with_check(body: str) -> str:
-    return body + cr._check_char(body)
+    return body + check_character(body, ALPHABET)
 
 
 # --- arithmetic ---

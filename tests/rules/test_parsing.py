@@ -17,7 +17,8 @@ from bot.chat.routing import ANY_STATE, NO_DIALOG, Router, SkipHandler
 from bot.config import load_config
 from bot.infra.vault import Vault, mask_phone, new_data_key
 from bot.notifications.replies import Text
-from bot.rules.cards import card_number, is_valid_card_number, luhn_digit
+from bot.rules.cards import card_number, is_valid_card_number
+from bot.rules.check_characters import DIGITS, check_character
 from bot.rules.parsing import Birthday, normalize_phone, parse_birthday, parse_code
 from bot.rules.tiers import progress, tier_for
 
@@ -323,8 +324,8 @@ def test_is_valid_card_number_is_the_textbook_luhn_check(number):
 
 
 def test_luhn_digit_known_values():
-    assert luhn_digit("7992739871") == "3"  # the textbook example
-    assert luhn_digit("0") == "0"
+    assert check_character("7992739871", DIGITS) == "3"  # the textbook example
+    assert check_character("0", DIGITS) == "0"
 
 
 # --- the vault ---

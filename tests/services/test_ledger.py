@@ -41,7 +41,7 @@ from bot.models import (
 from bot.rules import earning, tiers
 from bot.rules.cards import card_number
 from bot.runtime import Bot, open_bot
-from bot.services import checkin, expiry, loyalty, purchases, wallet
+from bot.services import checkin, expiry, loyalty, members, purchases, wallet
 from bot.services.loyalty import InsufficientPoints
 from bot.services.purchases import PurchaseRefused
 from bot.services.staff import Actor
@@ -71,14 +71,11 @@ async def actor() -> Actor:
 
 async def new_member(bot: Bot, points: int = 0, *, expires_on: dt.date | None = None,
                      referrer: Member | None = None) -> Member:
-    serial = await CardSerial.create()
-    phone = f"139{serial.id:08d}"
-    member = await Member.create(
-        card_no=card_number(bot.config.shop.card_prefix, serial.id),
-        phone_hash=bot.vault.lookup_hash(phone), phone_enc=bot.vault.encrypt(phone),
-        name=f"会员{serial.id}", tier=bot.config.tiers[0].name,
-        referrer_id=referrer.id if referrer else None,
-    )
+    serial = await CardSerial.create()  # first: the phone and name are made from it
+    member = await members.create_member(
+        bot.vault, bot.config.shop.card_prefix, f"139{serial.id:08d}",
+        card_no=card_number(bot.config.shop.card_prefix, serial.id), name=f"会员{serial.id}",
+        tier=bot.config.tiers[0].name, referrer_id=referrer.id if referrer else None)
     if points:
         await loyalty.post_points(member.id, points, kind="adjust", reason="初始积分",
                                   key=f"seed:{member.id}", expires_on=expires_on)

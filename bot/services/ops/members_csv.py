@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from bot.infra.db import IntegrityError
+from bot.infra.paging import value_batches
 from bot.infra.vault import Vault, mask_phone
-from bot.models import CardSerial, Member, Store, StoredValueEntry
+from bot.models import Member, PointsKind, Store, StoredValueKind
 from bot.rules import earning
-from bot.rules.cards import SERIAL_DIGITS, card_number, is_valid_card_number
+from bot.rules.cards import SERIAL_DIGITS, is_valid_card_number
 from bot.rules.parsing import Birthday, normalize_phone, normalize_text, parse_birthday
-from bot.services import loyalty
+from bot.services import loyalty, members, wallet
 from bot.services.ops.common import OpsError, remove
 from bot.services.staff import Actor, audit
 
@@ -88,21 +88,16 @@ async def export_members(bot, out: BinaryIO | _TextSink, *,
     await asyncio.to_thread(out.write, "\ufeff".encode() + header.getvalue().encode())
     stores = dict(await Store.all().values_list("id", "code"))
     tz = bot.config.shop.tz
-    count = batches = after = 0
-    while True:
-        rows = await (Member.filter(id__gt=after, erased_at__isnull=True).order_by("id")
-                      .limit(batch)
-                      .values_list("id", "card_no", "phone_enc", "name", "birth_year",
-                                   "birth_month", "birth_day", "tier", "points", "stored_value",
-                                   "store_id", "registered_at"))
-        if not rows:
-            break
+    count = batches = 0
+    async for rows in value_batches(Member.filter(erased_at__isnull=True), "id", "card_no",
+                                    "phone_enc", "name", "birth_year", "birth_month",
+                                    "birth_day", "tier", "points", "stored_value", "store_id",
+                                    "registered_at", size=batch):
         # Decrypting and formatting run beside the loop, and so does the write.
         chunk = await asyncio.to_thread(_export_chunk, bot.vault, rows, stores, tz)
         await asyncio.to_thread(out.write, chunk)
         count += len(rows)
         batches += 1
-        after = rows[-1][0]
     await asyncio.to_thread(out.flush)
     return ExportResult(count, batches)
 
@@ -435,22 +430,11 @@ class Progress:
             self._drawn = False
 
 
-async def _open_stored_value(member_id: int, fen: int, *, key: str,
-                             store_id: int | None) -> None:
-    """An opening balance as a top-up entry, the cached sum changed with it (as wallet._append
-    does; the caller holds the transaction)."""
-    await Member.filter(id=member_id).update(stored_value=F("stored_value") + fen)
-    balance = await Member.get(id=member_id).values_list("stored_value", flat=True)
-    await StoredValueEntry.create(member_id=member_id, delta=fen, kind="topup",
-                                  reason=IMPORT_REASON, idempotency_key=key,
-                                  balance_after=balance, store_id=store_id)
-
-
-async def _import_batch(bot, rows: Sequence[ImportRow], store_ids: dict[str, int],
+async def _import_batch(bot, rows: Sequence[ImportRow], stores: dict[str, Store],
                         expires_on: dt.date | None) -> int:
     """One transaction: every row of the batch whose phone is not a member yet. Returns how
     many were imported."""
-    vault, first_tier = bot.vault, bot.config.tiers[0].name
+    first_tier = bot.config.tiers[0].name
     actor = Actor.cli()
     imported = 0
     async with in_transaction():
@@ -458,34 +442,29 @@ async def _import_batch(bot, rows: Sequence[ImportRow], store_ids: dict[str, int
         for row in rows:
             if present.intersection(row.hashes):
                 continue
-            card_no = row.card_no
-            if card_no is None:
-                serial = await CardSerial.create()
-                card_no = card_number(bot.config.shop.card_prefix, serial.id)
-            bday = row.birthday
-            # Left out when unknown: the column's auto_now_add then stamps the import time.
-            when = {"registered_at": row.registered_at} if row.registered_at else {}
-            member = await Member.create(
-                **when, card_no=card_no, phone_hash=vault.lookup_hash(row.phone),
-                phone_enc=vault.encrypt(row.phone), name=row.name,
-                birth_year=bday.year if bday else None, birth_month=bday.month if bday else None,
-                birth_day=bday.day if bday else None, store_id=store_ids[row.store],
-                tier=row.tier,
+            store = stores[row.store]
+            member = await members.create_member(
+                bot.vault, bot.config.shop.card_prefix, row.phone, card_no=row.card_no,
+                name=row.name, birthday=row.birthday, store_id=store.id, tier=row.tier,
                 # Tiers follow spend, and an imported member has none here yet: a tier brought
                 # over is kept as a floor, as if a manager had set it (设等级).
-                tier_floor=None if row.tier == first_tier else row.tier)
+                tier_floor=None if row.tier == first_tier else row.tier,
+                registered_at=row.registered_at)
             if row.points:
-                await loyalty.append_points(member.id, row.points, kind="adjust",
+                await loyalty.append_points(member.id, row.points, kind=PointsKind.ADJUST,
                                             reason=IMPORT_REASON,
                                             key=f"import:{member.id}:points",
                                             expires_on=expires_on)
             if row.stored_fen:
-                await _open_stored_value(member.id, row.stored_fen,
-                                         key=f"import:{member.id}:stored_value",
-                                         store_id=store_ids[row.store])
+                # An opening balance, as a top-up entry of the member's store.
+                await wallet.append_stored_value(member.id, row.stored_fen,
+                                                 kind=StoredValueKind.TOPUP, reason=IMPORT_REASON,
+                                                 key=f"import:{member.id}:stored_value",
+                                                 actor=Actor.cli(store))
             await audit(actor, "import_member", member=member.id, detail=IMPORT_REASON,
-                        after={"card_no": card_no, "tier": row.tier, "points": row.points,
-                               "stored_value": row.stored_fen, "store": row.store})
+                        after={"card_no": member.card_no, "tier": row.tier,
+                               "points": row.points, "stored_value": row.stored_fen,
+                               "store": row.store})
             imported += 1
     return imported
 
@@ -498,7 +477,7 @@ async def import_members(bot, path: Path, *, dry_run: bool = False,
     config = bot.config
     header, records = await asyncio.to_thread(read_csv, path)
     check_header(header)
-    stores = dict(await Store.all().values_list("code", "id"))
+    stores = {store.code: store for store in await Store.all()}
     rules = _Rules(tiers=tuple(t.name for t in config.tiers), stores=frozenset(stores),
                    default_store=config.stores[0].code if config.stores else "",
                    today=bot.today(), now=bot.now(), tz=config.shop.tz)
