@@ -75,9 +75,9 @@ class Context:
         """A dialog state's question, as its declaration and its handler module render it."""
         return self.router.ask(self, state)
 
-    def is_command_word(self, text: str) -> bool:
-        """Whether a text is a word some route listens to (so it is no one's name)."""
-        return self.router is not None and text in self.router.words()
+    def is_command(self, text: str) -> bool:
+        """Whether a text is a command some route listens to (so it is no one's name)."""
+        return self.router is not None and self.router.is_command(text)
 
     def not_registered(self) -> Text:
         return self.reply("not_registered.j2",

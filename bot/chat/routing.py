@@ -141,7 +141,7 @@ class Router:
         self._questions: dict[str, QuestionValues] = {}
         self._index: dict[tuple, list[tuple[int, Route]]] | None = None
         self._lookups: dict[tuple, tuple[Route, ...]] = {}
-        self._words: frozenset[str] | None = None
+        self._words: tuple[frozenset[str], frozenset[str]] | None = None
 
     def include(self, *routers: Router) -> None:
         self._children.extend(routers)
@@ -291,13 +291,17 @@ class Router:
         values = self._question_values(state)
         return ctx.reply(state.question, **(values(ctx) if values else {}))
 
-    def words(self) -> frozenset[str]:
-        """Every keyword and command word a route listens to."""
+    def is_command(self, text: str) -> bool:
+        """Whether a text is a keyword, or starts with a command word, that some route (or 取消)
+        listens to."""
         if self._words is None:
-            self._words = frozenset(
-                word for route in self.routes() for word in (*route.words, *route.commands)
-            ) | frozenset(globals_.CANCEL.words)
-        return self._words
+            routes = list(self.routes())
+            self._words = (
+                frozenset(word for route in routes for word in route.words)
+                | frozenset(globals_.CANCEL.words),
+                frozenset(word for route in routes for word in route.commands))
+        exact, first = self._words
+        return compact(text) in exact or command_word(text) in first
 
     def help_entries(self) -> list[HelpEntry]:
         seen: dict[str, HelpEntry] = {}
@@ -331,10 +335,11 @@ class Router:
                               help=self._help(help, shown, words, audience))
 
     def command(self, *words: str, state: StateFilter = ANY_STATE, help: str | None = None,
-                staff: StaffSpec | None = None, command: GlobalCommand | None = None):
+                shown: tuple[str, ...] | None = None, staff: StaffSpec | None = None,
+                command: GlobalCommand | None = None):
         """Text whose first word is one of `words`; the handler parses the rest."""
         return self._register(state, commands=frozenset(words), staff=staff, command=command,
-                              help=self._help(help, None, words, "members"))
+                              help=self._help(help, shown, words, "members"))
 
     def message(self, *, state: StateFilter, kinds: tuple[str, ...] = ("text",),
                 when: Predicate | None = None):

@@ -49,7 +49,7 @@ async def show_history(ctx: Context) -> Reply:
     return ctx.reply("coupon_history.j2", coupons=past, now=ctx.now, tz=ctx.bot.config.shop.tz)
 
 
-@router.command("券", help="coupon_qr")
+@router.command("券", help="coupon_qr", shown=("券 序号",))
 async def show_coupon_qr(ctx: Context) -> Reply:
     """券 <n>: the n-th coupon of the wallet as a QR image the clerk can scan."""
     if ctx.member is None:

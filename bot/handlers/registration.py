@@ -15,7 +15,7 @@ import datetime as dt
 
 from bot.chat import commands
 from bot.chat.context import Context
-from bot.chat.routing import NO_DIALOG, Router, compact
+from bot.chat.routing import NO_DIALOG, Router
 from bot.chat.states import Registration, find
 from bot.infra.vault import mask_phone
 from bot.notifications.replies import Reply
@@ -68,7 +68,7 @@ def _a_code(ctx: Context) -> bool:
 
 def _a_name(ctx: Context) -> bool:
     # Almost any text could be a name, so after a long pause ("我回来了") it is not taken as one.
-    return (name_problem(ctx.text) is None and not ctx.is_command_word(compact(ctx.text))
+    return (name_problem(ctx.text) is None and not ctx.is_command(ctx.text)
             and not _stale(ctx))
 
 
@@ -227,7 +227,7 @@ async def not_a_code(ctx: Context) -> Reply:
 
 @router.message(state=Registration.name)
 async def not_a_name(ctx: Context) -> Reply:
-    problem = "command" if ctx.is_command_word(compact(ctx.text)) else name_problem(ctx.text)
+    problem = "command" if ctx.is_command(ctx.text) else name_problem(ctx.text)
     return ctx.reply("reg_bad_name.j2", problem=problem, text=ctx.text)
 
 
