@@ -7,8 +7,9 @@ includes the others, and a message goes to the first handler whose filters all p
     @router.global_command(commands.CARD, help="card")
     async def show_card(ctx: Context) -> Reply: ...
 
-Routes are indexed by inbound kind, exact keyword, command word and menu key, so a message only
-tries the routes that could match it; among those the first in declaration order wins.
+Routes are indexed by inbound kind, exact keyword, command word and menu key (and sorted out by
+dialog state), so a message only tries the routes that could match it; among those the first in
+declaration order wins.
 
 Inside a dialog (the dialog engine), the order is the same with one exception: the global
 commands (bot/chat/commands.py) are tried just before the first catch-all of the dialog
@@ -24,7 +25,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from bot.chat import commands as globals_
 from bot.chat.commands import GlobalCommand
@@ -41,6 +42,7 @@ Handler = Callable[["Context"], Awaitable[Reply | None]]
 Predicate = Callable[["Context"], bool]
 QuestionValues = Callable[["Context"], dict[str, Any]]
 StateFilter = str | State | type[Dialogs] | None | tuple
+Audience = Literal["members", "guests", "everyone"]  # guests: not members yet
 
 # State filters: NO_DIALOG matches only outside any dialog, ANY_STATE matches always.
 ANY_STATE = "*"
@@ -60,7 +62,7 @@ class HelpEntry:
 
     topic: str
     shown: tuple[str, ...]
-    audience: str = "members"  # members | guests (not yet members) | everyone
+    audience: Audience = "members"
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,8 @@ class Router:
         return index
 
     def candidates(self, ctx: Context) -> tuple[Route, ...]:
-        """The routes that could match this message, in declaration order."""
+        """The routes that could match this message in its dialog state, in declaration
+        order."""
         index = self._index
         if index is None:
             index = self._index = self._build_index()
@@ -176,11 +179,15 @@ class Router:
         elif kind == "click":
             keys.append(("click", ctx.inbound.text))
         present = tuple(key for key in keys if key in index)
-        found = self._lookups.get(present)
+        state = ctx.dialog.state
+        lookup = (present, state)
+        found = self._lookups.get(lookup)
         if found is None:
             merged = sorted((entry for key in present for entry in index[key]),
                             key=lambda entry: entry[0])
-            found = self._lookups[present] = tuple(route for _, route in merged)
+            found = tuple(route for _, route in merged if _state_matches(route.states, state))
+            if state is None or find(state) is not None:  # only declared states: a bounded cache
+                self._lookups[lookup] = found
         return found
 
     async def dispatch(self, ctx: Context) -> Reply | None:
@@ -325,11 +332,11 @@ class Router:
 
     @staticmethod
     def _help(help: str | None, shown: tuple[str, ...] | None, words: tuple[str, ...],
-              audience: str) -> HelpEntry | None:
+              audience: Audience) -> HelpEntry | None:
         return HelpEntry(help, shown or words[:1], audience) if help else None
 
     def text(self, *words: str, state: StateFilter = ANY_STATE, help: str | None = None,
-             shown: tuple[str, ...] | None = None, audience: str = "members"):
+             shown: tuple[str, ...] | None = None, audience: Audience = "members"):
         """Text (typed, or recognised from voice) that is exactly one of `words`."""
         return self._register(state, words=frozenset(words),
                               help=self._help(help, shown, words, audience))
@@ -365,7 +372,7 @@ class Router:
                               kinds=frozenset(kinds) if kinds else None, command=command)
 
     def global_command(self, command: GlobalCommand, *, help: str | None = None,
-                       shown: tuple[str, ...] | None = None, audience: str = "members",
+                       shown: tuple[str, ...] | None = None, audience: Audience = "members",
                        also: Predicate | None = None):
         """The handler that does a global command's job, in any dialog state or none. `also`
         takes messages that ask for it in other words ("我的积分还有多少")."""
