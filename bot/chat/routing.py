@@ -257,18 +257,18 @@ class Router:
             return True, await self._reask(ctx, state, reply)
         return False, None
 
-    async def _reask(self, ctx: Context, state: State, reply: Reply | None) -> Reply:
-        question = self.ask(ctx, state)
-        follow_up = ctx.render("dialog_continue.j2", answer="", title=state.group.title,
-                               question=question.content)
+    async def _reask(self, ctx: Context, state: State, reply: Reply | None) -> Reply | None:
+        def continued(answer: str) -> Text:
+            return Text(ctx.render("dialog_continue.j2", answer=answer, title=state.group.title,
+                                   question=self.ask(ctx, state).content))
+
         if isinstance(reply, Image):
             # An image cannot carry the question: it follows as a message of its own.
-            await ctx.bot.outbox.wechat(ctx.inbound.user, Text(follow_up),
-                                        key=f"reask:{ctx.key}", purpose="reply")
+            if ctx.inbound.channel == "wechat":
+                await ctx.bot.outbox.wechat(ctx.inbound.user, continued(""),
+                                            key=f"reask:{ctx.key}", purpose="reply")
             return reply
-        answer = reply.content if isinstance(reply, Text) else ""
-        return Text(ctx.render("dialog_continue.j2", answer=answer, title=state.group.title,
-                               question=question.content))
+        return continued(reply.content if isinstance(reply, Text) else "")
 
     # --- dialogs: questions and the words that are commands ---
 
