@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import tortoise.timezone
@@ -27,17 +28,19 @@ from bot.chat.commands import GlobalCommand
 from bot.chat.context import Context
 from bot.chat.inbound import Inbound
 from bot.chat.states import State, all_states
+from bot.config import RedisConfig
 from bot.models import Delivery, Member, Staff, Store
 from bot.sandbox import wechat_client as wire
 from bot.services import loyalty
 from bot.services import staff as staff_service
-from tests.support import STEADY_POINTS, Harness
+from tests.support import REDIS_UP, STEADY_POINTS, Harness
 
 _openids = itertools.count(1)
 _phones = itertools.count(30_000_001)
 _times = itertools.count(1_950_000_000)
 
 TARGET_PHONE = "13800138000"  # the member staff commands look up
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def new_phone() -> str:
@@ -138,12 +141,26 @@ def test_every_declared_state_has_a_walk():
 
 # --- the matrix ---
 
-@pytest.fixture
-async def h(harness_factory, monkeypatch) -> Harness:
-    harness = await harness_factory(points=STEADY_POINTS)
+@pytest.fixture(params=["database", "redis"])
+async def h(request, harness_factory, monkeypatch) -> AsyncIterator[Harness]:
+    """Dialogs stored in the database, and in Redis (several workers share them there)."""
+    overrides, prefix = {}, f"memberbot-matrix-{secrets.token_hex(4)}"
+    if request.param == "redis":
+        if not REDIS_UP:
+            pytest.skip("Redis is not running on 127.0.0.1:6379 (CI runs these)")
+        overrides["redis"] = RedisConfig(url=REDIS_URL, prefix=prefix)
+    harness = await harness_factory(points=STEADY_POINTS, **overrides)
     monkeypatch.setattr(tortoise.timezone, "now", harness.clock)  # auto_now follows the clock
     assert "注册成功" in await harness.register("o_mx_target", TARGET_PHONE)
-    return harness
+    yield harness
+    if request.param == "redis":
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(REDIS_URL)
+        keys = [key async for key in client.scan_iter(f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
 
 
 async def sample(h: Harness, command: GlobalCommand) -> str:
