@@ -184,10 +184,12 @@ async def redeem_by_code(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
 @router.event("scancode")
 async def redeem_by_scan(ctx: Context) -> Reply | None:
     """The staff menu's scancode_waitmsg button: WeChat sends what the camera read."""
-    found = await ctx.staff()
+    found = await ctx.staff_account()
     if found is None:
         return ctx.reply("scan_not_staff.j2")
     staff, store = found
+    if not staff.active:
+        return ctx.reply("staff_access_ended.j2", word="核销")
     if not staff_service.allowed(staff.role, "redeem_coupon"):
         return ctx.reply("staff_not_allowed.j2", role=staff_service.ROLE_NAMES[staff.role],
                          usage="核销")

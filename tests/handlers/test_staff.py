@@ -223,6 +223,8 @@ async def test_revoked_staff_are_told_their_access_has_ended(shop, member):
         reply = await shop.say("o_mgr", text)
         assert "员工权限已停用" in reply and f"「{text.split()[0]}」" in reply, text
         assert NOT_UNDERSTOOD not in reply
+    scanned = await shop.post(wire.scancode("o_mgr", "STAFF_SCAN", "ABCD2345"))
+    assert "员工权限已停用" in scanned["Content"]
     assert await Purchase.all().count() == 1
     assert (await fresh(member)).stored_value == 0
     revoked = await AuditEntry.get(action="staff_revoke")
