@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from bot.chat.states import State
 from bot.infra import sql
 from bot.models import Conversation
 
@@ -22,9 +23,9 @@ class Dialog:
         self.updated_at = updated_at
         self.changed = False
 
-    def set(self, state: str | None, **data: Any) -> None:
-        """Move to a state, adding answers to what is kept."""
-        self.state = state
+    def set(self, state: State | str | None, **data: Any) -> None:
+        """Move to a state, adding answers to what is kept. The state is stored by its name."""
+        self.state = None if state is None else str(state)
         self.data.update(data)
         self.changed = True
 

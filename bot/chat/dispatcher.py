@@ -89,7 +89,7 @@ class Dispatcher:
         else:
             follower, member = None, await members.find_by_phone(self.bot, inbound.user)
         dialog = await self.bot.dialogs.load(f"{inbound.channel}:{inbound.user}")
-        ctx = Context(inbound, self.bot, dialog, follower, member)
+        ctx = Context(inbound, self.bot, dialog, follower, member, router=self.router)
         reply = await self.router.dispatch(ctx)
         await self.bot.dialogs.save(dialog)
         return reply

@@ -18,8 +18,9 @@ def build_router() -> Router:
     )
 
     root = Router("root")
-    # Dialog steps first: inside a dialog, what the member types answers its question. Staff
-    # commands pass anything from non-staff on, so members' words reach the others.
+    # Dialog steps first: inside a dialog, an answer to its question wins; the global commands
+    # come next and the dialogs' "not understood" replies after them (bot/chat/routing.py).
+    # Staff commands pass anything from non-staff on, so members' words reach the others.
     root.include(registration.router, staff.router, coupons.router, privacy.router,
                  follow.router, engagement.router, card.router, help.router)
     return root

@@ -6,12 +6,13 @@ the STAFF_SCAN menu button, 撤销券 <券码> (same day, manager), 发券 <手�
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import re
 
+from bot.chat import commands
 from bot.chat.context import Context
-from bot.chat.routing import NO_DIALOG, Router, SkipHandler
-from bot.handlers.staff import staff_command
+from bot.chat.routing import Router
+from bot.chat.staff_commands import staff_command
+from bot.chat.states import Exchange
 from bot.infra.ratelimit import Limit
 from bot.models import CouponTemplate
 from bot.notifications.poster import render_poster
@@ -26,35 +27,33 @@ from bot.services.staff import Actor
 
 router = Router("coupons")
 
-EXCHANGE_IDLE = dt.timedelta(minutes=10)
 # Guessing codes must not pay: after this many unknown or mistyped codes, a staff account waits.
 MISSES = [Limit(10, 600), Limit(30, 86400)]
 
 
 # --- the member's wallet ---
 
-@router.text("优惠券", "我的优惠券", "卡券", "我的券", state=NO_DIALOG)
-@router.click("MY_COUPONS")
+@router.global_command(commands.COUPONS, help="coupons")
 async def show_wallet(ctx: Context) -> Reply:
     if ctx.member is None:
-        return ctx.reply("not_registered.j2")
+        return ctx.not_registered()
     held = await coupons.wallet(ctx.member.id, ctx.now)
     return ctx.reply("coupon_wallet.j2", coupons=held, tz=ctx.bot.config.shop.tz)
 
 
-@router.text("历史券", "已用券", "过期券")
+@router.global_command(commands.COUPON_HISTORY, help="coupon_history")
 async def show_history(ctx: Context) -> Reply:
     if ctx.member is None:
-        return ctx.reply("not_registered.j2")
+        return ctx.not_registered()
     past = await coupons.history(ctx.member.id, ctx.now)
     return ctx.reply("coupon_history.j2", coupons=past, now=ctx.now, tz=ctx.bot.config.shop.tz)
 
 
-@router.command("券")
+@router.command("券", help="coupon_qr", shown=("券 序号",))
 async def show_coupon_qr(ctx: Context) -> Reply:
     """券 <n>: the n-th coupon of the wallet as a QR image the clerk can scan."""
     if ctx.member is None:
-        return ctx.reply("not_registered.j2")
+        return ctx.not_registered()
     parts = ctx.text.split()
     held = await coupons.wallet(ctx.member.id, ctx.now)
     if len(parts) != 2 or not parts[1].isdigit() or not 1 <= int(parts[1]) <= len(held):
@@ -69,53 +68,55 @@ async def show_coupon_qr(ctx: Context) -> Reply:
     return Image(media_id)
 
 
-# --- exchange: points for a coupon ---
+# --- exchange: points for a coupon (10 minutes idle and it is forgotten: states.Exchange) ---
 
-def _exchange_abandoned(ctx: Context) -> bool:
-    return ctx.dialog.idle(ctx.now) > EXCHANGE_IDLE
-
-
-@router.when(_exchange_abandoned, state=("exchange.choose", "exchange.confirm"))
-async def exchange_expired(ctx: Context) -> Reply:
-    # Left alone too long: forget the offer and treat the message as a fresh one.
-    ctx.dialog.clear()
-    raise SkipHandler
+@router.question_values(Exchange)
+def _exchange_question(ctx: Context) -> dict:
+    return {"count": len(ctx.dialog.data.get("options", []))}
 
 
-@router.text("取消", "算了", "不换了", state=("exchange.choose", "exchange.confirm"))
+@router.text("不换了", state=Exchange)
 async def exchange_cancel(ctx: Context) -> Reply:
     ctx.dialog.clear()
     return ctx.reply("exchange_cancelled.j2")
 
 
-@router.text("兑换", "积分兑换", "换券", state=NO_DIALOG)
-@router.click("EXCHANGE")
+@router.global_command(commands.EXCHANGE, help="exchange")
 async def exchange_start(ctx: Context) -> Reply:
     if ctx.member is None:
-        return ctx.reply("not_registered.j2")
+        return ctx.not_registered()
     offers = await coupons.exchangeable(ctx.member, ctx.bot.today())
     if not offers:
         return ctx.reply("exchange_nothing.j2")
-    ctx.dialog.set("exchange.choose", options=[t.id for t in offers])
+    ctx.dialog.set(Exchange.choose, options=[t.id for t in offers])
     return ctx.reply("exchange_menu.j2", offers=offers, points=ctx.member.points)
 
 
-@router.message(state="exchange.choose")
+def _a_number(ctx: Context) -> bool:
+    return ctx.text.isascii() and ctx.text.isdigit()
+
+
+@router.answer(Exchange.choose, fits=_a_number)
 async def exchange_choose(ctx: Context) -> Reply:
     options = ctx.dialog.data.get("options", [])
-    if not ctx.text.isdigit() or not 1 <= int(ctx.text) <= len(options):
-        return ctx.reply("exchange_pick.j2", count=len(options))
+    if not 1 <= int(ctx.text) <= len(options):
+        return ctx.ask(Exchange.choose)
     template = await CouponTemplate.get_or_none(id=options[int(ctx.text) - 1], active=True)
     if template is None:
         ctx.dialog.clear()
         return ctx.reply("exchange_nothing.j2")
     if ctx.member.points < template.points_cost:
         return ctx.reply("exchange_not_enough.j2", template=template, points=ctx.member.points)
-    ctx.dialog.set("exchange.confirm", template_id=template.id)
+    ctx.dialog.set(Exchange.confirm, template_id=template.id)
     return ctx.reply("exchange_confirm.j2", template=template, points=ctx.member.points)
 
 
-@router.text("确认", "确定", "是", "好", "好的", state="exchange.confirm")
+@router.message(state=Exchange.choose)
+async def exchange_choose_unclear(ctx: Context) -> Reply:
+    return ctx.ask(Exchange.choose)
+
+
+@router.text("确认", "确定", "是", "好", "好的", state=Exchange.confirm)
 async def exchange_confirm(ctx: Context) -> Reply:
     template = await CouponTemplate.get_or_none(id=ctx.dialog.data.get("template_id"))
     ctx.dialog.clear()
@@ -129,9 +130,9 @@ async def exchange_confirm(ctx: Context) -> Reply:
     return ctx.reply("exchange_done.j2", template=template, coupon=coupon, points=points)
 
 
-@router.message(state="exchange.confirm")
+@router.message(state=Exchange.confirm)
 async def exchange_unclear(ctx: Context) -> Reply:
-    return ctx.reply("exchange_confirm_unclear.j2")
+    return ctx.ask(Exchange.confirm)
 
 
 # --- staff: redemption, undo, issuing ---
@@ -183,10 +184,12 @@ async def redeem_by_code(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
 @router.event("scancode")
 async def redeem_by_scan(ctx: Context) -> Reply | None:
     """The staff menu's scancode_waitmsg button: WeChat sends what the camera read."""
-    found = await ctx.staff()
+    found = await ctx.staff_account()
     if found is None:
         return ctx.reply("scan_not_staff.j2")
     staff, store = found
+    if not staff.active:
+        return ctx.reply("staff_access_ended.j2", word="核销")
     if not staff_service.allowed(staff.role, "redeem_coupon"):
         return ctx.reply("staff_not_allowed.j2", role=staff_service.ROLE_NAMES[staff.role],
                          usage="核销")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from bot.chat import commands
 from bot.chat.context import Context
 from bot.chat.routing import Router
 from bot.infra.ratelimit import Limit
@@ -17,24 +18,22 @@ router = Router("engagement")
 REFERRAL_QR_SECONDS = 30 * 86400  # temporary codes: permanent ones are capped at 100,000
 
 
-@router.text("签到", "打卡", "每日签到")
-@router.click("CHECKIN")
+@router.global_command(commands.CHECKIN, help="checkin")
 async def check_in(ctx: Context) -> Reply:
     if ctx.member is None:
-        return ctx.reply("not_registered.j2")
+        return ctx.not_registered()
     result = await checkin.check_in(ctx.bot, ctx.member)
     return ctx.reply("checkin.j2", result=result,
                      streak_days=ctx.bot.config.points.checkin_streak_days)
 
 
-@router.text("邀请", "邀请好友", "推荐", "推荐好友")
-@router.click("INVITE")
+@router.global_command(commands.INVITE, help="invite")
 async def invite(ctx: Context) -> Reply:
     """A personal QR (scene ref:<card_no>) sent as an image: whoever registers through it and
     buys something earns both of them the referral reward."""
     member = ctx.member
     if member is None:
-        return ctx.reply("not_registered.j2")
+        return ctx.not_registered()
     limits, now = {f"invite:{member.id}": [Limit(5, 3600)]}, ctx.now
     if await ctx.bot.limiter.hit(limits, now):
         return ctx.reply("invite_slow_down.j2")
@@ -54,10 +53,10 @@ async def invite(ctx: Context) -> Reply:
     return Image(media_id)
 
 
-@router.text("明细", "积分明细", "记录")
+@router.global_command(commands.POINTS_HISTORY, help="points_history")
 async def history(ctx: Context) -> Reply:
     if ctx.member is None:
-        return ctx.reply("not_registered.j2")
+        return ctx.not_registered()
     entries = await loyalty.recent_entries(ctx.member.id, 10)
     return ctx.reply("history.j2", entries=entries, member=ctx.member,
                      tz=ctx.bot.config.shop.tz)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.chat.context import Context
 from bot.chat.routing import Router
-from bot.handlers import registration
+from bot.chat.states import Registration
 from bot.notifications.replies import Reply
 from bot.services import members
 
@@ -17,8 +17,7 @@ async def subscribed(ctx: Context) -> Reply:
     _, returning = await members.follow(ctx.inbound.user, scene, ctx.now)
     if ctx.member:
         return ctx.reply("welcome_back.j2", member=ctx.member)
-    reply = await registration.start(ctx)
-    return ctx.reply("reg_greeting.j2", returning=returning) if returning else reply
+    return ctx.begin(Registration, returning=returning)
 
 
 @router.event("scan")
@@ -27,7 +26,7 @@ async def scanned(ctx: Context) -> Reply:
     await members.note_scan(ctx.inbound.user, members.parse_scene(ctx.inbound.scene))
     if ctx.member:
         return ctx.reply("already_member.j2", member=ctx.member)
-    return await registration.start(ctx)
+    return ctx.begin(Registration, returning=False)
 
 
 @router.event("unsubscribe")

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+from bot.chat import commands
 from bot.chat.context import Context
-from bot.chat.routing import Router
+from bot.chat.routing import NO_DIALOG, Router
 from bot.notifications.replies import Reply
 
 router = Router("help")
 
 
-@router.text("帮助", "help", "HELP", "?", "？", "菜单", "你好", "您好", "在吗")
-@router.click("HELP")
+def _help(ctx: Context) -> Reply:
+    # Generated from the routes registered with a help topic, so it cannot fall behind them.
+    return ctx.reply("help.j2", member=ctx.member, entries=ctx.router.help_entries())
+
+
+@router.global_command(commands.HELP, help="help", audience="everyone")
 async def show_help(ctx: Context) -> Reply:
-    return ctx.reply("help.j2", member=ctx.member)
+    return _help(ctx)
+
+
+@router.text("你好", "您好", "在吗", state=NO_DIALOG)
+async def greeted(ctx: Context) -> Reply:
+    return _help(ctx)
 
 
 @router.fallback()
 async def not_understood(ctx: Context) -> Reply | None:
     if ctx.inbound.is_event:
         return None
-    return ctx.reply("unknown.j2", kind=ctx.inbound.kind, member=ctx.member)
+    return ctx.reply("unknown.j2", kind=ctx.inbound.kind, member=ctx.member,
+                     entries=ctx.router.help_entries())

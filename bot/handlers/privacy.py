@@ -3,8 +3,10 @@ marketing; also an SMS reply of TD / 退订 / T)."""
 
 from __future__ import annotations
 
+from bot.chat import commands
 from bot.chat.context import Context
-from bot.chat.routing import NO_DIALOG, Router
+from bot.chat.routing import Router
+from bot.chat.states import Erasure
 from bot.infra.vault import mask_phone
 from bot.notifications.replies import Reply
 from bot.rules.parsing import parse_code
@@ -13,7 +15,6 @@ from bot.services import members, privacy, verification
 router = Router("privacy")
 
 PURPOSE = "erase"
-OPT_OUT_WORDS = ("退订", "TD", "td", "取消订阅", "不要推送")
 
 
 def _sms_t(ctx: Context) -> bool:
@@ -21,8 +22,7 @@ def _sms_t(ctx: Context) -> bool:
     return ctx.inbound.channel == "sms" and ctx.text.upper() == "T"
 
 
-@router.text(*OPT_OUT_WORDS, state=NO_DIALOG)
-@router.when(_sms_t)
+@router.global_command(commands.OPT_OUT, help="opt_out", also=_sms_t)
 async def opt_out(ctx: Context) -> Reply | None:
     if ctx.member is None:
         return ctx.reply("opt_out_not_member.j2") if ctx.inbound.channel == "wechat" else None
@@ -30,7 +30,7 @@ async def opt_out(ctx: Context) -> Reply | None:
     return ctx.reply("opt_out_done.j2")
 
 
-@router.text("我的数据", "个人信息", "我的信息", state=NO_DIALOG)
+@router.global_command(commands.MY_DATA, help="my_data", audience="everyone")
 async def my_data(ctx: Context) -> Reply:
     if ctx.member is None:
         return ctx.reply("my_data_none.j2")
@@ -39,7 +39,7 @@ async def my_data(ctx: Context) -> Reply:
                      tz=ctx.bot.config.shop.tz)
 
 
-@router.text("注销", "注销会员", "删除我的数据", state=NO_DIALOG)
+@router.global_command(commands.ERASE, help="erase")
 async def erase_start(ctx: Context) -> Reply:
     if ctx.member is None:
         return ctx.reply("my_data_none.j2")
@@ -47,37 +47,44 @@ async def erase_start(ctx: Context) -> Reply:
         await privacy.check_erasable(ctx.bot, ctx.member)
     except privacy.ErasureRefused as refused:
         return ctx.reply(refused.reason, **refused.values)
-    ctx.dialog.set("erase.confirm")
-    return ctx.reply("erase_warning.j2", member=ctx.member)
+    ctx.dialog.set(Erasure.confirm)
+    return ctx.ask(Erasure.confirm)
 
 
-@router.text("取消", "算了", "不注销", state=("erase.confirm", "erase.code"))
+@router.question_values(Erasure)
+def _erase_question(ctx: Context) -> dict:
+    return {"member": ctx.member}
+
+
+@router.text("不注销", state=Erasure)
 async def erase_cancel(ctx: Context) -> Reply:
     ctx.dialog.clear()
     return ctx.reply("erase_cancelled.j2")
 
 
-@router.text("确认注销", state="erase.confirm")
+@router.text("确认注销", state=Erasure.confirm)
 async def erase_confirm(ctx: Context) -> Reply:
     phone = members.phone_of(ctx.bot, ctx.member)
     sent = await verification.send_code(ctx.bot, phone, ctx.inbound.user, PURPOSE)
     if not sent.sent:
         ctx.dialog.clear()
         return ctx.reply(sent.template, retry_after=sent.retry_after)
-    ctx.dialog.set("erase.code")
+    ctx.dialog.set(Erasure.code)
     return ctx.reply("erase_code_sent.j2", masked=mask_phone(phone))
 
 
-@router.message(state="erase.confirm")
+@router.message(state=Erasure.confirm)
 async def erase_confirm_unclear(ctx: Context) -> Reply:
-    return ctx.reply("erase_warning.j2", member=ctx.member)
+    return ctx.ask(Erasure.confirm)
 
 
-@router.message(state="erase.code")
+def _a_code(ctx: Context) -> bool:
+    return parse_code(ctx.text) is not None
+
+
+@router.answer(Erasure.code, fits=_a_code)
 async def erase_code(ctx: Context) -> Reply:
     code = parse_code(ctx.text)
-    if code is None:
-        return ctx.reply("reg_bad_code.j2")
     phone = members.phone_of(ctx.bot, ctx.member)
     check = await verification.check_code(ctx.bot, phone, ctx.inbound.user, PURPOSE, code)
     if not check.ok:
@@ -92,3 +99,8 @@ async def erase_code(ctx: Context) -> Reply:
         return ctx.reply(refused.reason, **refused.values)
     ctx.dialog.clear()
     return ctx.reply("erase_done.j2")
+
+
+@router.message(state=Erasure.code)
+async def erase_bad_code(ctx: Context) -> Reply:
+    return ctx.reply("reg_bad_code.j2")

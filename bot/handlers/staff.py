@@ -1,58 +1,28 @@
 """Staff commands in the same chat: 绑定, 消费, 撤销, 查询, 充值, 储值, 退款, 开卡, 核次, 调积分,
-设等级, 员工帮助. A command from someone who is not staff falls through to the member handlers
-("not understood"); a command outside one's role gets a clear refusal."""
+设等级, 员工帮助 (registered with bot/chat/staff_commands.py). A command from someone who never
+was staff falls through to the member handlers ("not understood"); a revoked account is told its
+access has ended; a command outside one's role gets a clear refusal."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 
+from bot.chat import commands
 from bot.chat.context import Context
-from bot.chat.routing import Router, SkipHandler
+from bot.chat.routing import Router
+from bot.chat.staff_commands import staff_command as _staff_command
+from bot.chat.staff_commands import staff_help_lines, staff_text
 from bot.infra.ratelimit import Limit
 from bot.infra.vault import mask_phone
 from bot.models import Purchase
 from bot.notifications.replies import Reply
 from bot.rules import earning, tiers
-from bot.services import Refused, loyalty, members, purchases, tiering, wallet
+from bot.services import loyalty, members, purchases, tiering, wallet
 from bot.services import staff as staff_service
 from bot.services.staff import Actor
 
 router = Router("staff")
-
-StaffHandler = Callable[[Context, Actor, list[str]], Awaitable[Reply]]
-
-
-def staff_command(*words: str, action: str, usage: str, args: tuple[int, int],
-                  on: Router = router):
-    """Register a staff command on a router (this module's by default): the sender must be
-    active staff allowed to do `action`, and the message must have between args[0] and args[1]
-    words after the command."""
-
-    def decorator(handler: StaffHandler):
-        @on.command(*words)
-        @functools.wraps(handler)
-        async def wrapper(ctx: Context) -> Reply:
-            found = await ctx.staff()
-            if found is None:
-                raise SkipHandler  # a member typing 消费 … is just not understood
-            staff, store = found
-            if not staff_service.allowed(staff.role, action):
-                return ctx.reply("staff_not_allowed.j2", role=staff_service.ROLE_NAMES[staff.role],
-                                 usage=usage)
-            parts = ctx.text.split(maxsplit=args[1])[1:]
-            if not args[0] <= len(parts) <= args[1]:
-                return ctx.reply("staff_usage.j2", usage=usage)
-            try:
-                return await handler(ctx, Actor.of(staff, store), parts)
-            except members.MemberNotFound as exc:
-                return ctx.reply(exc.reason, text=parts[0])
-            except Refused as exc:
-                return ctx.reply(exc.reason, tz=ctx.bot.config.shop.tz, **exc.values)
-
-        return handler
-
-    return decorator
+staff_command = functools.partial(_staff_command, on=router)
 
 
 def _amount(text: str, max_yuan: int) -> int | None:
@@ -65,7 +35,7 @@ def _who(ctx: Context, member) -> dict:
 
 # --- binding ---
 
-@router.command("绑定")
+@router.global_command(commands.BIND)
 async def bind(ctx: Context) -> Reply:
     parts = ctx.text.split()
     if len(parts) != 2:
@@ -81,15 +51,13 @@ async def bind(ctx: Context) -> Reply:
                      role=staff_service.ROLE_NAMES[staff.role])
 
 
-@router.text("员工帮助", "店员帮助", "员工菜单")
-async def staff_help(ctx: Context) -> Reply:
-    found = await ctx.staff()
-    if found is None:
-        raise SkipHandler
-    staff, store = found
-    return ctx.reply("staff_help.j2", staff=staff, store=store,
-                     role=staff_service.ROLE_NAMES[staff.role],
-                     can=lambda action: staff_service.allowed(staff.role, action))
+@staff_text("员工帮助", "店员帮助", "员工菜单", on=router)
+async def staff_help(ctx: Context, actor: Actor) -> Reply:
+    """Generated from the staff commands registered and the role table."""
+    role = actor.staff.role
+    return ctx.reply("staff_help.j2", staff=actor.staff, store=actor.store,
+                     role=staff_service.ROLE_NAMES[role],
+                     commands=staff_help_lines(ctx.router, role))
 
 
 # --- purchases ---

@@ -51,8 +51,21 @@ _BIRTHDAY_PATTERNS = [
 ]
 
 
-def parse_birthday(text: str, today: dt.date) -> Birthday | None:
-    """1990-05-01, 1990/5/1, 19900501, 1990年5月1日, 5月1日, 0501, 05-01. None if impossible."""
+class BadBirthday(ValueError):
+    """Why a typed birthday was not taken: the member is told which."""
+
+    FORMAT = "format"  # not a date we can read
+    NO_SUCH_DATE = "no_such_date"  # 2月30日, 13月1日
+    NOT_PLAUSIBLE = "not_plausible"  # in the future, or more than 120 years ago
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_birthday(text: str, today: dt.date) -> Birthday:
+    """1990-05-01, 1990/5/1, 19900501, 1990年5月1日, 5月1日, 0501, 05-01; BadBirthday says why
+    anything else is refused."""
     cleaned = re.sub(r"\s", "", normalize_text(text))
     for pattern in _BIRTHDAY_PATTERNS:
         match = pattern.fullmatch(cleaned)
@@ -65,10 +78,37 @@ def parse_birthday(text: str, today: dt.date) -> Birthday | None:
         try:
             dt.date(year or 2000, month, day)
         except ValueError:
-            return None
+            raise BadBirthday(BadBirthday.NO_SUCH_DATE) from None
         if year is not None and not today.year - 120 <= year <= today.year:
-            return None
+            raise BadBirthday(BadBirthday.NOT_PLAUSIBLE)
         if year is not None and dt.date(year, month, day) > today:
-            return None
+            raise BadBirthday(BadBirthday.NOT_PLAUSIBLE)
         return Birthday(month, day, year)
+    raise BadBirthday(BadBirthday.FORMAT)
+
+
+def parse_birthday(text: str, today: dt.date) -> Birthday | None:
+    """The same, None if refused."""
+    try:
+        return read_birthday(text, today)
+    except BadBirthday:
+        return None
+
+
+# What a member's name (称呼) may contain: letters of any script, digits among them, and the
+# punctuation names use (space, middle dot, hyphen, apostrophe, period).
+NAME_MAX = 20
+_NAME_CHARS = re.compile(r"[\w\u00b7\u3400-\u9fff· .'-]+")
+
+
+def name_problem(text: str) -> str | None:
+    """None for a usable name, else why not: "length", "digits" (only digits) or "characters"
+    (emoji, symbols, markup)."""
+    name = normalize_text(text)
+    if not 1 <= len(name) <= NAME_MAX:
+        return "length"
+    if not _NAME_CHARS.fullmatch(name):
+        return "characters"
+    if name.replace(" ", "").isdigit():
+        return "digits"
     return None

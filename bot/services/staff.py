@@ -126,6 +126,12 @@ async def active_staff(openid: str) -> tuple[Staff, Store] | None:
     return (staff, staff.store) if staff else None
 
 
+async def staff_account(openid: str) -> tuple[Staff, Store] | None:
+    """The account's staff row, active or revoked (a revoked one is told its access ended)."""
+    staff = await Staff.get_or_none(openid=openid).select_related("store")
+    return (staff, staff.store) if staff else None
+
+
 async def revoke(staff_id: int) -> bool:
     async with in_transaction():
         staff = await Staff.get_or_none(id=staff_id).select_related("store")

@@ -134,7 +134,7 @@ async def test_revoke_from_the_shell_stops_a_live_account(cli_config, db_url, ha
     assert status == 0 and f"Staff member {staff.id} revoked" in out
     assert not (await Staff.get(id=staff.id)).active
     for text in ("员工帮助", f"消费 {PHONE} 10", f"查询 {PHONE}"):
-        assert "没看懂" in await shop.say("o_li", text)
+        assert "员工权限已停用" in await shop.say("o_li", text)  # told, not "not understood"
     status, _, err = await memberbot("staff", "revoke", str(staff.id))
     assert status == 1 and f"no active staff member with id {staff.id}" in err
 

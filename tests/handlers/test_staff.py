@@ -210,7 +210,7 @@ async def test_rebinding_with_a_new_invite_changes_role_and_store(shop):
     assert "撤销" in await shop.say("o_wang", "员工帮助")
 
 
-async def test_revoked_staff_commands_fall_through_to_the_member_fallback(shop, member):
+async def test_revoked_staff_are_told_their_access_has_ended(shop, member):
     code = await staff_service.create_invite("S001", "manager", "李店长", shop.bot.now())
     await shop.say("o_mgr", f"绑定 {code}")
     staff = await Staff.get(openid="o_mgr")
@@ -218,8 +218,13 @@ async def test_revoked_staff_commands_fall_through_to_the_member_fallback(shop, 
     # What `memberbot staff revoke <id>` calls (the CLI itself is tested in test_staff_cli.py).
     assert await staff_service.revoke(staff.id) is True
     assert await staff_service.revoke(staff.id) is False
-    for text in (f"消费 {PHONE} 10", f"查询 {PHONE}", "撤销 1", "员工帮助", f"充值 {PHONE} 10"):
-        assert NOT_UNDERSTOOD in await shop.say("o_mgr", text)
+    for text in (f"消费 {PHONE} 10", f"查询 {PHONE}", "撤销 1", "员工帮助", f"充值 {PHONE} 10",
+                 "核销 ABCD2345", "发券 13800138000 CUT30", "撤销券 ABCD2345"):
+        reply = await shop.say("o_mgr", text)
+        assert "员工权限已停用" in reply and f"「{text.split()[0]}」" in reply, text
+        assert NOT_UNDERSTOOD not in reply
+    scanned = await shop.post(wire.scancode("o_mgr", "STAFF_SCAN", "ABCD2345"))
+    assert "员工权限已停用" in scanned["Content"]
     assert await Purchase.all().count() == 1
     assert (await fresh(member)).stored_value == 0
     revoked = await AuditEntry.get(action="staff_revoke")

@@ -19,7 +19,15 @@ from bot.infra.vault import Vault, mask_phone, new_data_key
 from bot.notifications.replies import Text
 from bot.rules.cards import card_number, is_valid_card_number
 from bot.rules.check_characters import DIGITS, check_character
-from bot.rules.parsing import Birthday, normalize_phone, parse_birthday, parse_code
+from bot.rules.parsing import (
+    BadBirthday,
+    Birthday,
+    name_problem,
+    normalize_phone,
+    parse_birthday,
+    parse_code,
+    read_birthday,
+)
 from bot.rules.tiers import progress, tier_for
 
 FAST = settings(max_examples=200, deadline=None)
@@ -160,6 +168,33 @@ def test_parse_birthday_accepts(text, expected):
 ])
 def test_parse_birthday_rejects(text):
     assert parse_birthday(text, TODAY) is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("2月30日", BadBirthday.NO_SUCH_DATE),
+    ("0230", BadBirthday.NO_SUCH_DATE),
+    ("1990-02-29", BadBirthday.NO_SUCH_DATE),
+    ("13月1日", BadBirthday.NO_SUCH_DATE),
+    ("1990-05-32", BadBirthday.NO_SUCH_DATE),
+    ("2025-06-16", BadBirthday.NOT_PLAUSIBLE),  # tomorrow
+    ("1800-01-01", BadBirthday.NOT_PLAUSIBLE),
+    ("5月", BadBirthday.FORMAT),
+    ("hello", BadBirthday.FORMAT),
+    ("1990-5", BadBirthday.FORMAT),
+])
+def test_a_refused_birthday_says_why(text, reason):
+    with pytest.raises(BadBirthday) as refused:
+        read_birthday(text, TODAY)
+    assert refused.value.reason == reason
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("王小明", None), ("Anna-Lee", None), ("O'Brien", None), ("小李 2", None),
+    ("12345", "digits"), ("１２３", "digits"), ("🙂🙂", "characters"), ("<b>王</b>", "characters"),
+    ("王" * 21, "length"), ("　", "length"), ("", "length"),
+])
+def test_what_a_name_may_contain(text, problem):
+    assert name_problem(text) == problem
 
 
 def test_birthday_renders_in_chinese():

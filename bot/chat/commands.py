@@ -1,0 +1,65 @@
+"""The global commands: what works in every dialog state, declared here and nowhere else.
+
+Two kinds. An interrupting command ends the dialog, then does its job as if there had been no
+dialog (取消 only ends it, with the dialog's own goodbye). A non-interrupting one answers, and the
+engine re-asks the dialog's current question in the same reply ("…\n\n继续注册：请输入您的手机号").
+A dialog's own answers (a phone number, a code, 同意) still go to the dialog first; the handlers
+that do each command's job register with `router.global_command(...)` (bot/chat/routing.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, eq=False)
+class GlobalCommand:
+    name: str
+    interrupts: bool
+    words: tuple[str, ...] = ()  # the whole message (spaces inside it do not count)
+    commands: tuple[str, ...] = ()  # the first word; the handler reads the rest
+    clicks: tuple[str, ...] = ()  # custom-menu keys
+    staff: bool = False  # staff commands: only from an account that is (or was) staff
+    sample: str = ""  # a message that is this command, for the state × command matrix test
+
+    def __repr__(self) -> str:
+        return f"<GlobalCommand {self.name}>"
+
+
+# --- interrupting ---
+
+CANCEL = GlobalCommand("cancel", True, words=("取消", "退出", "算了"), sample="取消")
+BIND = GlobalCommand("bind", True, commands=("绑定",), sample="绑定 {invite}")
+# Every command registered with staff_command (bot/chat/staff_commands.py), and 员工帮助.
+STAFF = GlobalCommand("staff", True, staff=True, sample="查询 {phone}")
+ERASE = GlobalCommand("erase", True, words=("注销", "注销会员", "删除我的数据"), sample="注销")
+# Menu buttons that start another flow.
+JOIN = GlobalCommand("join", True, clicks=("JOIN",), sample="click:JOIN")
+EXCHANGE = GlobalCommand("exchange", True, words=("兑换", "积分兑换", "换券"),
+                         clicks=("EXCHANGE",), sample="积分兑换")
+
+# --- non-interrupting ---
+
+HELP = GlobalCommand("help", False, words=("帮助", "help", "HELP", "?", "？", "菜单"),
+                     clicks=("HELP",), sample="帮助")
+CARD = GlobalCommand("card", False,
+                     words=("积分", "余额", "会员卡", "我的", "我的积分", "查积分", "会员", "卡号",
+                            "我的会员卡"),
+                     clicks=("MY_CARD",), sample="积分")
+COUPONS = GlobalCommand("coupons", False, words=("优惠券", "我的优惠券", "卡券", "我的券"),
+                        clicks=("MY_COUPONS",), sample="优惠券")
+COUPON_HISTORY = GlobalCommand("coupon_history", False, words=("历史券", "已用券", "过期券"),
+                               sample="历史券")
+POINTS_HISTORY = GlobalCommand("points_history", False, words=("明细", "积分明细", "记录"),
+                               sample="明细")
+CHECKIN = GlobalCommand("checkin", False, words=("签到", "打卡", "每日签到"),
+                        clicks=("CHECKIN",), sample="签到")
+INVITE = GlobalCommand("invite", False, words=("邀请", "邀请好友", "推荐", "推荐好友"),
+                       clicks=("INVITE",), sample="邀请")
+MY_DATA = GlobalCommand("my_data", False, words=("我的数据", "个人信息", "我的信息"),
+                        sample="我的数据")
+OPT_OUT = GlobalCommand("opt_out", False, words=("退订", "TD", "td", "取消订阅", "不要推送"),
+                        sample="退订")
+
+ALL = (CANCEL, BIND, STAFF, ERASE, JOIN, EXCHANGE,
+       HELP, CARD, COUPONS, COUPON_HISTORY, POINTS_HISTORY, CHECKIN, INVITE, MY_DATA, OPT_OUT)

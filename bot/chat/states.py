@@ -1,0 +1,139 @@
+"""Dialog states, declared like aiogram's StatesGroup: a typo in a state is an AttributeError at
+import, and the engine (and the tests) can enumerate every group and state.
+
+    class Registration(Dialogs, prefix="reg", title="注册", cancelled="reg_cancelled.j2"):
+        phone = State("reg_ask_phone.j2", label="填写手机号")
+
+A state's stored name is "<prefix>.<attribute>" ("reg.phone"), the same string dialogs were stored
+under before states were declared, so dialogs in the database or Redis keep working.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import ClassVar
+
+
+class State:
+    """One step of a dialog. `question` is the template that asks it (again, after a global
+    command answered something else); `label` names the step where a member sees it."""
+
+    def __init__(self, question: str | None = None, *, label: str = ""):
+        self.question = question
+        self.label = label
+        self.name = ""
+        self.group: type[Dialogs] | None = None
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.attribute = attribute
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<State {self.name}>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, State):
+            return self.name == other.name
+        return isinstance(other, str) and self.name == other
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+_GROUPS: list[type[Dialogs]] = []
+_BY_NAME: dict[str, State] = {}
+
+
+class Dialogs:
+    """A group of states: one multi-step conversation. `title` completes "继续…：" when the engine
+    re-asks; `cancelled` answers 取消; `idle` forgets a dialog left alone that long (the message
+    is then taken as if there were no dialog); `greeting` opens it (see Context.begin)."""
+
+    prefix: ClassVar[str]
+    title: ClassVar[str]
+    cancelled: ClassVar[str]
+    greeting: ClassVar[str | None]
+    idle: ClassVar[dt.timedelta | None]
+    states: ClassVar[tuple[State, ...]]
+
+    def __init_subclass__(cls, *, prefix: str, title: str, cancelled: str,
+                          greeting: str | None = None, idle: dt.timedelta | None = None,
+                          **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.prefix, cls.title, cls.cancelled = prefix, title, cancelled
+        cls.greeting, cls.idle = greeting, idle
+        states = []
+        for value in vars(cls).values():
+            if isinstance(value, State):
+                value.name, value.group = f"{prefix}.{value.attribute}", cls
+                if value.name in _BY_NAME:
+                    raise ValueError(f"dialog state {value.name} is declared twice")
+                _BY_NAME[value.name] = value
+                states.append(value)
+        cls.states = tuple(states)
+        _GROUPS.append(cls)
+
+    @classmethod
+    def first(cls) -> State:
+        return cls.states[0]
+
+    @classmethod
+    def holds(cls, state: str | State | None) -> bool:
+        found = find(state)
+        return found is not None and found.group is cls
+
+
+def find(name: str | State | None) -> State | None:
+    """The declared state a stored dialog is in (None outside a dialog, or for a name no longer
+    declared)."""
+    if name is None:
+        return None
+    return _BY_NAME.get(str(name))
+
+
+def groups() -> Iterator[type[Dialogs]]:
+    yield from _GROUPS
+
+
+def all_states() -> Iterator[State]:
+    for group in _GROUPS:
+        yield from group.states
+
+
+# --- the dialogs ---
+
+class Registration(Dialogs, prefix="reg", title="注册", cancelled="reg_cancelled.j2",
+                   greeting="reg_greeting.j2"):
+    """Joining: consent → phone → SMS code → name → birthday (bot/handlers/registration.py)."""
+
+    consent = State("reg_consent.j2", label="同意隐私政策")
+    phone = State("reg_ask_phone.j2", label="填写手机号")
+    code = State("reg_ask_code.j2", label="填写短信验证码")
+    name = State("reg_ask_name.j2", label="填写称呼")
+    birthday = State("reg_ask_birthday.j2", label="填写生日")
+    # Come back after a long pause: continue or start over?
+    resume = State("reg_resume.j2")
+
+    steps: ClassVar[tuple[State, ...]]
+
+
+Registration.steps = (Registration.consent, Registration.phone, Registration.code,
+                      Registration.name, Registration.birthday)
+
+
+class Exchange(Dialogs, prefix="exchange", title="兑换", cancelled="exchange_cancelled.j2",
+               idle=dt.timedelta(minutes=10)):
+    """Points for a coupon: choose a number, confirm (bot/handlers/coupons.py)."""
+
+    choose = State("exchange_pick.j2")
+    confirm = State("exchange_confirm_unclear.j2")
+
+
+class Erasure(Dialogs, prefix="erase", title="注销", cancelled="erase_cancelled.j2"):
+    """注销: confirm, then an SMS code (bot/handlers/privacy.py)."""
+
+    confirm = State("erase_warning.j2")
+    code = State("erase_ask_code.j2")

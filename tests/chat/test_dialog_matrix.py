@@ -1,0 +1,245 @@
+"""Every declared dialog state × every declared global command, through the real webhook (signed
+and AES-encrypted as WeChat does), each state reached by walking its real dialog.
+
+Generated from the declarations (bot/chat/states.py, bot/chat/commands.py): a new dialog joins by
+being declared (and by a walk below, which a test insists on); a new global command joins with
+its `sample`. What each command must do:
+
+* 取消: the dialog's own goodbye, and no dialog afterwards;
+* another interrupting command: the same answer, and the same dialog state afterwards, as the
+  same kind of user sending it with no dialog at all (the dialog ended first);
+* a non-interrupting command: an answer, then "继续<title>：<the state's question>" in the same
+  reply (or, after an image, as a message of its own), and the dialog where it was.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import tortoise.timezone
+
+from bot.app import DISPATCHER
+from bot.chat import commands
+from bot.chat.commands import GlobalCommand
+from bot.chat.context import Context
+from bot.chat.inbound import Inbound
+from bot.chat.states import State, all_states
+from bot.config import RedisConfig
+from bot.models import Delivery, Member, Staff, Store
+from bot.sandbox import wechat_client as wire
+from bot.services import loyalty
+from bot.services import staff as staff_service
+from tests.support import REDIS_UP, STEADY_POINTS, Harness
+
+_openids = itertools.count(1)
+_phones = itertools.count(30_000_001)
+_times = itertools.count(1_950_000_000)
+
+TARGET_PHONE = "13800138000"  # the member staff commands look up
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def new_phone() -> str:
+    return f"139{next(_phones):08d}"
+
+
+async def dialog_state(h: Harness, openid: str) -> str | None:
+    return (await h.bot.dialogs.load(f"wechat:{openid}")).state
+
+
+async def send(h: Harness, openid: str, message: str) -> dict | None:
+    """A text, or "click:KEY" for a menu button."""
+    if message.startswith("click:"):
+        xml = wire.event(openid, "CLICK", message.removeprefix("click:"),
+                         create_time=next(_times))
+    else:
+        xml = wire.text(openid, message)
+    return await h.post(xml)
+
+
+# --- walking each dialog to each state ---
+
+class User:
+    def __init__(self, h: Harness, openid: str, phone: str):
+        self.h, self.openid, self.phone = h, openid, phone
+
+    async def say(self, text: str) -> str:
+        reply = await send(self.h, self.openid, text)
+        return reply["Content"] if reply else ""
+
+
+async def guest(h: Harness, openid: str, staff: bool) -> User:
+    if staff:
+        await Staff.create(openid=openid, role="owner", store=await Store.get(code="S001"))
+    return User(h, openid, new_phone())
+
+
+async def member(h: Harness, openid: str, staff: bool) -> User:
+    user = await guest(h, openid, staff)
+    assert "注册成功" in await h.register(openid, user.phone)
+    found = await Member.get(follower__openid=openid)
+    await loyalty.post_points(found.id, 900, kind="adjust", reason="测试", key=f"t:{openid}")
+    return user
+
+
+async def _registration(user: User, step: str) -> None:
+    await user.h.post(wire.event(user.openid, "subscribe", "qrscene_store:S001",
+                                 create_time=next(_times)))
+    if step == "consent":
+        return
+    await user.say("同意")
+    if step == "phone":
+        return
+    await user.say(user.phone)
+    if step == "code":
+        return
+    await user.say(user.h.sms_codes(user.phone)[-1])
+    if step == "name":
+        return
+    await user.say("王小明")
+
+
+async def _resume(user: User) -> None:
+    await _registration(user, "name")
+    user.h.clock.advance(minutes=user.h.config.shop.resume_after_minutes + 1)
+    assert "还没完成" in await user.say("在吗")
+
+
+Walk = Callable[[User], Awaitable[None]]
+WALKS: dict[str, tuple[Callable, Walk]] = {
+    "reg.consent": (guest, lambda u: _registration(u, "consent")),
+    "reg.phone": (guest, lambda u: _registration(u, "phone")),
+    "reg.code": (guest, lambda u: _registration(u, "code")),
+    "reg.name": (guest, lambda u: _registration(u, "name")),
+    "reg.birthday": (guest, lambda u: _registration(u, "birthday")),
+    "reg.resume": (guest, _resume),
+    "exchange.choose": (member, lambda u: u.say("积分兑换")),
+    "exchange.confirm": (member, lambda u: _then(u, "积分兑换", "1")),
+    "erase.confirm": (member, lambda u: u.say("注销")),
+    "erase.code": (member, lambda u: _erase_code(u)),
+}
+
+
+async def _then(user: User, *texts: str) -> None:
+    for text in texts:
+        await user.say(text)
+
+
+async def _erase_code(user: User) -> None:
+    await user.say("注销")
+    user.h.clock.advance(seconds=61)  # the registration code went to this phone a moment ago
+    assert "验证码已发送到" in await user.say("确认注销")
+
+
+def test_every_declared_state_has_a_walk():
+    assert {state.name for state in all_states()} == set(WALKS)
+
+
+# --- the matrix ---
+
+@pytest.fixture(params=["database", "redis"])
+async def h(request, harness_factory, monkeypatch) -> AsyncIterator[Harness]:
+    """Dialogs stored in the database, and in Redis (several workers share them there)."""
+    overrides, prefix = {}, f"memberbot-matrix-{secrets.token_hex(4)}"
+    if request.param == "redis":
+        if not REDIS_UP:
+            pytest.skip("Redis is not running on 127.0.0.1:6379 (CI runs these)")
+        overrides["redis"] = RedisConfig(url=REDIS_URL, prefix=prefix)
+    harness = await harness_factory(points=STEADY_POINTS, **overrides)
+    monkeypatch.setattr(tortoise.timezone, "now", harness.clock)  # auto_now follows the clock
+    assert "注册成功" in await harness.register("o_mx_target", TARGET_PHONE)
+    yield harness
+    if request.param == "redis":
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(REDIS_URL)
+        keys = [key async for key in client.scan_iter(f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def sample(h: Harness, command: GlobalCommand) -> str:
+    invite = ""
+    if "{invite}" in command.sample:
+        invite = await staff_service.create_invite("S001", "clerk", "", h.bot.now())
+    return command.sample.format(invite=invite, phone=TARGET_PHONE)
+
+
+def strings(value) -> list[str]:
+    """The texts inside a delivery's payload."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    return [text for item in value for text in strings(item)] if isinstance(value, list) else []
+
+
+def shape(reply: dict | None) -> str:
+    """A reply with the numbers that differ from user to user (card numbers, codes) blanked."""
+    if reply is None:
+        return "(silent)"
+    if reply.get("MsgType") == "image":
+        return "(image)"
+    return re.sub(r"[0-9A-Z]{4,}", "#", reply["Content"])
+
+
+async def question(h: Harness, openid: str, state: State) -> str:
+    """The state's question as the engine renders it, from the declarations."""
+    dialog = await h.bot.dialogs.load(f"wechat:{openid}")
+    found = await Member.get_or_none(follower__openid=openid)
+    router = h.server.app[DISPATCHER].router
+    ctx = Context(Inbound("wechat", openid, "text", "matrix"), h.bot, dialog, None, found,
+                  router=router)
+    return router.ask(ctx, state).content
+
+
+async def without_dialog(h: Harness, kind: Callable, command: GlobalCommand,
+                         cache: dict) -> tuple[str, str | None]:
+    """What this command does for this kind of user when no dialog is open."""
+    key = (kind, command.name)
+    if key not in cache:
+        user = await kind(h, f"o_mx_{next(_openids):04d}", command.staff)
+        reply = await send(h, user.openid, await sample(h, command))
+        cache[key] = shape(reply), await dialog_state(h, user.openid)
+    return cache[key]
+
+
+@pytest.mark.parametrize("state", [state.name for state in all_states()])
+async def test_every_global_command_in_every_dialog_state(h, state):
+    kind, walk = WALKS[state]
+    declared = next(s for s in all_states() if s.name == state)
+    title = declared.group.title
+    baseline: dict = {}
+    failures = []
+    for command in commands.ALL:
+        user = await kind(h, f"o_mx_{next(_openids):04d}", command.staff)
+        await walk(user)
+        assert await dialog_state(h, user.openid) == state, (state, command)
+        replies_before = await Delivery.filter(openid=user.openid, purpose="reply").count()
+        reply = await send(h, user.openid, await sample(h, command))
+        after = await dialog_state(h, user.openid)
+        text = reply.get("Content", "") if reply else ""
+        if command is commands.CANCEL:
+            expected = h.bot.templates.render(declared.group.cancelled)
+            ok = text == expected and after is None
+        elif command.interrupts:
+            alone = await without_dialog(h, kind, command, baseline)
+            ok = (shape(reply), after) == alone and f"继续{title}：" not in text
+        else:
+            asked = f"\n\n继续{title}：{await question(h, user.openid, declared)}"
+            if reply and reply.get("MsgType") == "image":
+                await h.bot.drain(5)
+                sent = await Delivery.filter(openid=user.openid, purpose="reply")
+                ok = len(sent) > replies_before and any(
+                    asked.strip() in text for row in sent for text in strings(row.payload))
+            else:
+                ok = text.endswith(asked) and len(text) > len(asked)
+            ok = ok and after == state
+        if not ok:
+            failures.append(f"{state} × {command.name}: state {after!r}, reply {text!r}")
+    assert not failures, "\n".join(failures)
