@@ -15,6 +15,7 @@ from bot.chat.staff_commands import staff_help_lines, staff_text
 from bot.infra.ratelimit import Limit
 from bot.infra.vault import mask_phone
 from bot.models import Purchase
+from bot.notifications import notices
 from bot.notifications.replies import Reply
 from bot.rules import earning, tiers
 from bot.services import loyalty, members, purchases, tiering, wallet
@@ -71,14 +72,10 @@ async def purchase(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
                          max=ctx.bot.config.points.max_purchase)
     note = parts[2] if len(parts) > 2 else ""
     result = await purchases.record(ctx.bot, member, amount, actor=actor, note=note, key=ctx.key)
-    if not result.duplicate:
-        text = ctx.render("purchase_member.j2", result=result, amount=amount, store=actor.store)
-        ctx.bot.spawn(ctx.bot.outbox.notify(
-            member.id, text, purpose="purchase", key=f"notice:purchase:{result.purchase.id}",
-            values={"amount": f"¥{earning.fen_to_yuan(amount)}", "points": str(result.points),
-                    "balance": str(result.member.points),
-                    "time": ctx.now.astimezone(ctx.bot.config.shop.tz).strftime("%Y-%m-%d %H:%M")}),
-            f"notice:purchase:{result.purchase.id}")
+    # Also for a repeat: a copy that died after the commit may not have told the member yet.
+    # The notice's key is the purchase's, so the outbox never sends it twice.
+    ctx.bot.spawn(notices.purchase(ctx.bot, result, amount, actor.store, ctx.now),
+                  f"notice:purchase:{result.purchase.id}")
     discount = tiers.config_of(ctx.bot.config.tiers, result.member.tier).discount
     return ctx.reply("purchase_staff.j2", result=result, amount=amount, discount=discount,
                      **_who(ctx, result.member))
@@ -90,11 +87,11 @@ async def void(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     if not serial.isascii() or not serial.isdigit() or len(serial) > 18:
         return ctx.reply("staff_usage.j2", usage="撤销 <流水号>（消费确认里的 # 号码）")
     result = await purchases.void(ctx.bot, int(serial), actor=actor)
-    if not result.duplicate:
-        ctx.bot.spawn(ctx.bot.outbox.notify(
-            result.member.id, ctx.render("void_member.j2", result=result),
-            purpose="purchase_void", key=f"notice:void:{result.purchase.id}"),
-            f"notice:void:{result.purchase.id}")
+    # Repeats too (see purchase): the key makes the outbox send it once.
+    ctx.bot.spawn(ctx.bot.outbox.notify(
+        result.member.id, ctx.render("void_member.j2", result=result),
+        purpose="purchase_void", key=f"notice:void:{result.purchase.id}"),
+        f"notice:void:{result.purchase.id}")
     return ctx.reply("void_staff.j2", result=result, **_who(ctx, result.member))
 
 
@@ -183,8 +180,7 @@ async def refund(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
 
 
 def _notify_stored_value(ctx: Context, result: wallet.StoredValueResult, template: str) -> None:
-    if result.duplicate:
-        return
+    # Repeats too (see purchase): the key makes the outbox send it once.
     key = f"notice:stored_value:{ctx.key}"
     ctx.bot.spawn(ctx.bot.outbox.notify(
         result.member.id, ctx.render(template, result=result), purpose="stored_value", key=key,
@@ -217,9 +213,9 @@ async def use_card(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
             return ctx.reply("punch_unknown.j2", text=parts[1],
                              products=ctx.bot.config.punch_cards)
     result = await wallet.use_punch_card(ctx.bot, member, product, actor=actor, key=ctx.key)
-    if not result.duplicate:
-        ctx.bot.spawn(ctx.bot.outbox.notify(
-            member.id, ctx.render("punch_used_member.j2", result=result), purpose="punch_use",
-            key=f"notice:punch:{ctx.key}"), f"notice:punch:{ctx.key}")
+    # Repeats too (see purchase): the key makes the outbox send it once.
+    ctx.bot.spawn(ctx.bot.outbox.notify(
+        member.id, ctx.render("punch_used_member.j2", result=result), purpose="punch_use",
+        key=f"notice:punch:{ctx.key}"), f"notice:punch:{ctx.key}")
     return ctx.reply("punch_used_staff.j2", result=result, **_who(ctx, member))
 

@@ -19,7 +19,7 @@ from bot.chat.inbound import Inbound
 from bot.config import RedisConfig
 from bot.infra import sql
 from bot.infra.db import close_database, open_database
-from bot.models import InboundMessage, Purchase, Staff, Store
+from bot.models import Delivery, InboundMessage, Purchase, Staff, Store
 from bot.sandbox import wechat_client as wire
 from tests.chat.test_dedup_and_deferral import (
     code_sent_text,
@@ -246,3 +246,36 @@ async def test_a_purchase_committed_by_a_copy_that_died_is_not_recorded_twice(le
     assert f"已记录消费 #{purchase.id}（重复提交，未重复记账）" in reply
     assert purchase.idempotency_key == f"chat:{key}" and purchase.amount == 8800
     assert await h.bot.dedup.outcome(key) == ("replied", {"kind": "text", "content": reply})
+
+
+async def test_a_purchase_whose_notice_died_with_its_copy_is_told_on_the_retry(lease_harness):
+    # The first copy committed the purchase and was killed before the member's notice was
+    # queued: the copy that takes over finds the purchase (a repeat) and still tells the member,
+    # once.
+    h, msg_id = lease_harness, 7_000_000_100_004
+    await Staff.create(openid="o_lease_clerk2", role="clerk", store=await Store.get(code="S001"))
+    member = await new_member(h.bot)
+    first, retry, again = resigned(h, wire.text("o_lease_clerk2", f"消费 {member.card_no} 66",
+                                                msg_id=msg_id), copies=3)
+    await send(h, first)
+    await h.bot.drain()
+    (purchase,) = await Purchase.filter(member_id=member.id)
+    notice = f"notice:purchase:{purchase.id}"
+    assert await Delivery.filter(key=notice).count() == 1
+    await Delivery.filter(key=notice).delete()  # as if the worker died before queueing it
+    key = f"msg:{msg_id}"
+    if isinstance(h.bot.dedup, RedisDedup):
+        await h.bot.dedup._redis.set(f"{h.config.redis.prefix}:inbound:{key}",
+                                     '{"status": "processing", "reply": null}', keepttl=True)
+        await h.bot.dedup._redis.delete(f"{h.config.redis.prefix}:inbound-lease:{key}")
+    else:
+        await InboundMessage.filter(dedup_key=key).update(status="processing", reply=None,
+                                                          lease_until=None)
+
+    assert "重复提交" in (await send(h, retry))["Content"]
+    await h.bot.drain()
+    assert await Delivery.filter(key=notice, purpose="purchase").count() == 1
+    await send(h, again)  # the stored reply: nothing runs, nothing is sent again
+    await h.bot.drain()
+    assert await Delivery.filter(key=notice).count() == 1
+    assert await Purchase.filter(member_id=member.id).count() == 1
