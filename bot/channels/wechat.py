@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import secrets
 import struct
 import time
 from collections.abc import Callable, Mapping
@@ -39,7 +40,6 @@ from wechatpy.messages import (
     VoiceMessage,
 )
 from wechatpy.replies import ImageReply, TextReply
-from wechatpy.utils import WeChatSigner
 
 from bot.chat.inbound import Inbound
 from bot.config import WeChatConfig
@@ -70,10 +70,19 @@ class Envelope:
     timestamp: str
 
 
+# wechatpy's reply envelope, character for character.
+_ENVELOPE = """<xml>
+<Encrypt><![CDATA[{encrypt}]]></Encrypt>
+<MsgSignature><![CDATA[{signature}]]></MsgSignature>
+<TimeStamp>{timestamp}</TimeStamp>
+<Nonce><![CDATA[{nonce}]]></Nonce>
+</xml>"""
+
+
 def _sign(*parts: str) -> str:
-    signer = WeChatSigner()
-    signer.add_data(*parts)
-    return signer.signature
+    # WeChat's signature (wechatpy's WeChatSigner): SHA-1 of the parts sorted and joined.
+    # Sorting the str sorts their UTF-8 bytes the same way.
+    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
 
 
 class WeChatChannel:
@@ -162,10 +171,19 @@ class WeChatChannel:
             raise TypeError(f"cannot render {reply!r}")
         rendered = xml.render()
         if envelope.encrypted:
-            rendered = self._crypto.encrypt_message(
-                rendered, envelope.nonce, str(int(self._clock()))
-            )
+            rendered = self._encrypt(rendered, envelope.nonce)
         return rendered.encode()
+
+    def _encrypt(self, xml: str, nonce: str) -> str:
+        """The reply in safe mode, as wechatpy's encrypt_message writes it, but on the cipher
+        made at start-up: wechatpy builds a new cipher and a random.choice string per reply."""
+        text = xml.encode()
+        raw = secrets.token_hex(8).encode() + struct.pack("!I", len(text)) + text + self._app_id
+        pad = 32 - len(raw) % 32  # PKCS#7 to WeChat's 32-byte blocks: 1 to 32 bytes
+        encrypt = base64.b64encode(self._prp.cipher.encrypt(raw + bytes([pad]) * pad)).decode()
+        timestamp = str(int(self._clock()))
+        return _ENVELOPE.format(encrypt=encrypt, timestamp=timestamp, nonce=nonce,
+                                signature=_sign(self._config.token, timestamp, nonce, encrypt))
 
     # --- checks ---
 
