@@ -9,6 +9,7 @@ sees it.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import re
 import secrets
@@ -39,7 +40,6 @@ from wechatpy.messages import (
     UnknownMessage,
     VoiceMessage,
 )
-from wechatpy.replies import ImageReply, TextReply
 
 from bot.chat.inbound import Inbound
 from bot.config import WeChatConfig
@@ -70,6 +70,16 @@ class Envelope:
     timestamp: str
 
 
+# wechatpy's TextReply and ImageReply, character for character (its render() walks field
+# descriptors for every reply).
+_ADDRESSED = ("<FromUserName><![CDATA[{source}]]></FromUserName>\n"
+              "<ToUserName><![CDATA[{target}]]></ToUserName>\n"
+              "<CreateTime>{time}</CreateTime>\n</xml>")
+_TEXT_REPLY = ("<xml>\n<MsgType><![CDATA[text]]></MsgType>\n"
+               "<Content><![CDATA[{content}]]></Content>\n" + _ADDRESSED)
+_IMAGE_REPLY = ("<xml>\n<MsgType><![CDATA[image]]></MsgType>\n"
+                "<Image>\n        <MediaId><![CDATA[{media_id}]]></MediaId>\n        </Image>\n"
+                + _ADDRESSED)
 # wechatpy's reply envelope, character for character.
 _ENVELOPE = """<xml>
 <Encrypt><![CDATA[{encrypt}]]></Encrypt>
@@ -162,14 +172,14 @@ class WeChatChannel:
             return b"success"
         # wechatpy puts every value in CDATA as it is: a "]]>" in any of them (a forged
         # FromUserName, a member's own words echoed back) would break the reply's XML.
-        source, target = _cdata_safe(inbound.account), _cdata_safe(inbound.user)
+        fields = {"source": _cdata_safe(inbound.account), "target": _cdata_safe(inbound.user),
+                  "time": int(time.time())}
         if isinstance(reply, Image):
-            xml = ImageReply(source=source, target=target, media_id=_cdata_safe(reply.media_id))
+            rendered = _IMAGE_REPLY.format(media_id=_cdata_safe(reply.media_id), **fields)
         elif isinstance(reply, Text):
-            xml = TextReply(source=source, target=target, content=_cdata_safe(reply.content))
+            rendered = _TEXT_REPLY.format(content=_cdata_safe(reply.content), **fields)
         else:
             raise TypeError(f"cannot render {reply!r}")
-        rendered = xml.render()
         if envelope.encrypted:
             rendered = self._encrypt(rendered, envelope.nonce)
         return rendered.encode()
@@ -263,13 +273,27 @@ def _message_class(fields: dict) -> type[BaseMessage]:
     return EVENT_TYPES.get(event_type, UnknownMessage)
 
 
+# wechatpy's create_time is CreateTime as a datetime in Asia/Shanghai (UTC+8 since 1991).
+_SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def _created_at(message: BaseMessage) -> int:
+    """CreateTime in seconds. wechatpy's create_time would build a datetime through dateutil
+    only for us to take its timestamp again; building it in a fixed +8 zone refuses the same
+    out-of-range values (OverflowError, OSError, ValueError) for a fraction of the cost."""
+    seconds = message.time  # int(CreateTime), or 0 without one
+    if seconds:
+        dt.datetime.fromtimestamp(seconds, _SHANGHAI)
+    return seconds
+
+
 def to_inbound(message: BaseMessage) -> Inbound:
     """Map wechatpy's message classes onto our vocabulary."""
     base = {
         "channel": "wechat",
         "user": message.source,
         "account": message.target or "",
-        "created_at": int(message.create_time.timestamp()) if message.create_time else 0,
+        "created_at": _created_at(message),
     }
     msg_id = getattr(message, "id", None)
     if message.type == "event":
