@@ -13,8 +13,9 @@ the process spends on it, both threads):
   hand-written on the same tortoise connection (so the difference is tortoise + pypika:
   filter resolution, SQL generation, row → model), and a bare `SELECT 1` (the driver round
   trip alone: on SQLite, aiosqlite's hand-off to its thread and back);
-- one hand-written JOIN that answers follower + member + conversation in a single query, and
-  loyalty.card_summary, which bot/ uses today: the whole card in one statement.
+- one hand-written JOIN that answers follower + member + conversation in a single query, the
+  same through members.member_with_conversation (what bot/ runs per message since 2026-12-01,
+  rows made into models), and loyalty.card_summary: the whole card in one statement.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from bot.models import (
 )
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
-from bot.services import loyalty
+from bot.services import loyalty, members
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from webhook import PG_DEFAULT, WECHAT, bench_config, reset_postgres, seed
@@ -189,6 +190,10 @@ async def run(db_url: str, n: int) -> None:
             f'LEFT JOIN conversation c ON c."user" = {ph(1)} WHERE f.openid = {ph(2)}',
             [f"wechat:{follower.openid}", follower.openid]))
         print(f"  {'follower+member+conversation in one JOIN':<42}     {joined:6.0f} µs")
+        lookup, _ = await timeit(n, lambda i: members.member_with_conversation(
+            follower.openid, f"wechat:{follower.openid}"))
+        print(f"  {'members.member_with_conversation (bot/: the same, as models)':<42} "
+              f"{lookup:6.0f} µs")
         card, _ = await timeit(n, lambda i: loyalty.card_summary(bot, member))
         print(f"  {'loyalty.card_summary (bot/: the card in one statement)':<42} {card:6.0f} µs")
 

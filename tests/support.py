@@ -158,6 +158,10 @@ class Harness:
                                         headers=headers) as response:
             return response.status, await response.read()
 
+    async def settle(self, within: float = 10) -> None:
+        """Wait for the bot's background work (see settle below)."""
+        await settle(self.bot, within)
+
     def sms_codes(self, phone: str) -> list[str]:
         return [m["params"]["code"] for m in self.stand_ins.sms.messages
                 if m["phone"] == phone and "code" in m["params"]]
@@ -177,6 +181,16 @@ def fixture_xml(name: str) -> str:
     return (FIXTURES / "wechat" / name).read_text(encoding="utf-8")
 
 
-async def settle(seconds: float = 0.05) -> None:
-    """Let background tasks (welcome SMS, deferred replies) run."""
-    await asyncio.sleep(seconds)
+async def settle(bot: Bot, within: float = 10) -> None:
+    """Wait until the bot's background work is done: every task it spawned (welcome SMS,
+    notices, deferred replies, the scheduler's catch-up), the deliveries they make, and any
+    task those spawn in turn. Fails when something is still running after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    # Bot.drain waits once, for what is running now; a task may spawn another meanwhile.
+    while pending := {task for task in bot._tasks if not task.done()}:
+        if loop.time() >= deadline:
+            names = sorted(task.get_name() for task in pending)
+            raise AssertionError(f"background work still running after {within}s: {names}")
+        await asyncio.wait(pending, timeout=deadline - loop.time())
+    await asyncio.sleep(0)  # the tasks' done callbacks (which log a failure) run now

@@ -1,22 +1,26 @@
 """WeChat's callback protocol: URL check, signatures, AES (safe and compatible mode), parsing into
 Inbound, and passive replies in the mode the request came in.
 
-wechatpy supplies the pure parts (signer, AES, parser, reply XML). We compare signatures in
-constant time and refuse XML that declares a DOCTYPE or entities before any parser sees it.
+wechatpy supplies the pure parts (signer, AES cipher, message classes, reply XML). We compare
+signatures in constant time and refuse XML that declares a DOCTYPE or entities before any parser
+sees it.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import re
+import secrets
+import struct
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from wechatpy import parse_message
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.events import (
+    EVENT_TYPES,
     BaseScanCodeEvent,
     ClickEvent,
     LocationEvent,
@@ -28,14 +32,14 @@ from wechatpy.events import (
     ViewEvent,
 )
 from wechatpy.messages import (
+    MESSAGE_TYPES,
     BaseMessage,
     ImageMessage,
     LocationMessage,
     TextMessage,
+    UnknownMessage,
     VoiceMessage,
 )
-from wechatpy.replies import ImageReply, TextReply
-from wechatpy.utils import WeChatSigner
 
 from bot.chat.inbound import Channel, Inbound, Kind
 from bot.config import WeChatConfig
@@ -66,10 +70,29 @@ class Envelope:
     timestamp: str
 
 
+# wechatpy's TextReply and ImageReply, character for character (its render() walks field
+# descriptors for every reply).
+_ADDRESSED = ("<FromUserName><![CDATA[{source}]]></FromUserName>\n"
+              "<ToUserName><![CDATA[{target}]]></ToUserName>\n"
+              "<CreateTime>{time}</CreateTime>\n</xml>")
+_TEXT_REPLY = ("<xml>\n<MsgType><![CDATA[text]]></MsgType>\n"
+               "<Content><![CDATA[{content}]]></Content>\n" + _ADDRESSED)
+_IMAGE_REPLY = ("<xml>\n<MsgType><![CDATA[image]]></MsgType>\n"
+                "<Image>\n        <MediaId><![CDATA[{media_id}]]></MediaId>\n        </Image>\n"
+                + _ADDRESSED)
+# wechatpy's reply envelope, character for character.
+_ENVELOPE = """<xml>
+<Encrypt><![CDATA[{encrypt}]]></Encrypt>
+<MsgSignature><![CDATA[{signature}]]></MsgSignature>
+<TimeStamp>{timestamp}</TimeStamp>
+<Nonce><![CDATA[{nonce}]]></Nonce>
+</xml>"""
+
+
 def _sign(*parts: str) -> str:
-    signer = WeChatSigner()
-    signer.add_data(*parts)
-    return signer.signature
+    # WeChat's signature (wechatpy's WeChatSigner): SHA-1 of the parts sorted and joined.
+    # Sorting the str sorts their UTF-8 bytes the same way.
+    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
 
 
 class WeChatChannel:
@@ -81,6 +104,7 @@ class WeChatChannel:
         self._clock = clock
         self._crypto = WeChatCrypto(config.token, config.encoding_aes_key, config.app_id)
         self._prp = PrpCrypto(self._crypto.key)
+        self._app_id = config.app_id.encode()
 
     # --- URL verification (GET) ---
 
@@ -95,7 +119,10 @@ class WeChatChannel:
     # --- messages (POST) ---
 
     def open(self, query: Mapping[str, str], body: bytes) -> tuple[Inbound, Envelope]:
-        """Verify, decrypt and parse one POST. Raises Rejected; never anything else."""
+        """Verify, decrypt and parse one POST. Raises Rejected; never anything else.
+
+        Each document is parsed once and the ciphertext decrypted once: the message's fields
+        from that one parse become the Inbound (docs/benchmarks.md, 2026-12-01)."""
         self._check_timestamp(query)
         encrypted = query.get("encrypt_type", "raw").lower() == "aes"
         # WeChat signs the query in every mode; safe mode adds msg_signature over the ciphertext.
@@ -108,21 +135,35 @@ class WeChatChannel:
             expected = _sign(self._config.token, query["timestamp"], query["nonce"], encrypt)
             if not constant_time_equal(expected, query.get("msg_signature", "")):
                 raise Rejected(403, "bad msg_signature")
-            try:
-                # wechatpy skips non-base64 characters and does not check the PKCS#7 padding.
-                padded = self._prp.cipher.decrypt(base64.b64decode(encrypt, validate=True))
-                if not 1 <= padded[-1] <= 32 or padded[-padded[-1]:] != padded[-1:] * padded[-1]:
-                    raise ValueError("bad PKCS#7 padding")
-                plaintext = self._prp.decrypt(encrypt, self._config.app_id)
-            except Exception as exc:  # wechatpy raises whatever the bytes provoke
-                raise Rejected(400, f"cannot decrypt ({type(exc).__name__})") from None
-            body = plaintext.encode()
+            fields = _parse_xml(self._decrypt(encrypt))
         envelope = Envelope(encrypted, query.get("nonce", ""), query.get("timestamp", ""))
-        message = _parse_message(body)
+        message = _message(fields)
         try:
             return to_inbound(message), envelope
         except Exception as exc:  # wechatpy converts fields lazily, on first access
             raise Rejected(400, f"unparseable message ({type(exc).__name__})") from None
+
+    def _decrypt(self, encrypt: str) -> bytes:
+        """The message XML inside a safe-mode ciphertext: 16 random bytes, the XML's length
+        (4 bytes, network order), the XML, our app_id, PKCS#7 padding to 32 bytes. wechatpy's
+        PrpCrypto does the same but skips non-base64 characters and does not check the
+        padding, so the layout is read here, after one decryption."""
+        try:
+            padded = self._prp.cipher.decrypt(base64.b64decode(encrypt, validate=True))
+            pad = padded[-1]
+            if not 1 <= pad <= 32 or padded[-pad:] != padded[-1:] * pad:
+                raise ValueError("bad PKCS#7 padding")
+            content = padded[16:-pad]
+            if len(content) < 4:
+                raise ValueError("no length field")
+            (length,) = struct.unpack("!I", content[:4])
+            xml, app_id = content[4:length + 4], content[length + 4:]
+            xml.decode()  # UTF-8 or nothing, as wechatpy's to_text would have it
+        except Exception as exc:  # whatever the bytes provoke
+            raise Rejected(400, f"cannot decrypt ({type(exc).__name__})") from None
+        if app_id != self._app_id:
+            raise Rejected(400, "cannot decrypt (InvalidAppIdException)")
+        return xml
 
     def render(self, reply: Reply | None, inbound: Inbound, envelope: Envelope) -> bytes:
         """The passive reply, or "success" when there is nothing to say (WeChat then stays
@@ -131,19 +172,28 @@ class WeChatChannel:
             return b"success"
         # wechatpy puts every value in CDATA as it is: a "]]>" in any of them (a forged
         # FromUserName, a member's own words echoed back) would break the reply's XML.
-        source, target = _cdata_safe(inbound.account), _cdata_safe(inbound.user)
+        fields = {"source": _cdata_safe(inbound.account), "target": _cdata_safe(inbound.user),
+                  "time": int(time.time())}
         if isinstance(reply, Image):
-            xml = ImageReply(source=source, target=target, media_id=_cdata_safe(reply.media_id))
+            rendered = _IMAGE_REPLY.format(media_id=_cdata_safe(reply.media_id), **fields)
         elif isinstance(reply, Text):
-            xml = TextReply(source=source, target=target, content=_cdata_safe(reply.content))
+            rendered = _TEXT_REPLY.format(content=_cdata_safe(reply.content), **fields)
         else:
             raise TypeError(f"cannot render {reply!r}")
-        rendered = xml.render()
         if envelope.encrypted:
-            rendered = self._crypto.encrypt_message(
-                rendered, envelope.nonce, str(int(self._clock()))
-            )
+            rendered = self._encrypt(rendered, envelope.nonce)
         return rendered.encode()
+
+    def _encrypt(self, xml: str, nonce: str) -> str:
+        """The reply in safe mode, as wechatpy's encrypt_message writes it, but on the cipher
+        made at start-up: wechatpy builds a new cipher and a random.choice string per reply."""
+        text = xml.encode()
+        raw = secrets.token_hex(8).encode() + struct.pack("!I", len(text)) + text + self._app_id
+        pad = 32 - len(raw) % 32  # PKCS#7 to WeChat's 32-byte blocks: 1 to 32 bytes
+        encrypt = base64.b64encode(self._prp.cipher.encrypt(raw + bytes([pad]) * pad)).decode()
+        timestamp = str(int(self._clock()))
+        return _ENVELOPE.format(encrypt=encrypt, timestamp=timestamp, nonce=nonce,
+                                signature=_sign(self._config.token, timestamp, nonce, encrypt))
 
     # --- checks ---
 
@@ -185,8 +235,9 @@ def _parse_xml(body: bytes) -> dict:
     return fields
 
 
-def _parse_message(body: bytes) -> BaseMessage:
-    fields = _parse_xml(body)
+def _message(fields: dict) -> BaseMessage:
+    """wechatpy's message class for these fields: its parse_message without parsing the XML
+    again (the same choice of class, the same rewriting of a subscribe's qrscene_ key)."""
     for required in ("FromUserName", "MsgType", "CreateTime"):
         if not isinstance(fields.get(required), str) or not fields[required]:
             raise Rejected(400, f"message without {required}")
@@ -197,9 +248,43 @@ def _parse_message(body: bytes) -> BaseMessage:
         raise Rejected(400, f"unexpected structure in <{nested[0]}>")
     try:
         int(fields["CreateTime"])
-        return parse_message(body.decode())
+        return _message_class(fields)(fields)
     except Exception as exc:
         raise Rejected(400, f"unparseable message ({type(exc).__name__})") from None
+
+
+def _message_class(fields: dict) -> type[BaseMessage]:
+    # wechatpy.parser.parse_message, step for step, on the fields we already have.
+    message_type = fields["MsgType"].lower()
+    if message_type != "event" and not message_type.startswith("device_"):
+        return MESSAGE_TYPES.get(message_type, UnknownMessage)
+    event_type = fields["Event"].lower() if "Event" in fields else None
+    if event_type is None and message_type.startswith("device_"):
+        event_type = message_type
+    elif message_type.startswith("device_"):
+        event_type = f"device_{event_type}"
+    if event_type == "subscribe" and fields.get("EventKey"):
+        event_key = fields["EventKey"]
+        if event_key.startswith(("scanbarcode|", "scanimage|")):
+            event_type = fields["Event"] = "subscribe_scan_product"
+        elif event_key.startswith("qrscene_"):
+            event_type = fields["Event"] = "subscribe_scan"
+            fields["EventKey"] = event_key[len("qrscene_"):]
+    return EVENT_TYPES.get(event_type, UnknownMessage)
+
+
+# wechatpy's create_time is CreateTime as a datetime in Asia/Shanghai (UTC+8 since 1991).
+_SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def _created_at(message: BaseMessage) -> int:
+    """CreateTime in seconds. wechatpy's create_time would build a datetime through dateutil
+    only for us to take its timestamp again; building it in a fixed +8 zone refuses the same
+    out-of-range values (OverflowError, OSError, ValueError) for a fraction of the cost."""
+    seconds = message.time  # int(CreateTime), or 0 without one
+    if seconds:
+        dt.datetime.fromtimestamp(seconds, _SHANGHAI)
+    return seconds
 
 
 def to_inbound(message: BaseMessage) -> Inbound:
@@ -208,7 +293,7 @@ def to_inbound(message: BaseMessage) -> Inbound:
         "channel": Channel.WECHAT,
         "user": message.source,
         "account": message.target or "",
-        "created_at": int(message.create_time.timestamp()) if message.create_time else 0,
+        "created_at": _created_at(message),
     }
     msg_id = getattr(message, "id", None)
     if message.type == "event":

@@ -11,7 +11,8 @@ from typing import Any
 
 from bot.chat.states import State
 from bot.infra import sql
-from bot.models import Conversation
+from bot.models import Conversation, Follower, Member
+from bot.services import members
 
 
 class Dialog:
@@ -47,6 +48,12 @@ def _load_sql() -> str:
     return f'SELECT {sql.columns(Conversation, "c")} FROM conversation c WHERE c."user" = $1'
 
 
+def _dialog(user: str, row: Conversation | None) -> Dialog:
+    if row is None:
+        return Dialog(user, None, {}, None)
+    return Dialog(user, row.state, row.data or {}, row.updated_at)
+
+
 class DialogStore:
     """Database-backed storage; a Redis-backed one can take its place."""
 
@@ -56,10 +63,13 @@ class DialogStore:
     async def load(self, user: str) -> Dialog:
         # Hand-written (bot/infra/sql.py): every message loads its dialog.
         rows = await sql.fetch(_load_sql(), user)
-        row = sql.model_from(Conversation, rows[0], "c") if rows else None
-        if row is None:
-            return Dialog(user, None, {}, None)
-        return Dialog(user, row.state, row.data or {}, row.updated_at)
+        return _dialog(user, sql.model_from(Conversation, rows[0], "c") if rows else None)
+
+    async def load_with_member(self, user: str, openid: str
+                               ) -> tuple[Follower, Member | None, Dialog]:
+        """A WeChat user's follower, member and dialog: one statement for the three."""
+        follower, member, row = await members.member_with_conversation(openid, user)
+        return follower, member, _dialog(user, row)
 
     async def save(self, dialog: Dialog) -> None:
         if not dialog.changed:
@@ -94,6 +104,12 @@ class RedisDialogStore:
         record = json.loads(raw)
         return Dialog(user, record["state"], record["data"],
                       dt.datetime.fromisoformat(record["updated_at"]))
+
+    async def load_with_member(self, user: str, openid: str
+                               ) -> tuple[Follower, Member | None, Dialog]:
+        """The same three as DialogStore's; the dialog from Redis, the rest from the database."""
+        follower, member = await members.member_of(openid)
+        return follower, member, await self.load(user)
 
     async def save(self, dialog: Dialog) -> None:
         if not dialog.changed:

@@ -83,12 +83,14 @@ class Dispatcher:
                                          purpose="reply")
 
     async def _process(self, inbound: Inbound) -> Reply | None:
+        user = f"{inbound.channel}:{inbound.user}"
         if inbound.channel == "wechat":
-            follower, member = await members.member_of(inbound.user)
+            # With the dialogs in the database, one statement answers all three.
+            follower, member, dialog = await self.bot.dialogs.load_with_member(user, inbound.user)
             await cs_quota.note_inbound(follower, inbound.kind, self.bot.now())
         else:
             follower, member = None, await members.find_by_phone(self.bot, inbound.user)
-        dialog = await self.bot.dialogs.load(f"{inbound.channel}:{inbound.user}")
+            dialog = await self.bot.dialogs.load(user)
         ctx = Context(inbound, self.bot, dialog, follower, member, router=self.router)
         reply = await self.router.dispatch(ctx)
         await self.bot.dialogs.save(dialog)

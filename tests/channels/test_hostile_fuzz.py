@@ -1,10 +1,12 @@
 """Hostile input, generated: whatever goes into the fields of a correctly signed callback, the
-answer is 200 or a 4xx, never a 500, and the worker keeps serving. And a burst of 1000 code
-requests for one phone sends one SMS."""
+answer is 200 or a 4xx, never a 500, no handler raised (a crash is answered 200 with the
+apology, so the status alone would hide it), and the worker keeps serving. And a burst of 1000
+code requests for one phone sends one SMS."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
 from bot.services import verification
-from tests.support import make_config
+from tests.support import Harness, make_config
 
 FIELD_TEXT = st.text(max_size=300) | st.text(alphabet="🙂😀中文\u200b\u202e<>&]]>", max_size=50)
 FUZZ = settings(max_examples=120, deadline=None,
@@ -40,17 +42,33 @@ def _xml(msg_type: str, from_user: str, create_time: int, fields: dict[str, str]
     key=FIELD_TEXT,
     msg_id=st.integers(-(2**70), 2**70).map(str) | FIELD_TEXT,
 )
-async def test_any_field_values_get_an_answer_never_a_crash(harness, msg_type, from_user,
-                                                            create_time, content, event, key,
-                                                            msg_id):
+async def test_any_field_values_get_an_answer_never_a_crash(harness, caplog, msg_type,
+                                                            from_user, create_time, content,
+                                                            event, key, msg_id):
     xml = _xml(msg_type, from_user, create_time, {"Content": content, "Event": event,
                                                   "EventKey": key, "MsgId": msg_id,
                                                   "Recognition": content})
     signed = harness.simulator.sign(xml)
-    status, body = await harness.raw(signed.params, signed.body)
+    caplog.clear()
+    failed = _handler_failures(harness)
+    with caplog.at_level(logging.ERROR):
+        status, body = await harness.raw(signed.params, signed.body)
+        await harness.settle()  # a deferred reply or a notice fails after the answer
     assert status in (200, 400, 413), (status, body[:200])
     if status == 200 and body != b"success":
         assert harness.simulator.read_reply(body, signed.params) is not None
+    errors = [r for r in caplog.records
+              if r.levelno >= logging.ERROR and r.name.startswith("memberbot")]
+    assert _handler_failures(harness) == failed and not errors, [
+        (r.getMessage(), r.exc_text or r.exc_info) for r in errors]
+
+
+def _handler_failures(harness: Harness) -> float:
+    """Messages the dispatcher answered with the apology because the handler raised."""
+    return sum(sample.value for family in harness.bot.metrics.registry.collect()
+               for sample in family.samples
+               if sample.name == "memberbot_inbound_total"
+               and sample.labels["outcome"] == "failed")
 
 
 async def test_a_cdata_terminator_in_the_sender_still_gets_a_well_formed_reply(harness):

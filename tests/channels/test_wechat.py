@@ -28,14 +28,28 @@ import pytest
 import xmltodict
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from prometheus_client.parser import text_string_to_metric_families
+from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.replies import ImageReply, TextReply
 from wechatpy.utils import WeChatSigner
 
+from bot.channels import wechat as wechat_module
+from bot.channels.wechat import WeChatChannel, to_inbound
+from bot.config import WeChatConfig
 from bot.models import Conversation, Follower, InboundMessage, Member
+from bot.notifications.replies import Image, Text
 from bot.sandbox import wechat_client as wire
 from bot.sandbox.wechat_client import Signed
-from tests.support import AES_KEY, APP_ID, FIXTURES, TOKEN, Harness, fixture_xml
+from tests.support import (
+    AES_KEY,
+    APP_ID,
+    APP_SECRET,
+    FIXTURES,
+    TOKEN,
+    Harness,
+    fixture_xml,
+)
 
 MODES = ("plain", "compat", "aes")
 LIMIT = 64 * 1024
@@ -262,6 +276,55 @@ async def test_shared_samples_in_every_mode(harness_factory, mode, name):
         assert reply["ToUserName"] == sample["FromUserName"]
         assert reply["FromUserName"] == sample["ToUserName"]
     assert await InboundMessage.all().count() == 1
+
+
+EXTRA_SAMPLES = {  # what the shared samples do not show: wechatpy's other branches
+    "subscribe-product": wire.event("o_x", "subscribe", "scanbarcode|EAN13|123"),
+    "masssendjobfinish": wire.message_xml("o_x", "event", {"Event": "MASSSENDJOBFINISH"}),
+    "unknown-event": wire.message_xml("o_x", "event", {"Event": "no_such_event"}),
+    "device-event": wire.message_xml("o_x", "device_text", {"Content": "x"}),
+    "unknown-type": wire.message_xml("o_x", "nonsense", {"Content": "x"}),
+    "link": wire.message_xml("o_x", "link", {"Url": "https://example.com"}),
+}
+
+
+@pytest.mark.parametrize("xml", [fixture_xml(n) for n in MESSAGE_FIXTURES]
+                         + list(EXTRA_SAMPLES.values()),
+                         ids=MESSAGE_FIXTURES + list(EXTRA_SAMPLES))
+@pytest.mark.parametrize("mode", MODES)
+def test_one_parse_per_document_and_one_decryption_give_wechatpys_message(mode, xml,
+                                                                          monkeypatch):
+    channel = WeChatChannel(WeChatConfig(app_id=APP_ID, app_secret=APP_SECRET, token=TOKEN,
+                                         encoding_aes_key=AES_KEY), 300)
+    signed = wire.WeChatSimulator(channel._config, mode).sign(xml)
+    parses, decryptions = [], []
+    real_parse, real_decrypt = xmltodict.parse, channel._prp.cipher.decrypt
+    monkeypatch.setattr(xmltodict, "parse", lambda *a, **k: parses.append(1) or real_parse(*a, **k))
+    monkeypatch.setattr(channel._prp.cipher, "decrypt",
+                        lambda raw: decryptions.append(1) or real_decrypt(raw))
+    inbound, envelope = channel.open(signed.params, signed.body)
+    monkeypatch.undo()
+    # The envelope and the message each parsed once (the same document in plain mode).
+    assert (len(parses), len(decryptions)) == ((1, 0) if mode == "plain" else (2, 1))
+    assert envelope.encrypted is (mode != "plain")
+    assert inbound == to_inbound(parse_message(xml))
+
+
+@pytest.mark.parametrize("reply", [Text("积分：100 {not a field} ]]> <b>"), Image("media_1")])
+def test_replies_are_wechatpys_xml_character_for_character(reply, monkeypatch):
+    channel = WeChatChannel(WeChatConfig(app_id=APP_ID, app_secret=APP_SECRET, token=TOKEN,
+                                         encoding_aes_key=AES_KEY), 300)
+    signed = wire.WeChatSimulator(channel._config, "plain").sign(wire.text("o_]]>reply", "积分"))
+    inbound, envelope = channel.open(signed.params, signed.body)
+    monkeypatch.setattr(wechat_module.time, "time", lambda: 1_700_000_000.7)
+    cdata = wechat_module._cdata_safe
+    if isinstance(reply, Text):
+        expected = TextReply(source=cdata(inbound.account), target=cdata(inbound.user),
+                             content=cdata(reply.content), time=1_700_000_000)
+    else:
+        expected = ImageReply(source=cdata(inbound.account), target=cdata(inbound.user),
+                              media_id=reply.media_id, time=1_700_000_000)
+    assert channel.render(reply, inbound, envelope) == expected.render().encode()
 
 
 @pytest.mark.parametrize("mode", ["compat", "aes"])

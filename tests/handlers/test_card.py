@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.models import Follower, Member, PointsEntry
 from bot.sandbox import wechat_client as wire
-from tests.support import fixture_xml, settle
+from tests.support import fixture_xml
 
 
 async def test_scan_register_and_see_card(harness):
@@ -17,7 +17,7 @@ async def test_scan_register_and_see_card(harness):
     card = await harness.say("o_new_1", "积分")
     assert member.card_no in card and "普通会员" in card and "积分：100" in card
     assert "银卡会员" in card  # the way to the next tier
-    await settle()
+    await harness.settle()
     welcome = [m for m in harness.stand_ins.sms.messages if m["template_code"] == "SMS_WELCOME"]
     assert [m["params"]["card_no"] for m in welcome] == [member.card_no]
 

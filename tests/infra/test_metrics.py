@@ -7,7 +7,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.notifications.replies import Text
 from bot.sandbox import wechat_client as wire
-from tests.support import settle
 
 
 async def _metrics(harness) -> dict[tuple[str, tuple], float]:
@@ -24,7 +23,7 @@ async def test_the_counters_follow_what_happened(harness):
     await harness.say("o_m1", "13800138071")  # a code goes out
     assert "太频繁" in await harness.say("o_m1", "重发")  # the next is refused
     await harness.bot.outbox.wechat("o_m1", Text("hi"), key="m1-cs", purpose="test")
-    await settle()
+    await harness.settle()
     m = await _metrics(harness)
     inbound = {labels: value for (name, labels), value in m.items()
                if name == "memberbot_inbound_total"}

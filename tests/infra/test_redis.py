@@ -21,7 +21,7 @@ from bot.models import InboundMessage, Member, SmsCode
 from bot.notifications.wechat_api import WeChatAPI
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
-from tests.support import APP_ID, APP_SECRET, REDIS_UP, make_config, settle
+from tests.support import APP_ID, APP_SECRET, REDIS_UP, make_config
 
 pytestmark = pytest.mark.skipif(not REDIS_UP, reason="Redis is not running on 127.0.0.1:6379 "
                                                      "(CI runs these)")
@@ -144,7 +144,6 @@ async def test_an_unreachable_redis_stops_start_up_with_one_clear_line(harness_f
 
     with pytest.raises(ConfigError, match=r"redis.url: cannot reach"):
         await harness_factory(redis=RedisConfig(url="redis://127.0.0.1:9/0", prefix="x"))
-    await settle()
 
 
 async def test_closing_the_bot_closes_its_redis_connections(db_url, stand_ins):

@@ -63,6 +63,32 @@ async def test_dialogs_load_what_the_orm_stored(db_url, any_db):
             "reg.phone", {"phone_hint": "138****8000", "tries": [1, 2]}, stored.updated_at)
 
 
+async def test_the_dialog_comes_with_the_member_lookup(db_url, any_db):
+    async with open_bot(make_config(db_url), Clock(), scheduler=False) as bot:
+        member = await new_member(bot, 50)
+        await Follower.create(openid="o_sql_j1", member=member)
+        await Follower.create(openid="o_sql_j2")
+        for user in ("wechat:o_sql_j1", "wechat:o_sql_j3"):  # j3: a dialog, no follower row yet
+            dialog = await bot.dialogs.load(user)
+            dialog.set("reg.phone", tries=[1])
+            await bot.dialogs.save(dialog)
+
+        for openid in ("o_sql_j1", "o_sql_j2", "o_sql_j3", "o_sql_j4"):
+            user = f"wechat:{openid}"
+            follower, found, row = await members.member_with_conversation(openid, user)
+            expected_follower, expected_member = await members.member_of(openid)
+            assert _fields(follower) == _fields(expected_follower)
+            assert (found and _fields(found)) == (expected_member and _fields(expected_member))
+            stored = await Conversation.get_or_none(user=user)
+            assert (row and _fields(row)) == (stored and _fields(stored)), openid
+
+            _, _, dialog = await bot.dialogs.load_with_member(user, openid)
+            alone = await bot.dialogs.load(user)
+            assert (dialog.user, dialog.state, dialog.data, dialog.updated_at) == (
+                alone.user, alone.state, alone.data, alone.updated_at)
+        assert found is None and row is None  # o_sql_j4: first contact, nothing stored
+
+
 async def test_card_summary_follows_the_rules(db_url, any_db):
     async with open_bot(make_config(db_url), Clock(), scheduler=False) as bot:
         member = await new_member(bot)

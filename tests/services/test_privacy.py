@@ -16,7 +16,7 @@ from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
 from bot.services import loyalty, privacy, wallet
 from bot.services.staff import Actor, audit
-from tests.support import make_config, settle
+from tests.support import make_config
 
 
 async def _erase(harness, openid: str, phone: str) -> str | None:
@@ -136,6 +136,6 @@ async def test_the_audit_log_refuses_changes_in_the_database_itself(harness, ver
 async def test_follow_after_erasure_starts_a_fresh_registration(harness):
     await harness.register("o_p9", "13800138019")
     await _erase(harness, "o_p9", "13800138019")
-    await settle()
+    await harness.settle()
     greeting = await harness.post(wire.event("o_p9", "SCAN", "store:S002"))
     assert "同意" in greeting["Content"]
