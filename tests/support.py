@@ -35,6 +35,7 @@ from bot.config import (
     load_config,
 )
 from bot.infra.vault import new_data_key
+from bot.models import Staff, Store
 from bot.runtime import Bot
 from bot.sandbox import wechat_client as wire
 from bot.sandbox.sms_server import SmsOutbox
@@ -175,6 +176,43 @@ class Harness:
         await self.say(openid, self.sms_codes(phone)[-1])
         await self.say(openid, name)
         return await self.say(openid, birthday)
+
+
+async def add_staff(openid: str, role: str, store: str = "S001", name: str = "") -> Staff:
+    """A staff row straight in the database (binding itself is tested over chat)."""
+    return await Staff.create(openid=openid, role=role, name=name,
+                              store=await Store.get(code=store))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def worker_env(db_url: str, stand_ins: StandIns, *, redis_url: str = "",
+               redis_prefix: str = "memberbot", scheduler: bool = False) -> dict[str, str]:
+    """The environment of a real `memberbot serve` process for the tests that start one: the
+    test credentials, the stand-ins, a fresh data key."""
+    return {
+        **os.environ,
+        "MEMBERBOT_DATABASE_URL": db_url,
+        "MEMBERBOT_REDIS_URL": redis_url,
+        "MEMBERBOT_REDIS_PREFIX": redis_prefix,
+        "MEMBERBOT_WECHAT_APP_ID": APP_ID,
+        "MEMBERBOT_WECHAT_APP_SECRET": APP_SECRET,
+        "MEMBERBOT_WECHAT_TOKEN": TOKEN,
+        "MEMBERBOT_WECHAT_ENCODING_AES_KEY": AES_KEY,
+        "MEMBERBOT_WECHAT_API_BASE_URL": stand_ins.wechat_url,
+        "MEMBERBOT_SMS_ACCESS_KEY_ID": SMS_ID,
+        "MEMBERBOT_SMS_ACCESS_KEY_SECRET": SMS_SECRET,
+        "MEMBERBOT_SMS_SIGN_NAME": "示例门店",
+        "MEMBERBOT_SMS_ENDPOINT": stand_ins.sms_url,
+        "MEMBERBOT_SMS_TEMPLATE_VERIFY": "SMS_VERIFY",
+        "MEMBERBOT_SMS_TEMPLATE_WELCOME": "SMS_WELCOME",
+        "MEMBERBOT_SECURITY_DATA_KEY": new_data_key(),
+        "MEMBERBOT_SCHEDULER_ENABLED": "true" if scheduler else "false",
+    }
 
 
 def fixture_xml(name: str) -> str:

@@ -8,10 +8,8 @@ Aliyun stand-ins over HTTP. Skips with a reason unless PostgreSQL and Redis are 
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import shutil
-import socket
 import sys
 from pathlib import Path
 
@@ -27,10 +25,10 @@ from tests.support import (
     PG_URL,
     POSTGRES_UP,
     REDIS_UP,
-    SMS_ID,
-    SMS_SECRET,
     TOKEN,
+    free_port,
     reset_postgres,
+    worker_env,
 )
 
 pytestmark = pytest.mark.skipif(not (POSTGRES_UP and REDIS_UP),
@@ -40,39 +38,14 @@ WORKERS = 3
 MESSAGES = 500
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 async def workers(tmp_path, stand_ins):
     await reset_postgres(PG_URL)
     config = tmp_path / "config.toml"
     shutil.copy(ROOT / "config.toml", config)
-    from bot.infra.vault import new_data_key
-
-    env = {
-        **os.environ,
-        "MEMBERBOT_DATABASE_URL": PG_URL,
-        "MEMBERBOT_REDIS_URL": "redis://127.0.0.1:6379/0",
-        "MEMBERBOT_REDIS_PREFIX": f"memberbot-scale-{secrets.token_hex(4)}",
-        "MEMBERBOT_WECHAT_APP_ID": APP_ID,
-        "MEMBERBOT_WECHAT_APP_SECRET": APP_SECRET,
-        "MEMBERBOT_WECHAT_TOKEN": TOKEN,
-        "MEMBERBOT_WECHAT_ENCODING_AES_KEY": AES_KEY,
-        "MEMBERBOT_WECHAT_API_BASE_URL": stand_ins.wechat_url,
-        "MEMBERBOT_SMS_ACCESS_KEY_ID": SMS_ID,
-        "MEMBERBOT_SMS_ACCESS_KEY_SECRET": SMS_SECRET,
-        "MEMBERBOT_SMS_SIGN_NAME": "示例门店",
-        "MEMBERBOT_SMS_ENDPOINT": stand_ins.sms_url,
-        "MEMBERBOT_SMS_TEMPLATE_VERIFY": "SMS_VERIFY",
-        "MEMBERBOT_SMS_TEMPLATE_WELCOME": "SMS_WELCOME",
-        "MEMBERBOT_SECURITY_DATA_KEY": new_data_key(),
-        "MEMBERBOT_SCHEDULER_ENABLED": "true",
-    }
-    ports = [_free_port() for _ in range(WORKERS)]
+    env = worker_env(PG_URL, stand_ins, redis_url="redis://127.0.0.1:6379/0",
+                     redis_prefix=f"memberbot-scale-{secrets.token_hex(4)}", scheduler=True)
+    ports = [free_port() for _ in range(WORKERS)]
     # Logs to files: a pipe nobody reads fills up and blocks the workers' logging.
     logs = [(tmp_path / f"worker-{i}.log").open("w") for i in range(WORKERS)]
     processes = [

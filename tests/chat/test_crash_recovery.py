@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +28,6 @@ import pytest
 from bot.config import SecurityConfig, WeChatConfig
 from bot.infra import sql
 from bot.infra.db import close_database, open_database
-from bot.infra.vault import new_data_key
 from bot.models import InboundMessage, Member, PointsEntry, Purchase
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
@@ -43,12 +40,12 @@ from tests.support import (
     PG_URL,
     POSTGRES_UP,
     REDIS_UP,
-    SMS_ID,
-    SMS_SECRET,
     SUITE_DB,
     TOKEN,
+    free_port,
     make_config,
     reset_postgres,
+    worker_env,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,12 +54,6 @@ PURCHASES = 20
 CLERK = "o_crash_clerk"
 CONFIRMED = "已记录消费"
 KILL_WITH_IN_FLIGHT = 5
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -76,7 +67,7 @@ class Deployment:
     started: list[asyncio.subprocess.Process]
 
     async def start_worker(self, name: str) -> tuple[asyncio.subprocess.Process, str]:
-        port = _free_port()
+        port = free_port()
         log_path = self.tmp_path / f"{name}.log"
         # A log file, not a pipe: a pipe nobody reads fills up and blocks the worker's logging.
         with log_path.open("w") as log:
@@ -126,25 +117,8 @@ async def deployment(request, tmp_path, stand_ins):
         await reset_postgres(PG_URL)
         db_url, redis_prefix = PG_URL, f"memberbot-crash-{secrets.token_hex(4)}"
     shutil.copy(ROOT / "config.toml", tmp_path / "config.toml")
-    env = {
-        **os.environ,
-        "MEMBERBOT_DATABASE_URL": db_url,
-        "MEMBERBOT_REDIS_URL": REDIS_URL if redis_prefix else "",
-        "MEMBERBOT_REDIS_PREFIX": redis_prefix or "memberbot",
-        "MEMBERBOT_WECHAT_APP_ID": APP_ID,
-        "MEMBERBOT_WECHAT_APP_SECRET": APP_SECRET,
-        "MEMBERBOT_WECHAT_TOKEN": TOKEN,
-        "MEMBERBOT_WECHAT_ENCODING_AES_KEY": AES_KEY,
-        "MEMBERBOT_WECHAT_API_BASE_URL": stand_ins.wechat_url,
-        "MEMBERBOT_SMS_ACCESS_KEY_ID": SMS_ID,
-        "MEMBERBOT_SMS_ACCESS_KEY_SECRET": SMS_SECRET,
-        "MEMBERBOT_SMS_SIGN_NAME": "示例门店",
-        "MEMBERBOT_SMS_ENDPOINT": stand_ins.sms_url,
-        "MEMBERBOT_SMS_TEMPLATE_VERIFY": "SMS_VERIFY",
-        "MEMBERBOT_SMS_TEMPLATE_WELCOME": "SMS_WELCOME",
-        "MEMBERBOT_SECURITY_DATA_KEY": new_data_key(),
-        "MEMBERBOT_SCHEDULER_ENABLED": "false",
-    }
+    env = worker_env(db_url, stand_ins, redis_url=REDIS_URL if redis_prefix else "",
+                     redis_prefix=redis_prefix or "memberbot")
     here = Deployment(tmp_path, db_url, env, redis_prefix, [])
     try:
         yield here

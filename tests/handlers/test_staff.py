@@ -34,7 +34,7 @@ from bot.rules.cards import card_number
 from bot.sandbox import wechat_client as wire
 from bot.services import staff as staff_service
 from bot.services import tiering
-from tests.support import REPO_CONFIG, STEADY_POINTS, Harness
+from tests.support import REPO_CONFIG, STEADY_POINTS, Harness, add_staff
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = REPO_CONFIG
@@ -51,12 +51,6 @@ PURCHASE_NOTICE = {"purchase": {"template_id": "TPL1", "fields": {
 @pytest.fixture
 async def shop(harness_factory) -> Harness:
     return await harness_factory(points=STEADY_POINTS)
-
-
-async def add_staff(openid: str, role: str, store: str = "S001", name: str = "") -> Staff:
-    """A staff row straight in the database (binding itself is tested over chat below)."""
-    return await Staff.create(openid=openid, role=role, name=name,
-                              store=await Store.get(code=store))
 
 
 @pytest.fixture

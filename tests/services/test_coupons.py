@@ -35,7 +35,7 @@ from bot.sandbox import wechat_client as wire
 from bot.services import coupons, loyalty, members, redemption
 from bot.services import staff as staff_service
 from bot.services.coupons import CouponRefused
-from tests.support import REPO_CONFIG, STEADY_POINTS, Harness, fixture_xml, make_config
+from tests.support import REPO_CONFIG, STEADY_POINTS, Harness, add_staff, fixture_xml, make_config
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = REPO_CONFIG
@@ -54,12 +54,6 @@ LOOKUP_NOT_FOUND = "没有找到 {text} 对应的会员。可以请顾客关注�
 @pytest.fixture
 async def shop(harness_factory) -> Harness:
     return await harness_factory(points=STEADY_POINTS)
-
-
-async def add_staff(openid: str, role: str, store: str = "S001", name: str = "") -> Staff:
-    """A staff row straight in the database (binding over chat is used once, below)."""
-    return await Staff.create(openid=openid, role=role, name=name,
-                              store=await Store.get(code=store))
 
 
 @pytest.fixture
