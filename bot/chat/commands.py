@@ -1,7 +1,8 @@
 """The global commands: what works in every dialog state, declared here and nowhere else.
 
-Two kinds. An interrupting command ends the dialog, then does its job as if there had been no
-dialog (取消 only ends it, with the dialog's own goodbye). A non-interrupting one answers, and the
+Two kinds. An interrupting command ends the dialog (or, for staff commands, suspends it: the
+dialog waits for its next answer), then does its job as if there had been no dialog (取消 only
+ends it, with the dialog's own goodbye). A non-interrupting one answers, and the
 engine re-asks the dialog's current question in the same reply ("…\n\n继续注册：请输入您的手机号").
 A dialog's own answers (a phone number, a code, 同意) still go to the dialog first; the handlers
 that do each command's job register with `router.global_command(...)` (bot/chat/routing.py).
@@ -20,6 +21,9 @@ class GlobalCommand:
     commands: tuple[str, ...] = ()  # the first word; the handler reads the rest
     clicks: tuple[str, ...] = ()  # custom-menu keys
     staff: bool = False  # staff commands: only from an account that is (or was) staff
+    # An interrupting command that suspends: the dialog waits, untouched, for its next answer
+    # (an employee's own registration must not be lost to a 消费 at the till).
+    suspends: bool = False
     sample: str = ""  # a message that is this command, for the state × command matrix test
 
     def __repr__(self) -> str:
@@ -31,7 +35,7 @@ class GlobalCommand:
 CANCEL = GlobalCommand("cancel", True, words=("取消", "退出", "算了"), sample="取消")
 BIND = GlobalCommand("bind", True, commands=("绑定",), sample="绑定 {invite}")
 # Every command registered with staff_command (bot/chat/staff_commands.py), and 员工帮助.
-STAFF = GlobalCommand("staff", True, staff=True, sample="查询 {phone}")
+STAFF = GlobalCommand("staff", True, staff=True, suspends=True, sample="查询 {phone}")
 ERASE = GlobalCommand("erase", True, words=("注销", "注销会员", "删除我的数据"), sample="注销")
 # Menu buttons that start another flow.
 JOIN = GlobalCommand("join", True, clicks=("JOIN",), sample="click:JOIN")

@@ -14,9 +14,10 @@ declaration order wins.
 Inside a dialog (the dialog engine), the order is the same with one exception: the global
 commands (bot/chat/commands.py) are tried just before the first catch-all of the dialog
 (`message`, `fallback`), so a dialog's own answers come first, then the global commands, then the
-dialog's "I did not understand that" answers. An interrupting command ends the dialog and the
-message is routed again as if there had been none; a non-interrupting one answers and the engine
-re-asks the dialog's current question in the same reply.
+dialog's "I did not understand that" answers. An interrupting command ends the dialog (a
+suspending one only sets it aside until it is done) and the message is routed again as if there
+had been none; a non-interrupting one answers and the engine re-asks the dialog's current
+question in the same reply.
 """
 
 from __future__ import annotations
@@ -245,8 +246,12 @@ class Router:
             if command.staff and await ctx.staff_account() is None:
                 continue  # a member typing 消费 … is answering the dialog
             if command.interrupts:
+                kept = (ctx.dialog.state, dict(ctx.dialog.data))
                 ctx.dialog.clear()
-                return True, await self._first_match(ctx, self.candidates(ctx))
+                reply = await self._first_match(ctx, self.candidates(ctx))
+                if command.suspends and ctx.dialog.state is None:
+                    ctx.dialog.set(kept[0], **kept[1])  # unless the command began a dialog
+                return True, reply
             before = ctx.dialog.state
             try:
                 reply = await route.handler(ctx)

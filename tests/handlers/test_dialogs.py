@@ -99,8 +99,12 @@ async def test_a_bound_employee_mid_dialog_runs_staff_commands(h):
     await h.say(openid, f"绑定 {code}")
     await reach(h, openid, "reg.phone")
     reply = await h.say(openid, f"消费 {member_phone} 10")
-    assert "已记录消费" in reply
-    assert await state(openid) is None
+    assert "已记录消费" in reply and "继续注册" not in reply  # the till stays uncluttered
+    assert "员工命令" in await h.say(openid, "员工帮助")
+    # The employee's own registration waited: the next answer continues it.
+    assert await state(openid) == "reg.phone"
+    assert "验证码已发送" in await h.say(openid, new_phone())
+    assert await state(openid) == "reg.code"
 
 
 async def test_a_member_typing_a_staff_command_mid_dialog_is_answering_the_dialog(h):
