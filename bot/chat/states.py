@@ -112,7 +112,7 @@ class Registration(Dialogs, prefix="reg", title="注册", cancelled="reg_cancell
     consent = State("reg_consent.j2", label="同意隐私政策")
     phone = State("reg_ask_phone.j2", label="填写手机号")
     code = State("reg_ask_code.j2", label="填写短信验证码")
-    name = State("reg_ask_name.j2", label="填写称呼")
+    name = State("reg_question_name.j2", label="填写称呼")
     birthday = State("reg_ask_birthday.j2", label="填写生日")
     # Come back after a long pause: continue or start over?
     resume = State("reg_resume.j2")
