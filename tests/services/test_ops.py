@@ -155,9 +155,13 @@ async def test_backup_cli_default_path_and_refusals(sqlite_url, tmp_path, run_cl
     monkeypatch.chdir(tmp_path)
     assert await run_cli(sqlite_url, "backup") == 0
     out = capsys.readouterr().out
-    match = re.fullmatch(r"Backup written: (backups/memberbot-\d{8}-\d{6}\.db) \((.+)\)\n", out)
+    # Beside the database, in data/ (which git ignores), not in the working directory.
+    match = re.fullmatch(r"Backup written: (.+/data/backups/memberbot-\d{8}-\d{6}\.db) "
+                         r"\((.+)\)\n", out)
     assert match, out
-    made = tmp_path / match[1]
+    made = Path(match[1])
+    assert made.parent == tmp_path / "data" / "backups"
+    assert not (tmp_path / "backups").exists()
     assert sqlite_rows(made, "SELECT count(*) FROM member") == [(1,)]
     assert match[2].endswith("KB")
     # An existing target is not overwritten; a missing database is not created.

@@ -21,16 +21,18 @@ from bot.services.ops.common import (
 )
 
 
-def default_backup_path(now: dt.datetime, tz: dt.tzinfo) -> Path:
-    return Path("backups") / f"memberbot-{stamp(now, tz)}.db"
+def default_backup_path(db: Path, now: dt.datetime, tz: dt.tzinfo) -> Path:
+    """<db folder>/backups/<db name>-<time>.db: beside the database (data/, which git ignores),
+    never in the folder the command happens to run in; the sandbox's are named sandbox-…."""
+    return db.parent / "backups" / f"{db.stem}-{stamp(now, tz)}.db"
 
 
 async def backup(url: str, to: Path | None = None, *, now: dt.datetime | None = None,
                  tz: dt.tzinfo = dt.UTC) -> tuple[Path, int]:
-    """Copy the SQLite database to `to` (default backups/memberbot-<time>.db) while it may be in
-    use. Returns the path and its size in bytes."""
+    """Copy the SQLite database to `to` (default: default_backup_path) while it may be in use.
+    Returns the path and its size in bytes."""
     db = sqlite_path(url)
-    dest = to or default_backup_path(now or utcnow(), tz)
+    dest = to or default_backup_path(db, now or utcnow(), tz)
     size = await asyncio.to_thread(_backup_file, db, dest)
     return dest, size
 
