@@ -8,7 +8,7 @@ import datetime as dt
 
 from bot.cli.common import CliError, lookup_member
 from bot.clock import local_midnight
-from bot.config import Config, validate_for_serving
+from bot.config import Config
 from bot.models import AuditEntry
 from bot.runtime import open_bot
 
@@ -20,11 +20,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     audit.add_argument("--since", help="first day, e.g. 2026-11-01")
     audit.add_argument("--until", help="last day (inclusive)")
     audit.add_argument("--limit", type=int, default=200)
-    audit.set_defaults(run=_run)
+    audit.set_defaults(run=_run, needs="database")
 
 
 def _run(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(audit_log(config, args.staff, args.member, args.since, args.until, args.limit))
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bot.cli.common import CliError
-from bot.config import Config, validate_for_serving
+from bot.config import Config
 from bot.runtime import open_bot
 from bot.services import ops
 
@@ -17,26 +17,26 @@ from bot.services import ops
 def register(commands: argparse._SubParsersAction) -> None:
     save = commands.add_parser("backup", help="a consistent copy of the SQLite database, "
                                                "safe while the server runs")
-    save.add_argument("--to", help="file to write "
-                                   "(default: backups/memberbot-YYYYmmdd-HHMMSS.db)")
-    save.set_defaults(run=_run_backup)
+    save.add_argument("--to", help="file to write (default: beside the database, e.g. "
+                                   "data/backups/memberbot-YYYYmmdd-HHMMSS.db)")
+    save.set_defaults(run=_run_backup, needs="none")
     back = commands.add_parser("restore", help="replace the SQLite database with a backup "
                                                "(server stopped)")
     back.add_argument("file", help="a backup made by memberbot backup")
     back.add_argument("--yes", action="store_true",
                       help="really replace the database (the current one is kept beside it)")
-    back.set_defaults(run=_run_restore)
+    back.set_defaults(run=_run_restore, needs="none")
     export = commands.add_parser("export", help="members to CSV (UTF-8 with BOM, for Excel)")
     export.add_argument("what", choices=("members",))
     export.add_argument("--format", choices=("csv",), default="csv")
     export.add_argument("--to", default="-", help="file to write, or - for stdout (default)")
-    export.set_defaults(run=_run_export)
+    export.set_defaults(run=_run_export, needs="database")
     load = commands.add_parser("import", help="members from an old system's CSV file")
     load.add_argument("what", choices=("members",))
     load.add_argument("file", help="CSV with a header row; phone is the only required column")
     load.add_argument("--dry-run", action="store_true",
                       help="validate and report only; write nothing")
-    load.set_defaults(run=_run_import)
+    load.set_defaults(run=_run_import, needs="database")
 
 
 def _run_backup(args: argparse.Namespace, config: Config) -> None:
@@ -48,12 +48,10 @@ def _run_restore(args: argparse.Namespace, config: Config) -> None:
 
 
 def _run_export(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)  # the data key decrypts the phone numbers
     asyncio.run(export_members(config, args.format, args.to))
 
 
 def _run_import(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)  # the data key encrypts the phone numbers
     asyncio.run(import_members(config, args.file, args.dry_run))
 
 

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from bot.cli.common import CliError
-from bot.config import Config, validate_for_serving
+from bot.config import Config
 from bot.models import Staff
 from bot.runtime import open_bot
 from bot.services import staff as staff_service
@@ -19,25 +19,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     invite.add_argument("--store", required=True, help="store code, e.g. S001")
     invite.add_argument("--role", required=True, choices=("clerk", "manager", "owner"))
     invite.add_argument("--name", default="", help="how the employee appears in the audit log")
-    invite.set_defaults(run=_run_invite)
-    actions.add_parser("list", help="all staff, active and revoked").set_defaults(run=_run_list)
+    invite.set_defaults(run=_run_invite, needs="database")
+    actions.add_parser("list", help="all staff, active and revoked").set_defaults(
+        run=_run_list, needs="database")
     revoke = actions.add_parser("revoke", help="stop an employee's access")
     revoke.add_argument("id", type=int)
-    revoke.set_defaults(run=_run_revoke)
+    revoke.set_defaults(run=_run_revoke, needs="database")
 
 
 def _run_invite(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(invite(config, args.store, args.role, args.name))
 
 
 def _run_list(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(list_staff(config))
 
 
 def _run_revoke(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(revoke(config, args.id))
 
 
