@@ -295,3 +295,18 @@ def test_every_subcommand_registers_its_run_function():
         "coupon template list", "coupon template disable", "coupon issue", "backup", "restore",
         "export", "import", "security new-key", "security rotate-key"])
     assert all(callable(run) for run in found.values()), found
+
+
+# --- packaging ---
+
+def test_the_install_is_quiet_about_the_license():
+    """A license table makes setuptools print ~140 lines of deprecation warnings on every
+    `pip install`; an SPDX string needs setuptools 77 or later to be accepted."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["license"] == "MIT"
+    [setuptools] = [r for r in project["build-system"]["requires"] if r.startswith("setuptools")]
+    minimum = re.fullmatch(r"setuptools>=(\d+)(\.\d+)*", setuptools)
+    assert minimum and int(minimum[1]) >= 77, setuptools
