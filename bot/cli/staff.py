@@ -51,6 +51,7 @@ async def invite(config: Config, store: str, role: str, name: str) -> None:
 
 
 async def list_staff(config: Config) -> None:
+    tz = config.shop.tz  # shop time, as the audit log and the chat show it
     async with open_bot(config, scheduler=False):
         rows = await Staff.all().order_by("id").select_related("store")
         if not rows:
@@ -58,7 +59,7 @@ async def list_staff(config: Config) -> None:
         for staff in rows:
             state = "active" if staff.active else "revoked"
             print(f"{staff.id:>4}  {staff.name or '-':<8} {staff.role:<8} {staff.store.code:<8} "
-                  f"{state:<8} bound {staff.created_at:%Y-%m-%d}")
+                  f"{state:<8} bound {staff.created_at.astimezone(tz):%Y-%m-%d %H:%M}")
 
 
 async def revoke(config: Config, staff_id: int) -> None:
