@@ -283,6 +283,21 @@ async def test_restore_over_an_unreadable_database_asks_for_the_last_card(sqlite
         assert (await register(bot, "13800138002")).card_no == card_number("88", 42)
 
 
+async def test_restore_of_a_database_without_card_serials_still_works(sqlite_url, tmp_path,
+                                                                      run_cli, capsys):
+    """A database from before card serials (no card_serial table) neither blocks the restore
+    nor breaks it."""
+    async with open_bot(config_for(sqlite_url), scheduler=False) as bot:
+        await register(bot, "13800138001")
+        backup, _ = await ops.backup(sqlite_url, tmp_path / "old.db")
+    with contextlib.closing(sqlite3.connect(backup)) as conn:
+        conn.execute("DROP TABLE card_serial")
+        conn.commit()
+    assert await run_cli(sqlite_url, "restore", str(backup), "--yes") == 0, \
+        capsys.readouterr().err
+    assert sqlite_rows(ops.sqlite_path(sqlite_url), "SELECT count(*) FROM member") == [(1,)]
+
+
 # --- export ---
 
 async def test_export_writes_excel_friendly_csv_without_erased_members(db_url, tmp_path):

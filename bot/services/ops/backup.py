@@ -138,10 +138,11 @@ def _card_serial_high_water(db: Path, floor: int | None) -> int:
     try:
         with contextlib.closing(sqlite3.connect(file_uri(db, "ro"), uri=True,
                                                 timeout=1)) as conn:
+            if not _has_table(conn, "card_serial"):
+                return 0
             serials = [conn.execute("SELECT coalesce(max(id), 0) FROM card_serial").fetchone()[0]]
             # With AUTOINCREMENT the sequence outlives deleted rows; count it too.
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
-                            ).fetchone():
+            if _has_table(conn, "sqlite_sequence"):
                 serials += [seq for (seq,) in conn.execute(
                     "SELECT seq FROM sqlite_sequence WHERE name = 'card_serial'")]
             return max(serials)
@@ -157,11 +158,18 @@ def _carry_card_serial(incoming: Path, high_water: int, now: dt.datetime) -> Non
     """Make the restored copy allocate after `high_water`: a row for the highest serial issued
     (the next one is its id + 1; whose card it was is not in the backup, but it is taken)."""
     with contextlib.closing(sqlite3.connect(incoming, timeout=1)) as conn:
+        if not _has_table(conn, "card_serial"):
+            return  # older than card serials: the bot makes the table on its first start
         restored = conn.execute("SELECT coalesce(max(id), 0) FROM card_serial").fetchone()[0]
         if high_water > restored:
             conn.execute("INSERT INTO card_serial (id, issued_at) VALUES (?, ?)",
                          (high_water, now.astimezone(dt.UTC).isoformat(sep=" ")))
             conn.commit()
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (name,)).fetchone() is not None
 
 
 def _set_aside(db: Path, when: str) -> Path | None:
