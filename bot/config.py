@@ -412,27 +412,23 @@ def validate_coupon(c: CouponTemplateConfig, stores: set[str]) -> None:
         raise ConfigError(f"{where}: stock, per_member and points_cost cannot be negative")
 
 
-def validate_for_serving(config: Config) -> None:
-    """Checks for commands that talk to WeChat and store phone numbers."""
-    wechat = config.wechat
-    for key in ("app_id", "app_secret", "token", "encoding_aes_key"):
-        if not getattr(wechat, key):
-            raise ConfigError(
-                f"wechat.{key}: missing (set it in config.toml or MEMBERBOT_WECHAT_{key.upper()})"
-            )
-    if len(wechat.encoding_aes_key) != 43:
-        raise ConfigError("wechat.encoding_aes_key: must be exactly 43 characters")
-    try:
-        if len(base64.b64decode(wechat.encoding_aes_key + "=")) != 32:
-            raise ValueError
-    except (binascii.Error, ValueError):
-        raise ConfigError("wechat.encoding_aes_key: not a valid EncodingAESKey") from None
-    if not 3 <= len(wechat.token) <= 32 or not wechat.token.isalnum():
-        raise ConfigError("wechat.token: must be 3 to 32 letters or digits")
+def _env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+
+
+def _missing(section: str, key: str) -> ConfigError:
+    # Secrets live in the environment (README, Secrets), never in config.toml: name the variable.
+    return ConfigError(f"{section}.{key}: missing (set the environment variable "
+                       f"{_env_name(section, key)})")
+
+
+def validate_for_database(config: Config) -> None:
+    """Checks for commands that read or write members: the data key that encrypts phones."""
     if not config.security.data_key:
         raise ConfigError(
-            "security.data_key: missing (set MEMBERBOT_SECURITY_DATA_KEY; "
-            "generate one with `memberbot security new-key`)"
+            "security.data_key: missing (set the environment variable "
+            f"{_env_name('security', 'data_key')}; generate one with `memberbot security "
+            "new-key`)"
         )
     try:
         if len(base64.b64decode(config.security.data_key, validate=True)) != 32:
@@ -445,5 +441,31 @@ def validate_for_serving(config: Config) -> None:
     except (binascii.Error, ValueError):
         raise ConfigError(
             "security.previous_keys: comma-separated base64 keys of 32 bytes") from None
+
+
+def validate_for_wechat_api(config: Config) -> None:
+    """Checks for commands that call the WeChat API (and read the database): menu, qrcode."""
+    for key in ("app_id", "app_secret"):
+        if not getattr(config.wechat, key):
+            raise _missing("wechat", key)
+    validate_for_database(config)
+
+
+def validate_for_serving(config: Config) -> None:
+    """Checks for commands that answer WeChat and store phone numbers: serve, worker."""
+    wechat = config.wechat
+    for key in ("app_id", "app_secret", "token", "encoding_aes_key"):
+        if not getattr(wechat, key):
+            raise _missing("wechat", key)
+    if len(wechat.encoding_aes_key) != 43:
+        raise ConfigError("wechat.encoding_aes_key: must be exactly 43 characters")
+    try:
+        if len(base64.b64decode(wechat.encoding_aes_key + "=")) != 32:
+            raise ValueError
+    except (binascii.Error, ValueError):
+        raise ConfigError("wechat.encoding_aes_key: not a valid EncodingAESKey") from None
+    if not 3 <= len(wechat.token) <= 32 or not wechat.token.isalnum():
+        raise ConfigError("wechat.token: must be 3 to 32 letters or digits")
+    validate_for_database(config)
     if not config.stores:
         raise ConfigError("stores: define at least one [[stores]] entry")

@@ -285,6 +285,24 @@ def test_cli_serve_without_credentials(tmp_path, cli_ok):
                                  "wechat.app_id")
 
 
+@pytest.mark.parametrize(("env", "key", "variable"), [
+    ("MEMBERBOT_WECHAT_APP_ID", "wechat.app_id", "MEMBERBOT_WECHAT_APP_ID"),
+    ("MEMBERBOT_WECHAT_APP_SECRET", "wechat.app_secret", "MEMBERBOT_WECHAT_APP_SECRET"),
+    ("MEMBERBOT_WECHAT_TOKEN", "wechat.token", "MEMBERBOT_WECHAT_TOKEN"),
+    ("MEMBERBOT_WECHAT_ENCODING_AES_KEY", "wechat.encoding_aes_key",
+     "MEMBERBOT_WECHAT_ENCODING_AES_KEY"),
+    ("MEMBERBOT_SECURITY_DATA_KEY", "security.data_key", "MEMBERBOT_SECURITY_DATA_KEY"),
+])
+def test_a_missing_secret_names_its_environment_variable_not_the_file(env, key, variable):
+    """The README keeps secrets out of config.toml: the error must not send people there."""
+    config = load_config(CONFIG_TOML, environ={**SERVING_ENV, env: ""})
+    with pytest.raises(ConfigError) as caught:
+        validate_for_serving(config)
+    message = str(caught.value)
+    assert message.startswith(f"{key}: missing") and variable in message, message
+    assert "config.toml" not in message, message
+
+
 def test_cli_short_aes_key(tmp_path, cli_ok):
     env = {**SERVING_ENV, "MEMBERBOT_WECHAT_ENCODING_AES_KEY": AES_KEY[:42]}
     assert_one_line_config_error(

@@ -5,24 +5,65 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from bot.cli import audit, coupons, menu, ops, purchases, qrcode, sandbox, security, serve, staff
 from bot.cli.common import CliError
-from bot.config import ConfigError, load_config
+from bot.config import (
+    Config,
+    ConfigError,
+    load_config,
+    validate_for_database,
+    validate_for_serving,
+    validate_for_wechat_api,
+)
+from bot.sandbox.runner import sandbox_config
 
-# Each group registers its subcommands, each with set_defaults(run=...): run(args, config) does
-# the work and returns the exit status (None: 0) or raises CliError.
+# Each group registers its subcommands, each with set_defaults(run=..., needs=...): run(args,
+# config) does the work and returns the exit status (None: 0) or raises CliError; needs says
+# what of the configuration it uses, checked once in main() before it runs.
 GROUPS = (serve, sandbox, staff, purchases, audit, menu, qrcode, coupons, ops, security)
+
+NEEDS: dict[str, Callable[[Config], None]] = {
+    "none": lambda config: None,  # the config file alone (backup, restore, sandbox, new-key)
+    "database": validate_for_database,  # members in the database: the data key, no WeChat
+    "wechat": validate_for_wechat_api,  # calls the WeChat API: app id and secret too
+    "serving": validate_for_serving,  # answers WeChat: everything
+}
 
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memberbot", description=__doc__)
     parser.add_argument("--config", help="path to config.toml (default: ./config.toml)")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="work on the sandbox's database and key (data/sandbox.db, made by "
+                             "`memberbot sandbox`) instead of the shop's")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.register(commands)
     return parser
+
+
+def command_config(args: argparse.Namespace) -> Config:
+    """The configuration the command runs with, checked for what the command needs."""
+    config = load_config(args.config)
+    if args.sandbox:
+        config = sandbox_config(config)
+        if args.command not in ("sandbox", "chat"):  # those two make it or need none
+            db = Path(config.database.url.removeprefix("sqlite://"))
+            if not db.exists():
+                raise CliError(f"no sandbox database at {db}: start `memberbot sandbox` in this "
+                               "folder first", 1)
+    try:
+        NEEDS[args.needs](config)
+    except ConfigError as exc:
+        if args.needs == "serving" or args.sandbox:
+            raise
+        raise ConfigError(f"{exc}; or, to use the sandbox's database: memberbot --sandbox "
+                          f"{args.command} …") from None
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("tortoise", "apscheduler", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return args.run(args, load_config(args.config)) or 0
+        return args.run(args, command_config(args)) or 0
     except CliError as exc:
         print(f"memberbot: {exc.message}", file=sys.stderr)
         return exc.status

@@ -8,8 +8,9 @@ import datetime as dt
 
 from bot.cli.common import CliError, lookup_member
 from bot.clock import local_midnight
-from bot.config import Config, validate_for_serving
+from bot.config import Config
 from bot.models import AuditEntry
+from bot.rules import earning
 from bot.runtime import open_bot
 
 
@@ -20,11 +21,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     audit.add_argument("--since", help="first day, e.g. 2026-11-01")
     audit.add_argument("--until", help="last day (inclusive)")
     audit.add_argument("--limit", type=int, default=200)
-    audit.set_defaults(run=_run)
+    audit.set_defaults(run=_run, needs="database")
 
 
 def _run(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(audit_log(config, args.staff, args.member, args.since, args.until, args.limit))
 
 
@@ -56,7 +56,18 @@ async def audit_log(config: Config, staff_id: int | None, who: str | None, since
                   f"{_compact(row.before)} → {_compact(row.after)} {row.detail}")
 
 
+# The keys services store in fen (bot/services: purchases, wallet, redemption, import); shown
+# in yuan like everywhere else, so 35000 is not read as 35,000 yuan.
+MONEY_KEYS = frozenset({"amount", "stored_value", "bonus", "discount", "price"})
+
+
 def _compact(values: dict | None) -> str:
     if not values:
         return "-"
-    return ",".join(f"{k}={v}" for k, v in values.items())
+    return ",".join(f"{k}={_value(k, v)}" for k, v in values.items())
+
+
+def _value(key: str, value: object) -> object:
+    if key in MONEY_KEYS and isinstance(value, int) and not isinstance(value, bool):
+        return f"¥{earning.fen_to_yuan(value)}"
+    return value

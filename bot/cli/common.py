@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from bot.config import Config, ConfigError
+from bot.config import Config
 from bot.infra.db import close_database, open_database
 from bot.models import Member
 from bot.notifications.wechat_api import WeChatAPI
@@ -40,9 +40,8 @@ async def lookup_member(bot, who: str) -> Member:
 
 @contextlib.asynccontextmanager
 async def wechat_api(config: Config) -> AsyncIterator[WeChatAPI]:
-    """The API client with the database open (the access token is shared through it)."""
-    if not (config.wechat.app_id and config.wechat.app_secret):
-        raise ConfigError("wechat.app_id and wechat.app_secret are needed to call WeChat")
+    """The API client with the database open (the access token is shared through it). The
+    command's needs="wechat" has checked the credentials."""
     await open_database(config.database.url)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:

@@ -7,7 +7,7 @@ import asyncio
 import uuid
 
 from bot.cli.common import CliError, lookup_member, refusal
-from bot.config import Config, CouponTemplateConfig, validate_coupon, validate_for_serving
+from bot.config import Config, CouponTemplateConfig, validate_coupon
 from bot.infra.paging import batches
 from bot.models import CouponTemplate, Store
 from bot.runtime import open_bot
@@ -39,23 +39,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     add.add_argument("--stores", default="", help="comma-separated store codes; empty = all")
     add.add_argument("--combinable", action="store_true",
                      help="may be used together with other coupons")
-    add.set_defaults(run=_run_add)
+    add.set_defaults(run=_run_add, needs="database")
     template_actions.add_parser("list", help="all templates, with stock").set_defaults(
-        run=_run_list)
+        run=_run_list, needs="database")
     disable = template_actions.add_parser("disable", help="stop issuing a template")
     disable.add_argument("code")
-    disable.set_defaults(run=_run_disable)
+    disable.set_defaults(run=_run_disable, needs="database")
     give = actions.add_parser("issue", help="issue coupons to a member or a segment")
     give.add_argument("--template", required=True)
     target = give.add_mutually_exclusive_group(required=True)
     target.add_argument("--member", help="phone number or card number")
     target.add_argument("--segment", help="all, or tier:<name>")
     give.add_argument("--key", help="re-use to resume an interrupted issue without doubles")
-    give.set_defaults(run=_run_issue)
+    give.set_defaults(run=_run_issue, needs="database")
 
 
 def _run_add(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     template = CouponTemplateConfig(
         code=args.code, name=args.name, kind=args.kind, amount=args.amount,
         threshold=args.threshold, discount=args.discount, cap=args.cap, gift=args.gift,
@@ -66,17 +65,14 @@ def _run_add(args: argparse.Namespace, config: Config) -> None:
 
 
 def _run_list(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(template_list(config))
 
 
 def _run_disable(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(template_disable(config, args.code))
 
 
 def _run_issue(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(issue(config, args.template, args.member, args.segment, args.key))
 
 

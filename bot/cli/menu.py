@@ -14,8 +14,12 @@ from bot.notifications.wechat_api import WeChatAPIError
 
 def register(commands: argparse._SubParsersAction) -> None:
     menu = commands.add_parser("menu", help="the Official Account's custom menu")
-    menu.add_argument("action", choices=("push", "show"))
-    menu.set_defaults(run=_run)
+    actions = menu.add_subparsers(dest="action", required=True)
+    actions.add_parser("push", help="publish the config's menu to WeChat").set_defaults(
+        run=_run, needs="wechat")
+    # Showing reads only the config: no secrets needed.
+    actions.add_parser("show", help="print the menu WeChat would get").set_defaults(
+        run=_run, needs="none")
 
 
 def _run(args: argparse.Namespace, config: Config) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import uuid
 
 from bot.cli.common import CliError, lookup_member
-from bot.config import Config, validate_for_serving
+from bot.config import Config
 from bot.models import Store
 from bot.notifications import notices
 from bot.rules import earning
@@ -23,11 +23,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     buy.add_argument("--note", default="")
     buy.add_argument("--store", help="store code (default: the first store)")
     buy.add_argument("--key", help="idempotency key: repeating it records nothing new")
-    buy.set_defaults(run=_run)
+    buy.set_defaults(run=_run, needs="database")
 
 
 def _run(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(purchase(config, args.member, args.amount, args.note, args.store, args.key))
 
 

@@ -25,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     qr.add_argument("--expire", type=int, default=MAX_TEMPORARY_EXPIRE,
                     help="seconds a temporary code lives (at most 2592000 = 30 days)")
     qr.add_argument("--caption", help="text under the code (default: the store's name)")
-    qr.set_defaults(run=_run)
+    qr.set_defaults(run=_run, needs="wechat")
 
 
 def _run(args: argparse.Namespace, config: Config) -> None:

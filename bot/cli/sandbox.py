@@ -14,11 +14,11 @@ from bot.sandbox.runner import run_sandbox
 def register(commands: argparse._SubParsersAction) -> None:
     sandbox = commands.add_parser("sandbox",
                                   help="run with local WeChat and SMS stand-ins and demo data")
-    sandbox.set_defaults(run=_run_sandbox)
+    sandbox.set_defaults(run=_run_sandbox, needs="none")
     chat = commands.add_parser("chat", help="act as a WeChat user against the sandbox")
     chat.add_argument("--openid", default="o_demo_1")
     chat.add_argument("--mode", choices=("aes", "compat", "plain"), default="aes")
-    chat.set_defaults(run=_run_chat)
+    chat.set_defaults(run=_run_chat, needs="none")
 
 
 def _run_sandbox(args: argparse.Namespace, config: Config) -> None:

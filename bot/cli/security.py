@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bot.config import Config, validate_for_serving
+from bot.config import Config
 from bot.infra.vault import new_data_key
 from bot.runtime import open_bot
 from bot.services import privacy
@@ -13,18 +13,20 @@ from bot.services import privacy
 
 def register(commands: argparse._SubParsersAction) -> None:
     security = commands.add_parser("security", help="keys")
-    security.add_argument("action", choices=("new-key", "rotate-key"),
-                          help="new-key prints a data key; rotate-key re-encrypts every phone "
-                               "under the current key (see README)")
-    security.set_defaults(run=_run)
+    actions = security.add_subparsers(dest="action", required=True)
+    actions.add_parser("new-key", help="print a new data key").set_defaults(
+        run=_run_new_key, needs="none")
+    actions.add_parser("rotate-key", help="re-encrypt every phone under the current key "
+                                          "(see README)").set_defaults(
+        run=_run_rotate_key, needs="database")
 
 
-def _run(args: argparse.Namespace, config: Config) -> None:
-    if args.action == "rotate-key":
-        validate_for_serving(config)
-        asyncio.run(rotate_key(config))
-    else:
-        print(new_data_key())
+def _run_new_key(args: argparse.Namespace, config: Config) -> None:
+    print(new_data_key())
+
+
+def _run_rotate_key(args: argparse.Namespace, config: Config) -> None:
+    asyncio.run(rotate_key(config))
 
 
 async def rotate_key(config: Config) -> None:

@@ -11,7 +11,7 @@ import signal
 from aiohttp import web
 
 from bot.app import create_app
-from bot.config import Config, validate_for_serving
+from bot.config import Config
 from bot.runtime import open_bot
 
 log = logging.getLogger("memberbot")
@@ -21,18 +21,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the webhook server")
     serve.add_argument("--workers", type=int, default=1,
                        help="processes sharing the port (SO_REUSEPORT); default 1")
-    serve.set_defaults(run=_run_serve)
+    serve.set_defaults(run=_run_serve, needs="serving")
     worker = commands.add_parser("worker", help="run the scheduled jobs without the webhook")
-    worker.set_defaults(run=_run_worker)
+    worker.set_defaults(run=_run_worker, needs="serving")
 
 
 def _run_serve(args: argparse.Namespace, config: Config) -> int:
-    validate_for_serving(config)
     return serve(config, args.workers)
 
 
 def _run_worker(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(worker(config))
 
 

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from bot.cli.common import CliError
-from bot.config import Config, validate_for_serving
+from bot.config import Config
 from bot.models import Staff
 from bot.runtime import open_bot
 from bot.services import staff as staff_service
@@ -19,25 +19,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     invite.add_argument("--store", required=True, help="store code, e.g. S001")
     invite.add_argument("--role", required=True, choices=("clerk", "manager", "owner"))
     invite.add_argument("--name", default="", help="how the employee appears in the audit log")
-    invite.set_defaults(run=_run_invite)
-    actions.add_parser("list", help="all staff, active and revoked").set_defaults(run=_run_list)
+    invite.set_defaults(run=_run_invite, needs="database")
+    actions.add_parser("list", help="all staff, active and revoked").set_defaults(
+        run=_run_list, needs="database")
     revoke = actions.add_parser("revoke", help="stop an employee's access")
     revoke.add_argument("id", type=int)
-    revoke.set_defaults(run=_run_revoke)
+    revoke.set_defaults(run=_run_revoke, needs="database")
 
 
 def _run_invite(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(invite(config, args.store, args.role, args.name))
 
 
 def _run_list(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(list_staff(config))
 
 
 def _run_revoke(args: argparse.Namespace, config: Config) -> None:
-    validate_for_serving(config)
     asyncio.run(revoke(config, args.id))
 
 
@@ -53,6 +51,7 @@ async def invite(config: Config, store: str, role: str, name: str) -> None:
 
 
 async def list_staff(config: Config) -> None:
+    tz = config.shop.tz  # shop time, as the audit log and the chat show it
     async with open_bot(config, scheduler=False):
         rows = await Staff.all().order_by("id").select_related("store")
         if not rows:
@@ -60,7 +59,7 @@ async def list_staff(config: Config) -> None:
         for staff in rows:
             state = "active" if staff.active else "revoked"
             print(f"{staff.id:>4}  {staff.name or '-':<8} {staff.role:<8} {staff.store.code:<8} "
-                  f"{state:<8} bound {staff.created_at:%Y-%m-%d}")
+                  f"{state:<8} bound {staff.created_at.astimezone(tz):%Y-%m-%d %H:%M}")
 
 
 async def revoke(config: Config, staff_id: int) -> None:

@@ -15,7 +15,9 @@ class Store(Model):
 
 
 class CardSerial(Model):
-    """One row per card number ever issued; its id is the serial, so numbers are never reused."""
+    """One row per card number ever issued; its id is the serial, so numbers are never reused.
+    A restore from an older backup carries the replaced database's highest serial over
+    (bot/services/ops/backup.py), so numbers issued after the backup are not handed out again."""
 
     id = fields.IntField(primary_key=True)
     issued_at = fields.DatetimeField(auto_now_add=True)

@@ -131,6 +131,8 @@ async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
             "the chat. Demo members: o_demo_member_1 and o_demo_member_2 (try 积分).\n"
             f"Act as staff with --openid {DEMO_STAFF} (a manager): 员工帮助, "
             "消费 13900139001 128.50, 查询 13900139001.\n"
+            "Owner commands work on this sandbox with --sandbox first, e.g.\n"
+            "  .venv/bin/memberbot --sandbox staff invite --store S001 --role clerk\n"
             "Press Ctrl+C to stop.\n",
             flush=True,
         )

@@ -24,7 +24,7 @@ from bot.config import ConfigError, load_config
 from bot.infra.db import close_database, open_database
 from bot.infra.vault import new_data_key
 from bot.models import Store
-from tests.support import make_config
+from tests.support import APP_ID, APP_SECRET, make_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERBOT = ROOT / ".venv" / "bin" / "memberbot"
@@ -143,10 +143,14 @@ async def test_wechat_refusing_the_qrcode_is_exit_1(db_url, stand_ins, tmp_path)
     assert not out.exists()
 
 
-def test_main_prints_a_refusal_once_on_stderr_with_its_status(tmp_path, capsys):
+def test_main_prints_a_refusal_once_on_stderr_with_its_status(tmp_path, capsys, monkeypatch):
     """Every command refuses the same way: main() prints one `memberbot: <message>` line on
     stderr and exits with the refusal's status; nothing goes to stdout."""
     out = tmp_path / "poster.png"
+    # qrcode calls WeChat: with its credentials set, the refusal is the scene's.
+    monkeypatch.setenv("MEMBERBOT_WECHAT_APP_ID", APP_ID)
+    monkeypatch.setenv("MEMBERBOT_WECHAT_APP_SECRET", APP_SECRET)
+    monkeypatch.setenv("MEMBERBOT_SECURITY_DATA_KEY", new_data_key())
     status = cli.main(["--config", str(ROOT / "config.toml"), "qrcode", "--scene", "foo",
                        "-o", str(out)])
     assert status == 2
@@ -287,7 +291,22 @@ def test_every_subcommand_registers_its_run_function():
     found = {p.prog.removeprefix("memberbot "): p.get_default("run") for p in leaves(cli.parser())}
     assert sorted(found) == sorted([
         "serve", "worker", "sandbox", "chat", "staff invite", "staff list", "staff revoke",
-        "purchase", "audit", "menu", "qrcode", "coupon template add", "coupon template list",
-        "coupon template disable", "coupon issue", "backup", "restore", "export", "import",
-        "security"])
+        "purchase", "audit", "menu push", "menu show", "qrcode", "coupon template add",
+        "coupon template list", "coupon template disable", "coupon issue", "backup", "restore",
+        "export", "import", "security new-key", "security rotate-key"])
     assert all(callable(run) for run in found.values()), found
+
+
+# --- packaging ---
+
+def test_the_install_is_quiet_about_the_license():
+    """A license table makes setuptools print ~140 lines of deprecation warnings on every
+    `pip install`; an SPDX string needs setuptools 77 or later to be accepted."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["license"] == "MIT"
+    [setuptools] = [r for r in project["build-system"]["requires"] if r.startswith("setuptools")]
+    minimum = re.fullmatch(r"setuptools>=(\d+)(\.\d+)*", setuptools)
+    assert minimum and int(minimum[1]) >= 77, setuptools

@@ -169,10 +169,11 @@ async def test_staff_list_and_revoke(run_cli, capsys, db_url):
     assert await run_cli("staff", "list") == 0
     lines = output(capsys)[0].strip().splitlines()
     assert len(lines) == 2
-    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    assert lines[0].split() == [str(wang.id), "小王", "clerk", "S001", "active", "bound", today]
+    bound = [f"{s.created_at.astimezone(TZ):%Y-%m-%d %H:%M}".split() for s in (wang, li)]
+    assert lines[0].split() == [str(wang.id), "小王", "clerk", "S001", "active", "bound",
+                                *bound[0]]
     assert lines[1].split() == [str(li.id), "李店长", "manager", "S002", "revoked", "bound",
-                                today]
+                                *bound[1]]
     # A second revoke, or an unknown id, is an error.
     assert await run_cli("staff", "revoke", str(li.id)) == 1
     assert f"no active staff member with id {li.id}" in output(capsys)[1]
@@ -182,6 +183,19 @@ async def test_staff_list_and_revoke(run_cli, capsys, db_url):
         assert entry.actor == "cli" and entry.store_code == "S002"
         assert entry.detail == f"staff:{li.id} 李店长"
         assert (await Staff.get(id=wang.id)).active
+
+
+async def test_staff_list_shows_shop_time(run_cli, capsys, db_url):
+    """Bound at 17:30 UTC on 2 November is 01:30 on the 3rd in the shop (UTC+8)."""
+    async with shop_db(db_url) as bot:
+        code = await staff_service.create_invite("S001", "clerk", "小王", bot.now())
+        staff = await staff_service.bind("o_1", code, bot.now())
+        await Staff.filter(openid="o_1").update(
+            created_at=dt.datetime(2026, 11, 2, 17, 30, tzinfo=dt.UTC))
+    assert staff
+    assert await run_cli("staff", "list") == 0
+    [line] = output(capsys)[0].strip().splitlines()
+    assert line.endswith("bound 2026-11-03 01:30"), line
 
 
 # --- purchase ---
@@ -367,6 +381,27 @@ async def test_audit_for_an_unknown_member_exits_1(run_cli, capsys, db_url):
     assert f"没有找到 {OTHER_PHONE} 对应的会员" in output(capsys)[1]
     assert await run_cli("audit", "--member", "nobody") == 1
     assert "既不是手机号也不是卡号" in output(capsys)[1]
+
+
+async def test_audit_shows_money_in_yuan(run_cli, capsys, db_url):
+    member = await seed_member(db_url)
+    async with shop_db(db_url):
+        await AuditEntry.create(actor="cli", action="topup", member_id=member.id,
+                                before={"stored_value": 0},
+                                after={"stored_value": 38000, "amount": 35000, "bonus": 3000},
+                                detail="e-topup")
+        await AuditEntry.create(actor="cli", action="coupon_redeem", member_id=member.id,
+                                after={"coupons": ["C1"], "amount": None, "discount": 0},
+                                detail="e-coupon")
+    assert await run_cli("audit") == 0
+    out = output(capsys)[0]
+    topup = next(x for x in out.splitlines() if "e-topup" in x)
+    # PostgreSQL's jsonb keeps its own key order: compare the values, not the order.
+    assert "stored_value=¥0.00 → " in topup
+    for shown in ("stored_value=¥380.00", "amount=¥350.00", "bonus=¥30.00"):
+        assert shown in topup, topup
+    coupon = next(x for x in out.splitlines() if "e-coupon" in x)
+    assert "amount=None" in coupon and "discount=¥0.00" in coupon and "coupons=['C1']" in coupon
 
 
 async def test_cli_actions_show_up_in_the_audit(run_cli, capsys, db_url):

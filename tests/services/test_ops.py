@@ -155,9 +155,13 @@ async def test_backup_cli_default_path_and_refusals(sqlite_url, tmp_path, run_cl
     monkeypatch.chdir(tmp_path)
     assert await run_cli(sqlite_url, "backup") == 0
     out = capsys.readouterr().out
-    match = re.fullmatch(r"Backup written: (backups/memberbot-\d{8}-\d{6}\.db) \((.+)\)\n", out)
+    # Beside the database, in data/ (which git ignores), not in the working directory.
+    match = re.fullmatch(r"Backup written: (.+/data/backups/memberbot-\d{8}-\d{6}\.db) "
+                         r"\((.+)\)\n", out)
     assert match, out
-    made = tmp_path / match[1]
+    made = Path(match[1])
+    assert made.parent == tmp_path / "data" / "backups"
+    assert not (tmp_path / "backups").exists()
     assert sqlite_rows(made, "SELECT count(*) FROM member") == [(1,)]
     assert match[2].endswith("KB")
     # An existing target is not overwritten; a missing database is not created.
@@ -238,6 +242,60 @@ async def test_restore_checks_before_touching_and_swaps_in_a_backup(sqlite_url, 
         assert (await members.find_by_phone(bot, "13800138002")).card_no == second.card_no
         # The restored database is a working one.
         assert (await register(bot, "13800138004")).id
+
+
+async def test_no_card_number_is_issued_twice_after_a_restore(sqlite_url, tmp_path, run_cli,
+                                                               capsys):
+    """Cards issued after the backup are in people's hands: after restoring that backup, the
+    next member must not get one of their numbers."""
+    async with open_bot(config_for(sqlite_url), scheduler=False) as bot:
+        issued = [(await register(bot, f"1380013800{i}")).card_no for i in (1, 2)]
+        backup, _ = await ops.backup(sqlite_url, tmp_path / "old.db")
+        issued += [(await register(bot, f"1380013800{i}")).card_no for i in (3, 4)]
+    assert await run_cli(sqlite_url, "restore", str(backup), "--yes") == 0
+    capsys.readouterr()
+    async with open_bot(config_for(sqlite_url), scheduler=False) as bot:
+        assert await Member.all().count() == 2  # the backup's members
+        carried = await CardSerial.get(id=4)  # the high-water mark, a row like the others
+        assert abs(carried.issued_at - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
+        again = [(await register(bot, f"1390013900{i}")).card_no for i in (1, 2, 3)]
+    assert not set(again) & set(issued), (issued, again)
+    assert again[0] == card_number("88", 5)  # right after the highest ever issued
+
+
+async def test_restore_over_an_unreadable_database_asks_for_the_last_card(sqlite_url, tmp_path,
+                                                                          run_cli, capsys):
+    async with open_bot(config_for(sqlite_url), scheduler=False) as bot:
+        await register(bot, "13800138001")
+        backup, _ = await ops.backup(sqlite_url, tmp_path / "old.db")
+    db = ops.sqlite_path(sqlite_url)
+    db.write_bytes(b"\0" * 4096)  # the disk ate it: no telling which numbers it issued
+    assert await run_cli(sqlite_url, "restore", str(backup), "--yes") == 1
+    assert "--last-card" in capsys.readouterr().err
+    assert db.read_bytes() == b"\0" * 4096  # untouched
+    for wrong in ("8800000099", "99000000501", "88abc"):
+        assert await run_cli(sqlite_url, "restore", str(backup), "--yes",
+                             "--last-card", wrong) == 2
+        assert "--last-card" in capsys.readouterr().err
+    last = card_number("88", 41)
+    assert await run_cli(sqlite_url, "restore", str(backup), "--yes", "--last-card", last) == 0
+    async with open_bot(config_for(sqlite_url), scheduler=False) as bot:
+        assert (await register(bot, "13800138002")).card_no == card_number("88", 42)
+
+
+async def test_restore_of_a_database_without_card_serials_still_works(sqlite_url, tmp_path,
+                                                                      run_cli, capsys):
+    """A database from before card serials (no card_serial table) neither blocks the restore
+    nor breaks it."""
+    async with open_bot(config_for(sqlite_url), scheduler=False) as bot:
+        await register(bot, "13800138001")
+        backup, _ = await ops.backup(sqlite_url, tmp_path / "old.db")
+    with contextlib.closing(sqlite3.connect(backup)) as conn:
+        conn.execute("DROP TABLE card_serial")
+        conn.commit()
+    assert await run_cli(sqlite_url, "restore", str(backup), "--yes") == 0, \
+        capsys.readouterr().err
+    assert sqlite_rows(ops.sqlite_path(sqlite_url), "SELECT count(*) FROM member") == [(1,)]
 
 
 # --- export ---

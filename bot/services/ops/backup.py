@@ -21,16 +21,18 @@ from bot.services.ops.common import (
 )
 
 
-def default_backup_path(now: dt.datetime, tz: dt.tzinfo) -> Path:
-    return Path("backups") / f"memberbot-{stamp(now, tz)}.db"
+def default_backup_path(db: Path, now: dt.datetime, tz: dt.tzinfo) -> Path:
+    """<db folder>/backups/<db name>-<time>.db: beside the database (data/, which git ignores),
+    never in the folder the command happens to run in; the sandbox's are named sandbox-…."""
+    return db.parent / "backups" / f"{db.stem}-{stamp(now, tz)}.db"
 
 
 async def backup(url: str, to: Path | None = None, *, now: dt.datetime | None = None,
                  tz: dt.tzinfo = dt.UTC) -> tuple[Path, int]:
-    """Copy the SQLite database to `to` (default backups/memberbot-<time>.db) while it may be in
-    use. Returns the path and its size in bytes."""
+    """Copy the SQLite database to `to` (default: default_backup_path) while it may be in use.
+    Returns the path and its size in bytes."""
     db = sqlite_path(url)
-    dest = to or default_backup_path(now or utcnow(), tz)
+    dest = to or default_backup_path(db, now or utcnow(), tz)
     size = await asyncio.to_thread(_backup_file, db, dest)
     return dest, size
 
@@ -72,15 +74,22 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 async def restore(url: str, source: Path, *, now: dt.datetime | None = None,
-                  tz: dt.tzinfo = dt.UTC) -> Path | None:
+                  tz: dt.tzinfo = dt.UTC, card_serial_floor: int | None = None) -> Path | None:
     """Replace the SQLite database with the backup `source`. Returns where the previous database
     was kept (None if there was none). The server must be stopped: refused while another process
-    has the database open."""
+    has the database open.
+
+    Card numbers issued after the backup are on cards and phones, but not in the backup: the
+    restored database takes over the card serial's high-water mark of the database it replaces
+    (or `card_serial_floor`, when that one cannot be read), so no number is issued twice."""
     db = sqlite_path(url)
-    return await asyncio.to_thread(_restore_file, db, source, stamp(now or utcnow(), tz))
+    now = now or utcnow()
+    return await asyncio.to_thread(_restore_file, db, source, now, stamp(now, tz),
+                                   card_serial_floor)
 
 
-def _restore_file(db: Path, source: Path, when: str) -> Path | None:
+def _restore_file(db: Path, source: Path, now: dt.datetime, when: str,
+                  card_serial_floor: int | None) -> Path | None:
     if not source.is_file():
         raise OpsError(f"no file {source}", 2)
     with source.open("rb") as fh:
@@ -97,6 +106,8 @@ def _restore_file(db: Path, source: Path, when: str) -> Path | None:
         if wal.is_file():  # a copy of a database in WAL mode: bring its log along
             shutil.copyfile(wal, f"{incoming}-wal")
         _check_restorable(incoming, source)
+        high_water = max(_card_serial_high_water(db, card_serial_floor), card_serial_floor or 0)
+        _carry_card_serial(incoming, high_water, now)
         aside = _set_aside(db, when)
         os.replace(incoming, db)
     except BaseException:
@@ -118,6 +129,47 @@ def _check_restorable(path: Path, shown: Path) -> None:
             conn.execute("PRAGMA journal_mode=DELETE")
     except sqlite3.DatabaseError as exc:
         raise OpsError(f"{shown} is not a usable SQLite database ({exc})", 2) from None
+
+
+def _card_serial_high_water(db: Path, floor: int | None) -> int:
+    """The highest card serial the current database ever handed out (0 if there is none)."""
+    if not db.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(file_uri(db, "ro"), uri=True,
+                                                timeout=1)) as conn:
+            if not _has_table(conn, "card_serial"):
+                return 0
+            serials = [conn.execute("SELECT coalesce(max(id), 0) FROM card_serial").fetchone()[0]]
+            # With AUTOINCREMENT the sequence outlives deleted rows; count it too.
+            if _has_table(conn, "sqlite_sequence"):
+                serials += [seq for (seq,) in conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'card_serial'")]
+            return max(serials)
+    except sqlite3.Error as exc:
+        if floor is not None:
+            return floor
+        raise OpsError(f"cannot read which card numbers {db} has issued ({exc}); card numbers "
+                       "issued after the backup would be issued again. Give the highest card "
+                       "number on a card with --last-card, then restore.", 1) from None
+
+
+def _carry_card_serial(incoming: Path, high_water: int, now: dt.datetime) -> None:
+    """Make the restored copy allocate after `high_water`: a row for the highest serial issued
+    (the next one is its id + 1; whose card it was is not in the backup, but it is taken)."""
+    with contextlib.closing(sqlite3.connect(incoming, timeout=1)) as conn:
+        if not _has_table(conn, "card_serial"):
+            return  # older than card serials: the bot makes the table on its first start
+        restored = conn.execute("SELECT coalesce(max(id), 0) FROM card_serial").fetchone()[0]
+        if high_water > restored:
+            conn.execute("INSERT INTO card_serial (id, issued_at) VALUES (?, ?)",
+                         (high_water, now.astimezone(dt.UTC).isoformat(sep=" ")))
+            conn.commit()
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (name,)).fetchone() is not None
 
 
 def _set_aside(db: Path, when: str) -> Path | None:
