@@ -51,6 +51,8 @@ class Member(Model):
     privacy_consent_at = fields.DatetimeField(null=True)
     # 退订: no marketing from then on (service notices the member is owed still go out).
     marketing_opt_out_at = fields.DatetimeField(null=True)
+    # 订阅 after a 退订: marketing consent given back (the opt-out it ended is in the audit log).
+    marketing_opt_in_at = fields.DatetimeField(null=True)
     # 注销: personal data erased; the row stays so ledgers keep adding up.
     erased_at = fields.DatetimeField(null=True)
     registered_at = fields.DatetimeField(auto_now_add=True)
