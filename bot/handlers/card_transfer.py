@@ -35,5 +35,6 @@ async def transfer(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
         done.new_openid, Text(ctx.render("transfer_new_account.j2", member=done.member)),
         key=f"transfer-new:{request_id}", purpose="card_transfer"),
         f"transfer-new:{request_id}")
-    return ctx.reply("transfer_done.j2", member=done.member, had_wechat=bool(done.old_openid),
+    return ctx.reply("transfer_done.j2", member=done.member, request=done.request,
+                     had_wechat=bool(done.old_openid), tz=ctx.bot.config.shop.tz,
                      masked=mask_phone(members.phone_of(ctx.bot, done.member)))
