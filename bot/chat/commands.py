@@ -64,6 +64,9 @@ MY_DATA = GlobalCommand("my_data", False, words=("我的数据", "个人信息",
                         sample="我的数据")
 OPT_OUT = GlobalCommand("opt_out", False, words=("退订", "TD", "td", "取消订阅", "不要推送"),
                         sample="退订")
+# 退订's way back: marketing consent given again.
+OPT_IN = GlobalCommand("opt_in", False, words=("订阅", "恢复推送", "重新订阅"), sample="订阅")
 
 ALL = (CANCEL, BIND, STAFF, ERASE, JOIN, EXCHANGE,
-       HELP, CARD, COUPONS, COUPON_HISTORY, POINTS_HISTORY, CHECKIN, INVITE, MY_DATA, OPT_OUT)
+       HELP, CARD, COUPONS, COUPON_HISTORY, POINTS_HISTORY, CHECKIN, INVITE, MY_DATA, OPT_OUT,
+       OPT_IN)

@@ -1,5 +1,5 @@
 """我的数据 (what we store about you), 注销 (erase it, confirmed by an SMS code), 退订 (no more
-marketing; also an SMS reply of TD / 退订 / T)."""
+marketing; also an SMS reply of TD / 退订 / T) and 订阅 (marketing again, after a 退订)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ async def opt_out(ctx: Context) -> Reply | None:
         return ctx.reply("opt_out_not_member.j2") if ctx.inbound.channel == "wechat" else None
     await privacy.opt_out(ctx.member, ctx.now)
     return ctx.reply("opt_out_done.j2")
+
+
+@router.global_command(commands.OPT_IN, help="opt_in")
+async def opt_in(ctx: Context) -> Reply | None:
+    if ctx.member is None:
+        return ctx.reply("opt_in_not_member.j2") if ctx.inbound.channel == "wechat" else None
+    if not await privacy.opt_in(ctx.member, ctx.now):
+        return ctx.reply("opt_in_already.j2")
+    return ctx.reply("opt_in_done.j2")
 
 
 @router.global_command(commands.MY_DATA, help="my_data", audience="everyone")

@@ -119,10 +119,9 @@ async def decline(ctx: Context) -> Reply:
 
 @router.answer(Registration.phone, fits=_a_phone)
 async def phone_given(ctx: Context) -> Reply:
+    # The same answer for every number, a member's or not: whether the card is bound to another
+    # WeChat account is said only after the code proves the phone (code_given).
     phone = normalize_phone(ctx.text)
-    owner = await members.phone_owner(ctx.bot, phone, ctx.inbound.user)
-    if owner == "taken":
-        return ctx.reply("reg_phone_taken.j2", masked=mask_phone(phone))
     ctx.dialog.update(phone=ctx.bot.vault.encrypt(phone))
     return await _send_code(ctx, phone)
 
@@ -167,8 +166,7 @@ async def code_given(ctx: Context) -> Reply:
     try:
         linked = await members.link_existing(ctx.bot, ctx.inbound.user, phone)
     except members.PhoneTaken:
-        ctx.dialog.set(Registration.phone)
-        return ctx.reply("reg_phone_taken.j2", masked=mask_phone(phone))
+        return await _bound_elsewhere(ctx, phone)
     if linked:
         ctx.dialog.clear()
         return ctx.reply("reg_linked.j2", member=linked.member)
@@ -240,6 +238,15 @@ async def not_a_birthday(ctx: Context) -> Reply:
     return ctx.reply("reg_bad_birthday.j2", reason=BadBirthday.FORMAT, text=ctx.text)
 
 
+async def _bound_elsewhere(ctx: Context, phone: str) -> Reply:
+    """This account proved the phone, whose card is bound to another account: keep the proof
+    for a manager's 换绑 (bot/handlers/card_transfer.py) and say how to get the card moved."""
+    await members.request_transfer(ctx.bot, ctx.inbound.user, phone)
+    ctx.dialog.clear()
+    return ctx.reply("reg_phone_taken.j2", masked=mask_phone(phone),
+                     hours=int(members.TRANSFER_TTL.total_seconds() // 3600))
+
+
 async def _finish(ctx: Context, birthday) -> Reply:
     phone = _phone(ctx)
     if phone is None or not ctx.dialog.data.get("verified"):
@@ -250,9 +257,8 @@ async def _finish(ctx: Context, birthday) -> Reply:
         registration = await members.register(ctx.bot, ctx.inbound.user, phone,
                                               ctx.dialog.data.get("name", ""), birthday,
                                               consent_at)
-    except members.PhoneTaken:
-        ctx.dialog.set(Registration.phone)
-        return ctx.reply("reg_phone_taken.j2", masked=mask_phone(phone))
+    except members.PhoneTaken:  # registered by another account since this one proved the code
+        return await _bound_elsewhere(ctx, phone)
     ctx.dialog.clear()
     member = registration.member
     coupon = None

@@ -6,7 +6,7 @@ from bot.models.delivery import AccessToken, Delivery, DeliveryStatus
 from bot.models.follower import Follower
 from bot.models.jobs import JobRun
 from bot.models.ledger import CheckIn, PointsEntry, PointsKind, PointsUse, Purchase, TierChange
-from bot.models.member import CardSerial, Member, Store
+from bot.models.member import CardSerial, CardTransfer, Member, Store
 from bot.models.staff import AppendOnlyError, AuditEntry, Role, Staff, StaffInvite
 from bot.models.verification import RateEvent, RateKey, SmsCode
 from bot.models.wallet import PunchCard, PunchUse, StoredValueEntry, StoredValueKind
@@ -16,6 +16,7 @@ __all__ = [
     "AppendOnlyError",
     "AuditEntry",
     "CardSerial",
+    "CardTransfer",
     "CheckIn",
     "Conversation",
     "Coupon",

@@ -53,6 +53,8 @@ class Member(Model):
     privacy_consent_at = fields.DatetimeField(null=True)
     # 退订: no marketing from then on (service notices the member is owed still go out).
     marketing_opt_out_at = fields.DatetimeField(null=True)
+    # 订阅 after a 退订: marketing consent given back (the opt-out it ended is in the audit log).
+    marketing_opt_in_at = fields.DatetimeField(null=True)
     # 注销: personal data erased; the row stays so ledgers keep adding up.
     erased_at = fields.DatetimeField(null=True)
     registered_at = fields.DatetimeField(auto_now_add=True)
@@ -60,3 +62,26 @@ class Member(Model):
     class Meta:
         table = "member"
         indexes = (("birth_month", "birth_day"),)
+
+
+class CardTransfer(Model):
+    """换绑: moving a card to another WeChat account. The new account proves the phone's SMS code
+    (pending, for a while); a manager's 换绑 carries it out (done). Neither alone moves a card."""
+
+    id = fields.IntField(primary_key=True)
+    member = fields.ForeignKeyField("models.Member", related_name="transfers")
+    openid = fields.CharField(max_length=64)  # the new account, which proved the code
+    requested_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    # pending → done | void (expired, or replaced by a newer request for the same card)
+    status = fields.CharField(max_length=8, default="pending")
+    # Set when done: the 换绑 message's idempotency key, who did it, the account unbound.
+    key = fields.CharField(max_length=96, unique=True, null=True)
+    done_at = fields.DatetimeField(null=True)
+    from_openid = fields.CharField(max_length=64, null=True)
+    staff = fields.ForeignKeyField("models.Staff", related_name="card_transfers", null=True,
+                                   on_delete=fields.SET_NULL)
+
+    class Meta:
+        table = "card_transfer"
+        indexes = (("member_id", "status"),)

@@ -8,16 +8,26 @@ import re
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from bot.infra import idempotent, sql
 from bot.infra.db import IntegrityError
 from bot.infra.vault import Vault
-from bot.models import CardSerial, Conversation, Follower, Member, PointsKind, Store
+from bot.models import (
+    CardSerial,
+    CardTransfer,
+    Conversation,
+    Follower,
+    Member,
+    PointsKind,
+    Store,
+)
 from bot.rules import earning
 from bot.rules.cards import card_number, is_valid_card_number
 from bot.rules.parsing import Birthday, normalize_phone, normalize_text
 from bot.services import Refused, loyalty
+from bot.services.staff import Actor, audit
 
 _SCENE_RE = re.compile(r"(store|staff|ref):([A-Za-z0-9_\-]{1,56})")
 SceneKind = Literal["store", "staff", "ref"]
@@ -116,19 +126,10 @@ async def find_by_phone(bot, phone: str) -> Member | None:
     return await Member.filter(phone_hash__in=bot.vault.lookup_hashes(phone)).first()
 
 
-async def phone_owner(bot, phone: str, openid: str) -> str:
-    """free | linkable (a member without WeChat) | mine | taken (bound to another account)."""
-    member = await find_by_phone(bot, phone)
-    if member is None:
-        return "free"
-    follower = await Follower.get_or_none(member_id=member.id)
-    if follower is None:
-        return "linkable"
-    return "mine" if follower.openid == openid else "taken"
-
-
 class PhoneTaken(Exception):
-    """The phone belongs to a member bound to another WeChat account."""
+    """The phone belongs to a member bound to another WeChat account. Only raised once this
+    account has proved the phone's SMS code: before that, a member's number and anyone else's
+    get the same answer, so nobody learns who is a member."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,104 @@ async def link_existing(bot, openid: str, phone: str) -> Registration | None:
             raise PhoneTaken(phone)
         await Follower.filter(id=follower.id).update(member_id=member.id)
     return Registration(member, created=False)
+
+
+# --- 换绑: moving a card to another WeChat account ---
+
+# How long a proved phone waits for a manager's 换绑 (the member has to reach the store).
+TRANSFER_TTL = dt.timedelta(hours=24)
+
+
+class TransferRefused(Refused):
+    """Why a 换绑 cannot be carried out; `reason` names the template for the staff member."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    member: Member
+    request: CardTransfer
+    old_openid: str | None  # the account unbound (None: the card had no WeChat bound)
+    new_openid: str
+    old_following: bool = False  # whether the old account can still be told
+    repeated: bool = False  # this key had already done it: nothing changed now
+
+
+async def request_transfer(bot, openid: str, phone: str) -> CardTransfer | None:
+    """This account proved the SMS code of a phone whose card is bound to another account:
+    keep that proof for TRANSFER_TTL, for a manager's 换绑. A newer request for the card (from
+    any account) replaces the older ones. None if the phone has no member (any more)."""
+    member = await find_by_phone(bot, phone)
+    if member is None:
+        return None
+    now = bot.now()
+    async with in_transaction():
+        await CardTransfer.filter(member_id=member.id, status="pending").update(status="void")
+        return await CardTransfer.create(member_id=member.id, openid=openid, requested_at=now,
+                                         expires_at=now + TRANSFER_TTL)
+
+
+async def transfer_card(bot, member: Member, actor: Actor, key: str) -> Transfer:
+    """A manager's 换绑: bind the card to the account that proved its phone's code (the latest
+    pending request), unbind the old one, in one transaction. Needs both: a request without a
+    manager waits, a manager without a request is refused. Repeating `key` returns the first
+    result."""
+    now = bot.now()
+
+    async def done_before() -> Transfer | None:
+        request = await CardTransfer.get_or_none(key=key)
+        if request is None:
+            return None
+        old = (await Follower.get_or_none(openid=request.from_openid)
+               if request.from_openid else None)
+        return Transfer(await Member.get(id=request.member_id), request, request.from_openid,
+                        request.openid, old_following=bool(old and old.following),
+                        repeated=True)
+
+    async def act() -> Transfer:
+        request = await CardTransfer.filter(member_id=member.id, status="pending",
+                                            expires_at__gt=now).order_by("-id").first()
+        if request is None:
+            raise TransferRefused("transfer_no_request.j2", hours=_hours(TRANSFER_TTL))
+        target = await Follower.get_or_none(openid=request.openid)
+        if target is None or (target.member_id and target.member_id != member.id):
+            # That account joined as a member of its own meanwhile: one account, one card.
+            raise TransferRefused("transfer_target_is_member.j2")
+        old = await Follower.get_or_none(member_id=member.id)
+        old_openid = old.openid if old and old.openid != request.openid else None
+        # Conditional: of two 换绑 at once, one carries the request out.
+        if not await CardTransfer.filter(id=request.id, status="pending").update(
+                status="done", key=key, done_at=now, from_openid=old_openid,
+                staff_id=actor.staff.id if actor.staff else None):
+            raise IntegrityError("transfer request taken by a concurrent 换绑")
+        if old_openid:
+            await Follower.filter(id=old.id, member_id=member.id).update(member_id=None)
+            # A dialog the old account had open was that member's (an exchange, an erasure).
+            await Conversation.filter(user=f"wechat:{old_openid}").delete()
+        if not await Follower.filter(Q(member_id=None) | Q(member_id=member.id),
+                                     id=target.id).update(member_id=member.id):
+            raise IntegrityError("the new account was bound meanwhile")
+        await audit(actor, "card_transfer", member=member,
+                    before={"wechat": _tail(old_openid)}, after={"wechat": _tail(request.openid)},
+                    detail=f"phone proved by SMS code at {request.requested_at.isoformat()}")
+        await request.refresh_from_db()
+        return Transfer(member, request, old_openid, request.openid,
+                        old_following=bool(old_openid and old.following))
+
+    try:
+        return await idempotent.once(done_before, act)
+    except IntegrityError:
+        # Another 换绑 (another key) carried the request out first.
+        raise TransferRefused("transfer_no_request.j2", hours=_hours(TRANSFER_TTL)) from None
+
+
+def _tail(openid: str | None) -> str | None:
+    """Enough of an openid to tell accounts apart in the audit log (the whole one is in
+    card_transfer)."""
+    return f"…{openid[-6:]}" if openid else None
+
+
+def _hours(delta: dt.timedelta) -> int:
+    return int(delta.total_seconds() // 3600)
 
 
 async def register(bot, openid: str, phone: str, name: str, birthday: Birthday | None,

@@ -1,5 +1,6 @@
 """Members' rights over their data (PIPL): see it (我的数据), erase it (注销), refuse marketing
-(退订); and re-encrypting every phone number under a new data key without downtime.
+(退订) and accept it again (订阅); and re-encrypting every phone number under a new data key
+without downtime.
 
 Erasure removes what identifies the person (phone, name, birthday, attribution to an employee)
 and unbinds their WeChat account. The member row, its card number and its ledger entries stay,
@@ -101,6 +102,26 @@ async def opt_out(member: Member, now: dt.datetime) -> bool:
     """True if this changed anything (a second 退订 is harmless)."""
     return bool(await Member.filter(id=member.id, marketing_opt_out_at=None).update(
         marketing_opt_out_at=now))
+
+
+async def opt_in(member: Member, now: dt.datetime) -> bool:
+    """订阅 after a 退订: marketing consent given back, stamped with its time. The opt-out it
+    ends goes to the audit log, so the history of consent survives the row's one pair of
+    columns. False if there was nothing to give back (never opted out, or erased)."""
+    async with in_transaction():
+        opted_out_at = await Member.filter(
+            id=member.id, erased_at=None, marketing_opt_out_at__not_isnull=True
+        ).first().values_list("marketing_opt_out_at", flat=True)
+        if opted_out_at is None:
+            return False
+        # Conditional: of two 订阅 at once, one records it.
+        if not await Member.filter(id=member.id, marketing_opt_out_at__not_isnull=True).update(
+                marketing_opt_out_at=None, marketing_opt_in_at=now):
+            return False
+        await audit(Actor(None, None, f"member:{member.id}"), "marketing_opt_in",
+                    member=member.id, before={"marketing_opt_out_at": opted_out_at.isoformat()},
+                    after={"marketing_opt_in_at": now.isoformat()})
+    return True
 
 
 async def rotate_key(bot, batch: int = 500) -> tuple[int, int]:

@@ -34,6 +34,7 @@ REQUIRED_ROLE: dict[str, Role] = {
     "broadcast": Role.MANAGER,
     "issue_coupon": Role.MANAGER,
     "undo_coupon": Role.MANAGER,
+    "transfer_card": Role.MANAGER,
 }
 ROLE_NAMES = {Role.CLERK: "店员", Role.MANAGER: "店长", Role.OWNER: "老板"}
 

@@ -32,7 +32,7 @@ from bot.notifications.cs_quota import (
 )
 from bot.sandbox import wechat_client as wire
 from bot.sandbox.wechat_client import Signed
-from bot.services import members
+from bot.services import verification
 
 SEND = "/cgi-bin/message/custom/send"
 REPLY_FIELDS = ("ToUserName", "FromUserName", "MsgType", "Content")
@@ -287,7 +287,7 @@ async def test_deferred_handler_failure_sends_the_apology(harness_factory, monke
         await asyncio.sleep(1)
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(members, "phone_owner", slow_boom)
+    monkeypatch.setattr(verification, "send_code", slow_boom)
     assert await h.post(wire.text(openid, "13800138025", msg_id=msg_id)) is None
     await h.bot.drain(5)
     error = h.bot.templates.render("error.j2")
@@ -308,12 +308,12 @@ async def test_handler_exception_gets_a_polite_reply_and_the_worker_keeps_servin
 ):
     h, openid, phone, msg_id = harness, "o_boom", "13800138026", 7_000_000_000_006
     await to_phone_step(h, openid)
-    original = members.phone_owner
+    original = verification.send_code
 
     async def boom(*_args, **_kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(members, "phone_owner", boom)
+    monkeypatch.setattr(verification, "send_code", boom)
     xml = wire.text(openid, phone, msg_id=msg_id)
     error = h.bot.templates.render("error.j2")
     assert error.strip()
@@ -328,7 +328,7 @@ async def test_handler_exception_gets_a_polite_reply_and_the_worker_keeps_servin
     assert processed == []
 
     # The worker keeps serving: the member tries again and it works.
-    monkeypatch.setattr(members, "phone_owner", original)
+    monkeypatch.setattr(verification, "send_code", original)
     assert await h.say(openid, phone) == code_sent_text(h, phone)
     assert len(h.sms_codes(phone)) == 1
     assert await h.say("o_someone_else", "帮助")
@@ -464,7 +464,7 @@ async def test_a_handler_raising_timeout_error_is_a_failure_not_a_deferral(harne
     async def db_timeout(*_args, **_kwargs):
         raise TimeoutError("statement timeout")
 
-    monkeypatch.setattr(members, "phone_owner", db_timeout)
+    monkeypatch.setattr(verification, "send_code", db_timeout)
     error = h.bot.templates.render("error.j2")
     reply = await h.post(wire.text(openid, "13800138027", msg_id=msg_id))
     await h.bot.drain(5)

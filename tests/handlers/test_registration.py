@@ -511,21 +511,38 @@ def test_normalize_phone(typed, expected):
     assert normalize_phone(typed) == expected
 
 
-async def test_phone_bound_to_another_wechat_is_refused_before_any_sms(h):
-    phone = new_phone()
-    await register(h, "o_owner", phone)
-    assert len(verify_sms(h, phone)) == 1
+async def test_the_phone_step_answers_a_members_number_like_anyone_elses(h):
+    """Nobody learns whether a number is a member's without its SMS code: the answer at the
+    phone step is the same, and the "bound to another account" comes only after the code."""
+    members_phone, strangers_phone = new_phone(), new_phone()
+    await register(h, "o_owner", members_phone)
+    h.clock.advance(seconds=61)  # registration just sent this phone a code
 
-    intruder = new_openid()
+    intruder, stranger = new_openid(), new_openid()
     await reach(h, intruder, "reg.phone")
-    for typed in (phone, f"+86 {phone[:3]} {phone[3:7]} {phone[7:]}"):
-        reply = await say(h, intruder, typed)
-        assert PHONE_TAKEN in reply and masked(phone) in reply and phone not in reply
-        assert await state(intruder) == "reg.phone"
-    assert len(verify_sms(h, phone)) == 1  # no code to the owner's phone
-    assert await SmsCode.filter(user=intruder).count() == 0
+    await reach(h, stranger, "reg.phone")
+    to_member = await say(h, intruder, members_phone)
+    to_stranger = await say(h, stranger, strangers_phone)
+    assert to_member.replace(masked(members_phone), "#") == \
+        to_stranger.replace(masked(strangers_phone), "#")
+    assert CODE_SENT in to_member and PHONE_TAKEN not in to_member
+    assert await state(intruder) == await state(stranger) == "reg.code"
+    # The code goes out under the same limits as any other (one a minute per phone).
+    assert len(verify_sms(h, members_phone)) == 2
+    assert RATE_LIMITED in await say(h, intruder, "重发")
+
+    # A wrong code learns nothing either; nothing was bound.
+    assert CODE_WRONG in await say(h, intruder, wrong(last_code(h, members_phone)))
+    assert (await Follower.get(openid=intruder)).member_id is None
+
+    # With the code (whoever holds the phone): now it is said, masked, with the way forward.
+    reply = await say(h, intruder, last_code(h, members_phone))
+    assert PHONE_TAKEN in reply and masked(members_phone) in reply and members_phone not in reply
+    assert "换绑" in reply
+    assert await state(intruder) is None
     assert await Member.all().count() == 1
     assert (await Follower.get(openid=intruder)).member_id is None
+    assert (await Follower.get(openid="o_owner")).member_id is not None
 
 
 async def test_member_without_wechat_is_linked_after_the_code(h):
@@ -953,10 +970,13 @@ async def test_phone_never_stored_or_logged_in_clear(h, caplog):
     await say(h, openid, "王小明")
     await dialog_keeps_phone_sealed("reg.birthday")
     assert WELCOME in await say(h, openid, "1990-05-01")
-    # Someone else trying the same number, in another format.
+    # Someone else trying the same number, in another format, and proving its code.
     other = new_openid()
     await reach(h, other, "reg.phone")
-    assert PHONE_TAKEN in await say(h, other, f"+86{phone}")
+    h.clock.advance(seconds=61)
+    assert CODE_SENT in await say(h, other, f"+86{phone}")
+    codes.append(last_code(h, phone))
+    assert PHONE_TAKEN in await say(h, other, codes[-1])
     await h.bot.drain(5)
 
     member = await Member.get(follower__openid=openid)
@@ -1025,6 +1045,7 @@ async def test_two_accounts_registering_one_phone_at_once(h):
     replies = await asyncio.gather(say(h, first, "跳过"), say(h, second, "跳过"))
     assert sum(WELCOME in r for r in replies) == 1, replies
     loser_reply = next(r for r in replies if WELCOME not in r)
+    # The loser proved the code too: told the card is bound elsewhere, and how to move it.
     assert PHONE_TAKEN in loser_reply and masked(phone) in loser_reply
 
     member = await Member.get(phone_hash=h.bot.vault.lookup_hash(phone))
@@ -1033,7 +1054,7 @@ async def test_two_accounts_registering_one_phone_at_once(h):
     assert await Member.all().count() == 1
     assert await PointsEntry.all().count() == 1
     assert (await Follower.get(openid=loser)).member_id is None
-    assert await state(loser) == "reg.phone"
+    assert await state(loser) is None
     await h.bot.drain(5)
     assert len(welcome_sms(h)) == 1
 

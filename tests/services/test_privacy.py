@@ -92,6 +92,36 @@ async def test_opt_out_by_chat_and_by_sms(harness):
     assert (await Member.get(follower__openid="o_p6")).marketing_opt_out_at is not None
 
 
+async def test_subscribing_again_gives_consent_back_with_its_time(harness):
+    await harness.register("o_p9", "13800138019")
+    assert "不用重复订阅" in await harness.say("o_p9", "订阅")  # never opted out
+    assert "已为您退订" in await harness.say("o_p9", "退订")
+    opted_out_at = (await Member.get(follower__openid="o_p9")).marketing_opt_out_at
+    harness.clock.advance(seconds=30)
+
+    assert "已为您恢复订阅" in await harness.say("o_p9", "订阅")
+    member = await Member.get(follower__openid="o_p9")
+    assert member.marketing_opt_out_at is None
+    assert member.marketing_opt_in_at > opted_out_at
+    # The opt-out it ended stays on record.
+    entry = await AuditEntry.get(member_id=member.id, action="marketing_opt_in")
+    assert entry.before == {"marketing_opt_out_at": opted_out_at.isoformat()}
+    assert entry.after == {"marketing_opt_in_at": member.marketing_opt_in_at.isoformat()}
+    assert "恢复订阅" in await harness.say("o_p9", "我的数据")
+
+    assert "不用重复订阅" in await harness.say("o_p9", "恢复推送")
+    assert await AuditEntry.filter(member_id=member.id, action="marketing_opt_in").count() == 1
+    await harness.say("o_p9", "退订")
+    assert "已为您恢复订阅" in await harness.say("o_p9", "恢复推送")
+
+
+async def test_help_lists_subscribing_and_guests_are_told_to_join(harness):
+    assert "回复「注册」" in await harness.say("o_p10", "订阅")
+    await harness.register("o_p11", "13800138020")
+    help_text = await harness.say("o_p11", "帮助")
+    assert "「退订」" in help_text and "「订阅」" in help_text
+
+
 async def test_a_bare_t_opts_out_by_sms_but_is_a_typo_in_chat(harness):
     await harness.register("o_p7", "13800138017")
     reply = await harness.say("o_p7", "T")
