@@ -51,6 +51,8 @@ data/chat-images/ and QR codes are drawn here."""
 RETRY_DELAYS = (0.5, 1.5, 5.0)
 UNREACHABLE = ("(The sandbox is not answering at {url}. Start it with `make sandbox` in "
                "another terminal; trying again…)")
+NOT_RUNNING = ("(The sandbox is not running at {url}: start it with `make sandbox` in another "
+               "terminal. You can type already; what you send is retried for a few seconds.)")
 GAVE_UP = "(Not sent: the sandbox is still down. Type it again once `make sandbox` is running.)"
 BACK = "(The sandbox is answering again.)"
 SCAN_BUTTON = ("({key} opens the camera in WeChat; nothing is sent until it reads a code. "
@@ -106,7 +108,7 @@ class ChatSession:
         self._sms_seq = await self._latest(self.sms_url, {})
         self._template_seq = await self._latest(self.templates_url, {"openid": self.openid})
         if self._down:
-            self.notice(UNREACHABLE.format(url=self.bot_url))
+            self.notice(NOT_RUNNING.format(url=self.bot_url))
         return self
 
     async def __aexit__(self, *exc) -> None:

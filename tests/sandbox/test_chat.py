@@ -27,7 +27,14 @@ from bot.infra.vault import mask_phone
 from bot.notifications.poster import QR_PAYLOAD_KEY
 from bot.rules.cards import is_valid_card_number
 from bot.sandbox import chat as chat_module
-from bot.sandbox.chat import BACK, SCAN_BUTTON, UNREACHABLE, ChatSession, SandboxDown
+from bot.sandbox.chat import (
+    BACK,
+    NOT_RUNNING,
+    SCAN_BUTTON,
+    UNREACHABLE,
+    ChatSession,
+    SandboxDown,
+)
 from bot.sandbox.runner import TEMPLATE_VERIFY, TEMPLATE_WELCOME, run_sandbox, sandbox_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -320,12 +327,12 @@ async def test_a_stopped_sandbox_is_one_friendly_line_and_a_retry(tmp_path, caps
     notices: list[str] = []
     async with ChatSession(sandbox_config(config, data_dir), "o_demo_member_1",
                            notice=notices.append) as chat:
-        unreachable = UNREACHABLE.format(url=chat.bot_url)
-        assert notices == [unreachable] and "make sandbox" in unreachable
+        not_running = NOT_RUNNING.format(url=chat.bot_url)
+        assert notices == [not_running] and "make sandbox" in not_running
         assert await chat.poll() == []
         with pytest.raises(SandboxDown, match="make sandbox"):
             await chat.handle("积分")
-        assert notices == [unreachable]  # said once, not once per retry or per poll
+        assert notices == [not_running]  # said once, not once per retry or per poll
 
         async with running_sandbox(data_dir, capsys, port=port):
             shown = await chat.handle("积分")
@@ -373,7 +380,8 @@ async def test_after_a_sandbox_restart_the_chat_still_sees_new_messages(tmp_path
         assert shown[0].startswith("🤖 [图片] saved to "), shown  # the referral QR
         invitation, _ = await poll_until(chat, lambda line: "邀请" in line and line)
     try:
-        assert await chat.poll() == [] and len(notices) == 1  # down: said once
+        assert await chat.poll() == [] and notices == [UNREACHABLE.format(url=chat.bot_url)]
+        assert await chat.poll() == [] and len(notices) == 1  # said once
         async with running_sandbox(data_dir, capsys, port=port):
             again = await chat.handle("邀请")
             assert again[0] == BACK and again[1].startswith("🤖 [图片] saved to "), again
