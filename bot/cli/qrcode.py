@@ -8,7 +8,8 @@ from pathlib import Path
 
 from bot.cli.common import CliError, wechat_api
 from bot.config import Config
-from bot.models import Store
+from bot.infra.templates import Templates
+from bot.models import CouponTemplate, Store
 from bot.notifications.poster import render_poster
 from bot.notifications.wechat_api import WeChatAPIError
 from bot.services import members
@@ -50,11 +51,16 @@ async def qrcode(config: Config, scene: str, output: Path, temporary: bool, expi
         if caption is None:
             store = await Store.get_or_none(code=parsed.value) if parsed.kind == "store" else None
             caption = f"{store.name if store else config.shop.name} 扫码加入会员"
+        welcome = config.coupon_rewards.welcome
+        coupon = await CouponTemplate.get_or_none(code=welcome) if welcome else None
+        perks = Templates({"shop": config.shop}).render(
+            "poster_perks.j2", points=config.shop.welcome_points, coupon=coupon)
     subcaption = ""
     if temporary:
         days, hours = divmod(expire // 3600, 24)
         subcaption = f"{days} 天内有效" if days >= 2 else f"{days * 24 + hours or 1} 小时内有效"
-    png = await asyncio.to_thread(render_poster, result["url"], caption, subcaption)
+    png = await asyncio.to_thread(render_poster, result["url"], caption, subcaption,
+                                  title=config.shop.name, perks=perks)
     await asyncio.to_thread(_write, output, png)
     kind = f"temporary ({expire} s)" if temporary else "permanent"
     print(f"Wrote {output}: {kind} QR code for scene {scene}")

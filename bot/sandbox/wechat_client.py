@@ -60,10 +60,15 @@ def event(openid: str, name: str, key: str | None = None, **kw) -> str:
     return message_xml(openid, "event", fields, **kw)
 
 
-def scancode(openid: str, key: str, result: str, **kw) -> str:
+def scancode(openid: str, key: str, result: str, *, kind: str = "scancode_waitmsg",
+             **kw) -> str:
+    """What WeChat sends after a scancode_waitmsg / scancode_push menu button read a QR code:
+    the button's EventKey and a ScanCodeInfo holding ScanType and ScanResult."""
+    if kind not in ("scancode_waitmsg", "scancode_push"):
+        raise ValueError("kind is scancode_waitmsg or scancode_push")
     info = (f"<ScanType>{_cdata('qrcode')}</ScanType>"
             f"<ScanResult>{_cdata(result)}</ScanResult>")
-    return message_xml(openid, "event", {"Event": "scancode_waitmsg", "EventKey": key,
+    return message_xml(openid, "event", {"Event": kind, "EventKey": key,
                                          "ScanCodeInfo": info}, **kw)
 
 

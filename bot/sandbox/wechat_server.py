@@ -12,9 +12,11 @@ Usage::
 Endpoints: ``POST /cgi-bin/stable_token``, ``POST /cgi-bin/message/custom/send``,
 ``POST /cgi-bin/message/template/send``, ``POST /cgi-bin/menu/create``,
 ``POST /cgi-bin/qrcode/create``, ``GET /cgi-bin/showqrcode?ticket=`` (PNG, no token, like
-mp.weixin.qq.com), ``POST /cgi-bin/media/upload?type=`` (multipart field ``media``) and the
-sandbox-only ``GET /sandbox/messages?openid=&after=``. Anything else answers 40066 invalid url;
-a known path with the wrong method answers 43001/43002.
+mp.weixin.qq.com), ``POST /cgi-bin/media/upload?type=`` (multipart field ``media``),
+``GET /cgi-bin/media/get?media_id=`` (the bytes of temporary media) and the sandbox-only
+``GET /sandbox/messages?openid=&after=``, ``GET /sandbox/templates?openid=&after=`` and
+``GET /sandbox/media?media_id=`` (media/get without a token, for `memberbot chat`). Anything
+else answers 40066 invalid url; a known path with the wrong method answers 43001/43002.
 
 ``WeChatState`` (``app[WECHAT_STATE]``):
 
@@ -33,7 +35,8 @@ a known path with the wrong method answers 43001/43002.
 * faults: ``fail_next(path, errcode, errmsg=None, times=1)``, ``set_delay(path, seconds)``.
 * ``register_template(template_id, keys)``: once any template is registered, unknown ids answer
   40037 and missing data keys 47003; with none registered every template id is accepted.
-* messages_for(openid, after) -> list of dicts (what /sandbox/messages returns).
+* messages_for(openid, after) -> list of dicts (what /sandbox/messages returns, beside
+  ``instance``, which changes when the stand-in restarts and its numbering starts over).
 
 Other errors: empty body 44002, malformed JSON 47001; custom/template send without touser
 40003, unknown msgtype 40008 (text, image, voice, video are accepted), empty text 44004.
@@ -237,6 +240,8 @@ class WeChatState:
     app_id: str
     app_secret: str
     enforce_windows: bool = False
+    # told to pollers of /sandbox/*: a restarted stand-in numbers its records from 1 again
+    instance: str = field(default_factory=lambda: secrets.token_hex(8))
     clock: Callable[[], float] = time.time
     messages: list[CustomMessage] = field(default_factory=list)
     templates: list[TemplateMessage] = field(default_factory=list)
@@ -594,6 +599,16 @@ async def _media_upload(state: WeChatState, request: web.Request) -> dict[str, A
     return {"type": media_type, "media_id": media_id, "created_at": created}
 
 
+async def _media_get(state: WeChatState, request: web.Request) -> web.Response:
+    """WeChat's temporary-media download: the file itself, or the usual errcode JSON. The
+    sandbox's /sandbox/media is the same without a token, for the chat client."""
+    media_id = request.query.get("media_id", "")
+    record = state.media[_require_media(state, media_id)]
+    return web.Response(body=record.data, headers={
+        "Content-Type": record.content_type or "application/octet-stream",
+        "Content-Disposition": f'attachment; filename="{media_id}"'})
+
+
 def _after(request: web.Request) -> int:
     try:
         return int(request.query.get("after", "0"))
@@ -602,14 +617,15 @@ def _after(request: web.Request) -> int:
 
 
 async def _sandbox_messages(state: WeChatState, request: web.Request) -> dict[str, Any]:
-    return {"messages": state.messages_for(request.query.get("openid") or None,
+    return {"instance": state.instance,
+            "messages": state.messages_for(request.query.get("openid") or None,
                                            _after(request))}
 
 
 async def _sandbox_templates(state: WeChatState, request: web.Request) -> dict[str, Any]:
     """Template messages (service notices) sent to an openid, numbered from 1 in `seq`."""
     openid, after = request.query.get("openid") or None, _after(request)
-    return {"messages": [
+    return {"instance": state.instance, "messages": [
         {"seq": seq, "openid": t.openid, "template_id": t.template_id,
          "data": {key: value.get("value") for key, value in t.data.items()}}
         for seq, t in enumerate(state.templates, start=1)
@@ -627,8 +643,10 @@ ROUTES: dict[str, tuple[str, Handler, bool]] = {
     "/cgi-bin/qrcode/create": ("POST", _qrcode_create, True),
     "/cgi-bin/showqrcode": ("GET", _showqrcode, False),
     "/cgi-bin/media/upload": ("POST", _media_upload, True),
+    "/cgi-bin/media/get": ("GET", _media_get, True),
     "/sandbox/messages": ("GET", _sandbox_messages, False),
     "/sandbox/templates": ("GET", _sandbox_templates, False),
+    "/sandbox/media": ("GET", _media_get, False),
 }
 
 

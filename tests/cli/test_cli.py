@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import os
 import subprocess
 from pathlib import Path
@@ -33,20 +34,22 @@ QR_CREATE = "/cgi-bin/qrcode/create"
 
 def qr_pixels_match(png: Path, url: str) -> bool:
     """Does the poster's code encode `url`? Rebuild the module matrix the way the poster does
-    (error correction Q, 6-module border) and sample the centre of every module."""
-    qr = qrcode.QRCode(error_correction=ERROR_CORRECT_Q, border=6)
+    (error correction Q, modules of ceil(1000 / n) px, centred), find the code's top edge below
+    the title and sample the centre of every module."""
+    qr = qrcode.QRCode(error_correction=ERROR_CORRECT_Q, border=0)
     qr.add_data(url)
     qr.make(fit=True)
     matrix = qr.get_matrix()
-    box = max(6, 720 // len(matrix))
+    box = math.ceil(1000 / len(matrix))
     with Image.open(png) as image:
         grey = image.convert("L")
-        for row, cells in enumerate(matrix):
-            for col, dark in enumerate(cells):
-                pixel = grey.getpixel((col * box + box // 2, row * box + box // 2))
-                if (pixel < 128) != dark:
-                    return False
-    return True
+    left = (grey.width - len(matrix) * box) // 2
+    column = left + box // 2
+    tops = [y for y in range(box, grey.height - len(matrix) * box)
+            if grey.getpixel((column, y)) < 128 <= grey.getpixel((column, y - 1))]
+    return any(all((grey.getpixel((left + c * box + box // 2, top + r * box + box // 2)) < 128)
+                   == dark for r, cells in enumerate(matrix) for c, dark in enumerate(cells))
+               for top in tops)
 
 
 def assert_png(path: Path) -> tuple[int, int]:
@@ -56,7 +59,9 @@ def assert_png(path: Path) -> tuple[int, int]:
     with Image.open(path) as image:
         assert image.format == "PNG"
         width, height = image.size
-    assert 600 <= width <= 900 and height > width  # the code plus a caption under it
+        assert image.info["dpi"] == pytest.approx((300, 300), abs=0.01)
+    # a 1000 px code (8.5 cm at 300 dpi) with the shop's name above and a caption below
+    assert 1000 <= width <= 1400 and height > width
     return width, height
 
 
@@ -168,9 +173,9 @@ def posters(monkeypatch):
     calls = []
     real = qrcode_cli.render_poster
 
-    def spy(url, caption, subcaption=""):
+    def spy(url, caption, subcaption="", **extra):
         calls.append((url, caption, subcaption))
-        return real(url, caption, subcaption)
+        return real(url, caption, subcaption, **extra)
 
     monkeypatch.setattr(qrcode_cli, "render_poster", spy)
     return calls

@@ -20,11 +20,21 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from PIL import Image
 
 from bot.config import Config, ServerConfig, load_config
 from bot.infra.vault import mask_phone
+from bot.notifications.poster import QR_PAYLOAD_KEY
 from bot.rules.cards import is_valid_card_number
-from bot.sandbox.chat import ChatSession
+from bot.sandbox import chat as chat_module
+from bot.sandbox.chat import (
+    BACK,
+    NOT_RUNNING,
+    SCAN_BUTTON,
+    UNREACHABLE,
+    ChatSession,
+    SandboxDown,
+)
 from bot.sandbox.runner import TEMPLATE_VERIFY, TEMPLATE_WELCOME, run_sandbox, sandbox_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,14 +77,16 @@ class Sandbox:
     output: list[str]
 
     def chat(self, openid: str) -> ChatSession:
-        return ChatSession(sandbox_config(self.config, self.data_dir), openid)
+        return ChatSession(sandbox_config(self.config, self.data_dir), openid,
+                           images_dir=self.data_dir / "chat-images")
 
 
 @contextlib.asynccontextmanager
-async def running_sandbox(data_dir: Path, capsys) -> AsyncIterator[Sandbox]:
+async def running_sandbox(data_dir: Path, capsys, port: int | None = None
+                          ) -> AsyncIterator[Sandbox]:
     """run_sandbox as a task; yields once /healthz answers and the demo data is seeded; on the
     way out cancels it and checks that nothing is left behind."""
-    port = free_base_port()
+    port = port or free_base_port()
     base = load_config(ROOT / "config.toml", environ={})
     config = base.replace(server=ServerConfig(port=port))
     task = asyncio.create_task(run_sandbox(config, data_dir), name="sandbox")
@@ -301,3 +313,78 @@ async def test_shutdown_leaves_no_unclosed_resources(tmp_path, capsys, caplog):
                 if r.name == "asyncio" or "Unclosed" in r.getMessage()]
     problems += [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert not problems, problems
+
+
+async def test_a_stopped_sandbox_is_one_friendly_line_and_a_retry(tmp_path, capsys, monkeypatch):
+    """`memberbot chat` used to exit with "Connect call failed" when the sandbox was not there.
+    Now it says so once, retries the same message, gives up politely, and carries on when the
+    sandbox is back."""
+    monkeypatch.setattr(chat_module, "RETRY_DELAYS", (0.01, 0.01))
+    port = free_base_port()
+    config = load_config(ROOT / "config.toml", environ={}).replace(
+        server=ServerConfig(port=port))
+    data_dir = tmp_path / "data"
+    notices: list[str] = []
+    async with ChatSession(sandbox_config(config, data_dir), "o_demo_member_1",
+                           notice=notices.append) as chat:
+        not_running = NOT_RUNNING.format(url=chat.bot_url)
+        assert notices == [not_running] and "make sandbox" in not_running
+        assert await chat.poll() == []
+        with pytest.raises(SandboxDown, match="make sandbox"):
+            await chat.handle("积分")
+        assert notices == [not_running]  # said once, not once per retry or per poll
+
+        async with running_sandbox(data_dir, capsys, port=port):
+            shown = await chat.handle("积分")
+            assert shown[0] == BACK, shown
+            assert "积分：1280" in shown[1]
+            assert await chat.handle("积分") == [shown[1]]  # back is said once
+
+
+async def test_images_are_saved_and_their_qr_drawn_and_scancode_redeems(tmp_path, capsys):
+    """A coupon's QR image used to show as [图片 media_id=…], and a clerk had no way to send a
+    scan: now the image is saved and drawn, /click STAFF_SCAN explains, /scancode scans."""
+    async with running_sandbox(tmp_path / "data", capsys) as sandbox, \
+            sandbox.chat("o_demo_staff") as clerk, sandbox.chat("o_demo_member_1") as member:
+        issued = await say(clerk, "发券 13900139001 CARE")
+        assert "已给" in issued, issued
+
+        shown = await member.handle("券 1")
+        assert len(shown) == 2 and shown[0].startswith("🤖 [图片] saved to "), shown
+        path = Path(shown[0].removeprefix("🤖 [图片] saved to "))
+        assert path.parent == sandbox.data_dir / "chat-images"
+        with Image.open(path) as image:
+            code = image.text[QR_PAYLOAD_KEY]
+        assert code in issued
+        drawing = shown[1].splitlines()
+        assert len(drawing) > 10 and set("".join(drawing)) <= set("█▀▄\xa0")  # blanks are NBSP
+
+        tap = await clerk.handle("/click STAFF_SCAN")
+        assert tap == [SCAN_BUTTON.format(key="STAFF_SCAN")] and "/scancode" in tap[0]
+        redeemed = await say(clerk, f"/scancode {code}")
+        assert "核销成功" in redeemed and "头皮护理" in redeemed, redeemed
+        assert "/scancode" in (await clerk.handle("/help"))[0]
+
+
+async def test_after_a_sandbox_restart_the_chat_still_sees_new_messages(tmp_path, capsys):
+    """A restarted stand-in numbers its messages from 1 again; the chat, which had seen some,
+    must not wait for numbers past the old ones (the invitation text would never show)."""
+    port = free_base_port()
+    data_dir = tmp_path / "data"
+    notices: list[str] = []
+    async with running_sandbox(data_dir, capsys, port=port) as sandbox:
+        chat = ChatSession(sandbox_config(sandbox.config, data_dir), "o_demo_member_1",
+                           images_dir=data_dir / "chat-images", notice=notices.append)
+        await chat.__aenter__()
+        shown = await chat.handle("邀请")
+        assert shown[0].startswith("🤖 [图片] saved to "), shown  # the referral QR
+        invitation, _ = await poll_until(chat, lambda line: "邀请" in line and line)
+    try:
+        assert await chat.poll() == [] and notices == [UNREACHABLE.format(url=chat.bot_url)]
+        assert await chat.poll() == [] and len(notices) == 1  # said once
+        async with running_sandbox(data_dir, capsys, port=port):
+            again = await chat.handle("邀请")
+            assert again[0] == BACK and again[1].startswith("🤖 [图片] saved to "), again
+            await poll_until(chat, lambda line: line == invitation and line)
+    finally:
+        await chat.__aexit__(None, None, None)

@@ -276,6 +276,25 @@ async def test_media_upload_and_image_message(client):
     assert (await upload(client, tok, PNG_1PX + b"\0" * (10 << 20)))["errcode"] == 40009
 
 
+async def test_media_can_be_fetched_back_until_it_expires(client):
+    """media/get (with a token, as WeChat) and /sandbox/media (without, for the chat client)
+    answer the uploaded bytes; an unknown or expired media_id answers 40007."""
+    tok = (await token(client))["access_token"]
+    media_id = (await upload(client, tok, PNG_1PX))["media_id"]
+    for path, params in (("/cgi-bin/media/get", {"access_token": tok, "media_id": media_id}),
+                         ("/sandbox/media", {"media_id": media_id})):
+        resp = await client.get(path, params=params)
+        assert resp.status == 200 and resp.content_type == "image/png"
+        assert await resp.read() == PNG_1PX
+    resp = await client.get("/cgi-bin/media/get", params={"media_id": media_id})
+    assert (await resp.json())["errcode"] == 41001
+    resp = await client.get("/sandbox/media", params={"media_id": "unknown"})
+    assert (await resp.json())["errcode"] == 40007
+    state_of(client).advance(3 * 24 * 3600 + 1)
+    resp = await client.get("/sandbox/media", params={"media_id": media_id})
+    assert (await resp.json())["errcode"] == 40007
+
+
 # --- hooks and misc ---
 
 
