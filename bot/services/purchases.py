@@ -50,6 +50,7 @@ class PurchaseResult:
     new_tier: str | None  # set when this purchase lifted the member to a higher tier
     referral_points: int  # points the member got for being referred (first purchase)
     duplicate: bool = False
+    why: earning.PointsWhy | None = None  # the multipliers behind `points` (not on a repeat)
 
 
 async def record(bot, member: Member, amount_fen: int, *, actor: Actor, note: str,
@@ -92,8 +93,9 @@ async def record_in_transaction(bot, member: Member, amount_fen: int, *, actor: 
     # purchase?" (the referral reward) and the tier check see each other's effects.
     await Member.filter(id=member.id).update(points=F("points"))
     before = await Member.get(id=member.id)
-    points = earning.points_for(amount_fen, earning_rule(config),
-                                tiers.multiplier(config.tiers, before.tier), today.isoweekday())
+    rule, multiplier = earning_rule(config), tiers.multiplier(config.tiers, before.tier)
+    points = earning.points_for(amount_fen, rule, multiplier, today.isoweekday())
+    why = earning.points_why(rule, before.tier, multiplier, today.isoweekday())
     expires_on = earning.expiry_for(today, config.points.expiry, config.points.expiry_months)
     purchase = await Purchase.create(
         member_id=member.id, store=actor.store, staff=actor.staff, amount=amount_fen,
@@ -112,7 +114,7 @@ async def record_in_transaction(bot, member: Member, amount_fen: int, *, actor: 
                 after={"points": after.points, "tier": after.tier,
                        "amount": amount_fen, "purchase": purchase.id},
                 detail=note)
-    return PurchaseResult(purchase, after, points, new_tier, referral)
+    return PurchaseResult(purchase, after, points, new_tier, referral, why=why)
 
 
 async def _reward_referral(bot, member: Member, purchase: Purchase,
