@@ -8,8 +8,9 @@ reward it triggered), taking from that lot first. If the member already spent so
 points, the rest comes from their other points, soonest-expiring first; what still cannot be taken
 back (the member has spent everything) is written off and recorded on the purchase as
 `void_shortfall`, shown to the manager. Points of the purchase that already expired are not
-taken again. The balance never goes below zero. Tiers are not lowered
-by a void; the periodic evaluation does that, with notice.
+taken again. The balance never goes below zero. An upgrade the voided purchase brought is taken
+back at once (tiering.take_back_upgrade: a correction); any lower tier is the periodic
+evaluation's call, with notice.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tortoise.transactions import in_transaction
 from bot.infra import idempotent
 from bot.models import Member, PointsEntry, PointsKind, Purchase, Role, TierChange
 from bot.rules import earning, tiers
-from bot.services import Refused, coupons, loyalty
+from bot.services import Refused, coupons, loyalty, tiering
 from bot.services.staff import Actor, audit
 
 
@@ -155,6 +156,7 @@ class VoidResult:
     reversed_points: int
     shortfall: int
     duplicate: bool = False
+    corrected_tier: str | None = None  # the tier the member went back to, the upgrade undone
 
 
 async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
@@ -200,11 +202,15 @@ async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
                 reversed_points += take
                 shortfall += owed - take
         await Purchase.filter(id=purchase.id).update(void_shortfall=shortfall)
+        corrected = await tiering.take_back_upgrade(bot, before, purchase.created_at,
+                                                    actor=actor)
         after = await Member.get(id=purchase.member_id)
+        tier_before, tier_after = ({"tier": before.tier}, {"tier": after.tier}) if corrected \
+            else ({}, {})
         await audit(actor, "void_purchase", member=after,
                     before={"points": before.points, "purchase": purchase.id,
-                            "amount": purchase.amount},
+                            "amount": purchase.amount, **tier_before},
                     after={"points": after.points, "reversed": reversed_points,
-                           "shortfall": shortfall})
+                           "shortfall": shortfall, **tier_after})
     purchase = await Purchase.get(id=purchase.id)
-    return VoidResult(purchase, after, reversed_points, shortfall)
+    return VoidResult(purchase, after, reversed_points, shortfall, corrected_tier=corrected)
