@@ -57,7 +57,7 @@ class PurchaseResult:
 async def record(bot, member: Member, amount_fen: int, *, actor: Actor, note: str,
                  key: str) -> PurchaseResult:
     result = await idempotent.once(
-        lambda: _replayed(key),
+        lambda: replayed(key),
         lambda: record_in_transaction(bot, member, amount_fen, actor=actor, note=note, key=key))
     if not result.duplicate:
         await after_commit(bot, result)
@@ -76,7 +76,14 @@ async def after_commit(bot, result: PurchaseResult) -> None:
                                        key=f"referral-coupon:{member.id}:{side}")
 
 
-async def _replayed(key: str) -> PurchaseResult | None:
+def points_preview(bot, member: Member, amount_fen: int) -> int:
+    """What a purchase of amount_fen would earn the member today (a confirmation shows it)."""
+    return earning.points_for(amount_fen, earning_rule(bot.config),
+                              tiers.multiplier(bot.config.tiers, member.tier),
+                              bot.today().isoweekday())
+
+
+async def replayed(key: str) -> PurchaseResult | None:
     """The purchase an earlier run with this key recorded, reported as a repeat."""
     purchase = await Purchase.get_or_none(idempotency_key=key)
     if purchase is None:
