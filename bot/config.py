@@ -140,6 +140,8 @@ class PointsConfig:
     checkin_streak_bonus: int = 20
     referral_points: int = 200  # to both, after the referred member's first purchase
     max_purchase: int = 100000  # yuan; bigger amounts are refused as typos
+    # yuan; a purchase above it is recorded only after the clerk confirms (0: never ask)
+    confirm_above: int = 3000
 
 
 @dataclass
@@ -185,6 +187,7 @@ class PunchProductConfig:
     name: str
     visits: int
     valid_days: int = 365
+    price: float = 0.0  # yuan the card sells for (0: given away, no payment taken)
 
 
 @dataclass
@@ -366,6 +369,10 @@ def validate_basics(config: Config) -> None:
         raise ConfigError("points.per_yuan / member_day_multiplier: must not be negative")
     if points.expiry == "months" and points.expiry_months < 1:
         raise ConfigError("points.expiry_months: at least 1")
+    if points.confirm_above < 0:
+        raise ConfigError("points.confirm_above: 0 (never ask) or the yuan above which to ask")
+    if any(p.price < 0 or round(p.price * 100) != p.price * 100 for p in config.punch_cards):
+        raise ConfigError("punch_cards.price: yuan, not negative, at most two decimals")
     codes = [p.code for p in config.punch_cards]
     if len(codes) != len(set(codes)) or any(p.visits < 1 or p.valid_days < 1
                                              for p in config.punch_cards):

@@ -31,6 +31,19 @@ async def _staff_or_refusal(ctx: Context, word: str) -> tuple[Actor | None, Repl
     return Actor.of(staff, store), None
 
 
+async def staff_answering(ctx: Context, action: str, usage: str
+                          ) -> tuple[Actor | None, Reply | None]:
+    """For a staff dialog's answer (确认, an amount): the actor, checked again as the command
+    was (access may have ended, or the role changed, since the question), or the refusal."""
+    actor, refusal = await _staff_or_refusal(ctx, usage.split()[0])
+    if refusal is not None:
+        return None, refusal
+    if not staff_service.allowed(actor.staff.role, action):
+        return None, ctx.reply("staff_not_allowed.j2",
+                               role=staff_service.ROLE_NAMES[actor.staff.role], usage=usage)
+    return actor, None
+
+
 def staff_command(*words: str, action: str, usage: str, args: tuple[int, int], on: Router):
     """Register a staff command on a router: the message must have between args[0] and args[1]
     words after the command."""

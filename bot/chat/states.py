@@ -137,3 +137,28 @@ class Erasure(Dialogs, prefix="erase", title="注销", cancelled="erase_cancelle
 
     confirm = State("erase_warning.j2")
     code = State("erase_ask_code.j2")
+
+
+# --- at the till (staff dialogs; each asks before money or trust is spent) ---
+
+class PurchaseCheck(Dialogs, prefix="purchase", title="记录消费", cancelled="purchase_cancelled.j2",
+                    idle=dt.timedelta(minutes=10)):
+    """消费 above [points] confirm_above: 确认 records it (bot/handlers/staff.py)."""
+
+    confirm = State("purchase_confirm_unclear.j2")
+
+
+class CouponAmount(Dialogs, prefix="redeem", title="核销", cancelled="redeem_cancelled.j2",
+                   idle=dt.timedelta(minutes=10)):
+    """核销 of a coupon whose rule needs the purchase amount: the amount, or 确认 to use it
+    without one (bot/handlers/coupons.py)."""
+
+    amount = State("redeem_ask_amount.j2")
+
+
+class PunchSale(Dialogs, prefix="punch", title="开卡", cancelled="punch_sale_cancelled.j2",
+                idle=dt.timedelta(minutes=10)):
+    """开卡 of a product the member already holds with visits left: 确认 sells another
+    (bot/handlers/staff.py)."""
+
+    confirm = State("punch_sale_confirm_unclear.j2")

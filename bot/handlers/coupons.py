@@ -11,8 +11,8 @@ import re
 from bot.chat import commands
 from bot.chat.context import Context
 from bot.chat.routing import Router
-from bot.chat.staff_commands import staff_command
-from bot.chat.states import Exchange
+from bot.chat.staff_commands import staff_answering, staff_command
+from bot.chat.states import CouponAmount, Exchange
 from bot.infra.ratelimit import Limit
 from bot.models import CouponTemplate
 from bot.notifications.poster import render_poster
@@ -143,7 +143,10 @@ def _split_codes_and_amount(parts: list[str], max_fen: int) -> tuple[list[str], 
     return [coupon_rules.normalize_code(code) for code in codes], amount
 
 
-async def _redeem(ctx: Context, actor: Actor, codes: list[str], amount: int | None) -> Reply:
+async def _redeem(ctx: Context, actor: Actor, codes: list[str], amount: int | None, *,
+                  confirmed: bool = False, key: str | None = None) -> Reply:
+    if CouponAmount.holds(ctx.dialog.state):
+        ctx.dialog.clear()  # a scan while the amount was asked: this coupon's answer counts
     misses = {f"coupon-miss:{actor.staff.id if actor.staff else actor.label}": MISSES}
     if await ctx.bot.limiter.blocked(misses, ctx.now):
         return ctx.reply("coupon_slow_down.j2")
@@ -153,7 +156,13 @@ async def _redeem(ctx: Context, actor: Actor, codes: list[str], amount: int | No
         return ctx.reply("coupon_bad_code.j2", code=bad)
     try:
         result = await redemption.redeem_or_explain(ctx.bot, codes, amount, actor=actor,
-                                                 key=ctx.key)
+                                                    key=key or ctx.key, confirmed=confirmed)
+    except redemption.AmountNeeded as needed:
+        # Nothing used yet: the amount (or 确认) comes next. The redemption will carry this
+        # message's key, so its purchase is recorded once whatever is repeated.
+        ctx.dialog.set(CouponAmount.amount, codes=codes, key=key or ctx.key,
+                       thresholds=_thresholds(needed.values["coupons"]))
+        return ctx.reply("redeem_ask_amount_first.j2", coupons=needed.values["coupons"])
     except CouponRefused as refused:
         if refused.reason == "coupon_unknown.j2":
             await ctx.bot.limiter.hit(misses, ctx.now)
@@ -168,6 +177,48 @@ async def _redeem(ctx: Context, actor: Actor, codes: list[str], amount: int | No
     return ctx.reply("coupon_redeemed.j2", result=result, member=member)
 
 
+def _thresholds(held) -> list[int]:
+    return sorted({c.template.threshold for c in held if c.template.threshold})
+
+
+@router.question_values(CouponAmount)
+def _amount_question(ctx: Context) -> dict:
+    return {"thresholds": ctx.dialog.data.get("thresholds", [])}
+
+
+REDEEM_USAGE = "核销 <券码> [券码…] [消费金额]"
+
+
+def _an_amount(ctx: Context) -> bool:
+    return earning.parse_yuan(ctx.text, ctx.bot.config.points.max_purchase * 100) is not None
+
+
+async def _answer_redemption(ctx: Context, amount: int | None, confirmed: bool) -> Reply:
+    data = dict(ctx.dialog.data)
+    ctx.dialog.clear()
+    actor, refusal = await staff_answering(ctx, "redeem_coupon", REDEEM_USAGE)
+    if refusal is not None:
+        return refusal
+    return await _redeem(ctx, actor, data.get("codes", []), amount, confirmed=confirmed,
+                         key=data.get("key"))
+
+
+@router.answer(CouponAmount.amount, fits=_an_amount)
+async def redeem_with_amount(ctx: Context) -> Reply:
+    amount = earning.parse_yuan(ctx.text, ctx.bot.config.points.max_purchase * 100)
+    return await _answer_redemption(ctx, amount, confirmed=False)
+
+
+@router.text("确认", "确定", state=CouponAmount.amount)
+async def redeem_confirmed(ctx: Context) -> Reply:
+    return await _answer_redemption(ctx, None, confirmed=True)
+
+
+@router.message(state=CouponAmount.amount)
+async def redeem_unclear(ctx: Context) -> Reply:
+    return ctx.ask(CouponAmount.amount)
+
+
 @staff_command("核销", "核券", action="redeem_coupon", usage="核销 <券码> [券码…] [消费金额]",
                args=(1, 6), on=router)
 async def redeem_by_code(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
@@ -177,7 +228,7 @@ async def redeem_by_code(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
         return ctx.reply("staff_bad_amount.j2", text=parts[-1],
                          max=ctx.bot.config.points.max_purchase)
     if not codes:
-        return ctx.reply("staff_usage.j2", usage="核销 <券码> [券码…] [消费金额]")
+        return ctx.reply("staff_usage.j2", usage=REDEEM_USAGE)
     return await _redeem(ctx, actor, codes, amount)
 
 

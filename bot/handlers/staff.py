@@ -10,15 +10,16 @@ import functools
 from bot.chat import commands
 from bot.chat.context import Context
 from bot.chat.routing import Router
+from bot.chat.staff_commands import staff_answering, staff_help_lines, staff_text
 from bot.chat.staff_commands import staff_command as _staff_command
-from bot.chat.staff_commands import staff_help_lines, staff_text
+from bot.chat.states import PunchSale, PurchaseCheck
 from bot.infra.ratelimit import Limit
 from bot.infra.vault import mask_phone
 from bot.models import Purchase
 from bot.notifications import notices
 from bot.notifications.replies import Reply
 from bot.rules import earning, tiers
-from bot.services import loyalty, members, purchases, tiering, wallet
+from bot.services import Refused, loyalty, members, purchases, tiering, wallet
 from bot.services import staff as staff_service
 from bot.services.staff import Actor
 
@@ -71,7 +72,21 @@ async def purchase(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
         return ctx.reply("staff_bad_amount.j2", text=parts[1],
                          max=ctx.bot.config.points.max_purchase)
     note = parts[2] if len(parts) > 2 else ""
-    result = await purchases.record(ctx.bot, member, amount, actor=actor, note=note, key=ctx.key)
+    limit = ctx.bot.config.points.confirm_above
+    if limit and amount > limit * 100:
+        # A typo here (100000 for 1000.00) makes someone 钻石会员 at once: ask first. The
+        # purchase will carry this message's key, so a repeated 确认 records it once.
+        who = _who(ctx, member)
+        ctx.dialog.set(PurchaseCheck.confirm, card_no=member.card_no, amount=amount, note=note,
+                       key=ctx.key, masked=who["masked"])
+        return ctx.reply("purchase_confirm.j2", amount=amount, limit=limit,
+                         points=purchases.points_preview(ctx.bot, member, amount), **who)
+    return await _record_purchase(ctx, actor, member, amount, note, ctx.key)
+
+
+async def _record_purchase(ctx: Context, actor: Actor, member, amount: int, note: str,
+                           key: str) -> Reply:
+    result = await purchases.record(ctx.bot, member, amount, actor=actor, note=note, key=key)
     # Also for a repeat: a copy that died after the commit may not have told the member yet.
     # The notice's key is the purchase's, so the outbox never sends it twice.
     ctx.bot.spawn(notices.purchase(ctx.bot, result, amount, actor.store, ctx.now),
@@ -79,6 +94,30 @@ async def purchase(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     discount = tiers.config_of(ctx.bot.config.tiers, result.member.tier).discount
     return ctx.reply("purchase_staff.j2", result=result, amount=amount, discount=discount,
                      **_who(ctx, result.member))
+
+
+@router.question_values(PurchaseCheck)
+def _purchase_question(ctx: Context) -> dict:
+    return {"amount": ctx.dialog.data.get("amount", 0), "masked": ctx.dialog.data.get("masked")}
+
+
+@router.text("确认", "确定", "是", state=PurchaseCheck.confirm)
+async def purchase_confirmed(ctx: Context) -> Reply:
+    data = dict(ctx.dialog.data)
+    ctx.dialog.clear()
+    actor, refusal = await staff_answering(ctx, "purchase", "消费 <手机号|卡号> <金额> [备注]")
+    if refusal is not None:
+        return refusal
+    try:
+        member = await members.lookup(ctx.bot, data["card_no"])
+    except members.MemberNotFound as exc:
+        return ctx.reply(exc.reason, text=data["card_no"])
+    return await _record_purchase(ctx, actor, member, data["amount"], data["note"], data["key"])
+
+
+@router.message(state=PurchaseCheck.confirm)
+async def purchase_unclear(ctx: Context) -> Reply:
+    return ctx.ask(PurchaseCheck.confirm)
 
 
 @staff_command("撤销", action="void_purchase", usage="撤销 <流水号>", args=(1, 1))
@@ -192,14 +231,77 @@ def _notify_stored_value(ctx: Context, result: wallet.StoredValueResult, templat
 
 # --- punch cards ---
 
-@staff_command("开卡", action="punch_sell", usage="开卡 <手机号|卡号> <次卡>", args=(2, 2))
+SELL_USAGE = "开卡 <手机号|卡号> <次卡> [现金|储值]"
+TENDERS = {"现金": "cash", "储值": "stored_value", "储值卡": "stored_value", "余额": "stored_value"}
+
+
+@staff_command("开卡", action="punch_sell", usage=SELL_USAGE, args=(2, 3))
 async def sell_card(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     member = await members.lookup(ctx.bot, parts[0])
     product = wallet.product_named(ctx.bot.config.punch_cards, parts[1])
     if product is None:
         return ctx.reply("punch_unknown.j2", text=parts[1], products=ctx.bot.config.punch_cards)
-    card, _ = await wallet.sell_punch_card(ctx.bot, member, product, actor=actor, key=ctx.key)
-    return ctx.reply("punch_sold.j2", card=card, **_who(ctx, member))
+    paid_with = TENDERS.get(parts[2]) if len(parts) > 2 else "cash"
+    if paid_with is None:
+        return ctx.reply("staff_usage.j2", usage=SELL_USAGE)
+    repeat = await wallet.punch_sale(ctx.key)
+    if repeat is not None:  # this very message sold it already (a retry)
+        return _punch_sold(ctx, actor, member, repeat)
+    held = [card for card in await wallet.active_punch_cards(member.id, ctx.bot.today())
+            if card.product == product.code]
+    if held:
+        # A second card of the same kind is a real sale (the first is nearly used up) as often
+        # as a double tap: ask, showing what is left, instead of selling or refusing.
+        remaining = sum(card.remaining for card in held)
+        ctx.dialog.set(PunchSale.confirm, card_no=member.card_no, product=product.code,
+                       paid_with=paid_with, key=ctx.key, name=product.name, remaining=remaining)
+        return ctx.reply("punch_sale_confirm.j2", product=product, cards=held,
+                         remaining=remaining, price=round(product.price * 100),
+                         paid_with=paid_with, **_who(ctx, member))
+    sale = await wallet.sell_punch_card(ctx.bot, member, product, actor=actor, key=ctx.key,
+                                        paid_with=paid_with)
+    return _punch_sold(ctx, actor, member, sale)
+
+
+def _punch_sold(ctx: Context, actor: Actor, member, sale: wallet.PunchSale) -> Reply:
+    if sale.purchase is not None:
+        # Repeats too (see purchase): the notice's key is the purchase's.
+        ctx.bot.spawn(notices.purchase(ctx.bot, sale.purchase, sale.price, actor.store, ctx.now),
+                      f"notice:purchase:{sale.purchase.purchase.id}")
+    return ctx.reply("punch_sold.j2", card=sale.card, sale=sale, **_who(ctx, member))
+
+
+@router.question_values(PunchSale)
+def _punch_question(ctx: Context) -> dict:
+    return {"name": ctx.dialog.data.get("name", ""),
+            "remaining": ctx.dialog.data.get("remaining", 0)}
+
+
+@router.text("确认", "确定", "是", state=PunchSale.confirm)
+async def sell_card_confirmed(ctx: Context) -> Reply:
+    data = dict(ctx.dialog.data)
+    ctx.dialog.clear()
+    actor, refusal = await staff_answering(ctx, "punch_sell", SELL_USAGE)
+    if refusal is not None:
+        return refusal
+    product = wallet.product_named(ctx.bot.config.punch_cards, data.get("product", ""))
+    if product is None:
+        return ctx.reply("punch_unknown.j2", text=data.get("name", ""),
+                         products=ctx.bot.config.punch_cards)
+    try:
+        member = await members.lookup(ctx.bot, data["card_no"])
+        sale = await wallet.sell_punch_card(ctx.bot, member, product, actor=actor,
+                                            key=data["key"], paid_with=data["paid_with"])
+    except members.MemberNotFound as exc:
+        return ctx.reply(exc.reason, text=data["card_no"])
+    except Refused as exc:
+        return ctx.reply(exc.reason, tz=ctx.bot.config.shop.tz, **exc.values)
+    return _punch_sold(ctx, actor, member, sale)
+
+
+@router.message(state=PunchSale.confirm)
+async def sell_card_unclear(ctx: Context) -> Reply:
+    return ctx.ask(PunchSale.confirm)
 
 
 @staff_command("核次", "用次卡", action="punch_use", usage="核次 <手机号|卡号> [次卡]",

@@ -49,6 +49,15 @@ def applies(rule: Rule, amount: int | None) -> bool:
     return amount >= rule.threshold
 
 
+def needs_amount(rule: Rule) -> bool:
+    """Whether the till must know the purchase amount before using the coupon: a threshold
+    decides whether it may be used at all, a cap how much a discount takes off. (A plain
+    amount off, a plain percentage and a gift can be applied as printed.)"""
+    if rule.kind == CouponKind.GIFT:
+        return False
+    return rule.threshold > 0 or (rule.kind == CouponKind.DISCOUNT and rule.cap > 0)
+
+
 def discount(rule: Rule, amount: int) -> int:
     """Fen taken off a purchase of `amount`: never negative, never more than the amount, zero
     below the threshold; a percentage discount rounds in the customer's favour to the fen."""

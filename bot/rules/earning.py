@@ -43,6 +43,22 @@ def points_for(amount_fen: int, rule: EarningRule, tier_multiplier: Fraction,
     return math.floor(raw)
 
 
+@dataclass(frozen=True)
+class PointsWhy:
+    """Why a purchase earned what it did, told to the clerk and the member: the tier's
+    multiplier and, on the member day, the member day's."""
+
+    tier: str
+    tier_multiplier: Fraction
+    member_day_multiplier: Fraction | None  # None: not the member day (or none is set)
+
+
+def points_why(rule: EarningRule, tier: str, tier_multiplier: Fraction,
+               weekday: int) -> PointsWhy:
+    member_day = rule.member_day and weekday == rule.member_day
+    return PointsWhy(tier, tier_multiplier, rule.member_day_multiplier if member_day else None)
+
+
 def expiry_for(earned_on: dt.date, policy: str, months: int) -> dt.date | None:
     """The last day a lot earned on `earned_on` can be spent; None when points never expire.
 

@@ -32,6 +32,17 @@ def target_tier(tiers: list[TierConfig], spend_fen: int, floor: str | None) -> s
     return floor if floor and rank(tiers, floor) > rank(tiers, earned) else earned
 
 
+def corrected_tier(tiers: list[TierConfig], current: str, spend_fen: int, floor: str | None,
+                   before_upgrade: str) -> str | None:
+    """After a void, the tier a member goes back to when the voided purchase's upgrade no longer
+    stands (None: the tier stands). What the remaining spend earns, but never below the tier
+    they had before that upgrade: going lower is a downgrade, the periodic evaluation's call."""
+    target = target_tier(tiers, spend_fen, floor)
+    if rank(tiers, target) < rank(tiers, before_upgrade):
+        target = before_upgrade
+    return target if rank(tiers, target) < rank(tiers, current) else None
+
+
 def config_of(tiers: list[TierConfig], name: str) -> TierConfig:
     return tiers[rank(tiers, name)]
 

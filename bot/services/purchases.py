@@ -8,8 +8,9 @@ reward it triggered), taking from that lot first. If the member already spent so
 points, the rest comes from their other points, soonest-expiring first; what still cannot be taken
 back (the member has spent everything) is written off and recorded on the purchase as
 `void_shortfall`, shown to the manager. Points of the purchase that already expired are not
-taken again. The balance never goes below zero. Tiers are not lowered
-by a void; the periodic evaluation does that, with notice.
+taken again. The balance never goes below zero. An upgrade the voided purchase brought is taken
+back at once (tiering.take_back_upgrade: a correction); any lower tier is the periodic
+evaluation's call, with notice.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tortoise.transactions import in_transaction
 from bot.infra import idempotent
 from bot.models import Member, PointsEntry, PointsKind, Purchase, Role, TierChange
 from bot.rules import earning, tiers
-from bot.services import Refused, coupons, loyalty
+from bot.services import Refused, coupons, loyalty, tiering
 from bot.services.staff import Actor, audit
 
 
@@ -50,12 +51,13 @@ class PurchaseResult:
     new_tier: str | None  # set when this purchase lifted the member to a higher tier
     referral_points: int  # points the member got for being referred (first purchase)
     duplicate: bool = False
+    why: earning.PointsWhy | None = None  # the multipliers behind `points` (not on a repeat)
 
 
 async def record(bot, member: Member, amount_fen: int, *, actor: Actor, note: str,
                  key: str) -> PurchaseResult:
     result = await idempotent.once(
-        lambda: _replayed(key),
+        lambda: replayed(key),
         lambda: record_in_transaction(bot, member, amount_fen, actor=actor, note=note, key=key))
     if not result.duplicate:
         await after_commit(bot, result)
@@ -74,7 +76,14 @@ async def after_commit(bot, result: PurchaseResult) -> None:
                                        key=f"referral-coupon:{member.id}:{side}")
 
 
-async def _replayed(key: str) -> PurchaseResult | None:
+def points_preview(bot, member: Member, amount_fen: int) -> int:
+    """What a purchase of amount_fen would earn the member today (a confirmation shows it)."""
+    return earning.points_for(amount_fen, earning_rule(bot.config),
+                              tiers.multiplier(bot.config.tiers, member.tier),
+                              bot.today().isoweekday())
+
+
+async def replayed(key: str) -> PurchaseResult | None:
     """The purchase an earlier run with this key recorded, reported as a repeat."""
     purchase = await Purchase.get_or_none(idempotency_key=key)
     if purchase is None:
@@ -92,8 +101,9 @@ async def record_in_transaction(bot, member: Member, amount_fen: int, *, actor: 
     # purchase?" (the referral reward) and the tier check see each other's effects.
     await Member.filter(id=member.id).update(points=F("points"))
     before = await Member.get(id=member.id)
-    points = earning.points_for(amount_fen, earning_rule(config),
-                                tiers.multiplier(config.tiers, before.tier), today.isoweekday())
+    rule, multiplier = earning_rule(config), tiers.multiplier(config.tiers, before.tier)
+    points = earning.points_for(amount_fen, rule, multiplier, today.isoweekday())
+    why = earning.points_why(rule, before.tier, multiplier, today.isoweekday())
     expires_on = earning.expiry_for(today, config.points.expiry, config.points.expiry_months)
     purchase = await Purchase.create(
         member_id=member.id, store=actor.store, staff=actor.staff, amount=amount_fen,
@@ -112,7 +122,7 @@ async def record_in_transaction(bot, member: Member, amount_fen: int, *, actor: 
                 after={"points": after.points, "tier": after.tier,
                        "amount": amount_fen, "purchase": purchase.id},
                 detail=note)
-    return PurchaseResult(purchase, after, points, new_tier, referral)
+    return PurchaseResult(purchase, after, points, new_tier, referral, why=why)
 
 
 async def _reward_referral(bot, member: Member, purchase: Purchase,
@@ -153,6 +163,7 @@ class VoidResult:
     reversed_points: int
     shortfall: int
     duplicate: bool = False
+    corrected_tier: str | None = None  # the tier the member went back to, the upgrade undone
 
 
 async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
@@ -198,11 +209,15 @@ async def void(bot, purchase_id: int, *, actor: Actor) -> VoidResult:
                 reversed_points += take
                 shortfall += owed - take
         await Purchase.filter(id=purchase.id).update(void_shortfall=shortfall)
+        corrected = await tiering.take_back_upgrade(bot, before, purchase.created_at,
+                                                    actor=actor)
         after = await Member.get(id=purchase.member_id)
+        tier_before, tier_after = ({"tier": before.tier}, {"tier": after.tier}) if corrected \
+            else ({}, {})
         await audit(actor, "void_purchase", member=after,
                     before={"points": before.points, "purchase": purchase.id,
-                            "amount": purchase.amount},
+                            "amount": purchase.amount, **tier_before},
                     after={"points": after.points, "reversed": reversed_points,
-                           "shortfall": shortfall})
+                           "shortfall": shortfall, **tier_after})
     purchase = await Purchase.get(id=purchase.id)
-    return VoidResult(purchase, after, reversed_points, shortfall)
+    return VoidResult(purchase, after, reversed_points, shortfall, corrected_tier=corrected)

@@ -33,6 +33,11 @@ class Redemption:
         return None if self.amount is None else self.amount - self.discount
 
 
+class AmountNeeded(CouponRefused):
+    """Some of the coupons need the purchase amount (a threshold, a capped discount): nothing
+    was redeemed; ask for the amount, or for a 确认 to use them without one."""
+
+
 async def find(code: str) -> Coupon | None:
     return await Coupon.get_or_none(code=code).select_related("template", "member")
 
@@ -56,9 +61,11 @@ async def _refusal_for(coupon: Coupon, store: Store | None, amount: int | None,
 
 
 async def redeem(bot, codes: list[str], amount: int | None, *, actor: Actor,
-                 key: str) -> Redemption:
+                 key: str, confirmed: bool = False) -> Redemption:
     """Redeem one or more coupons (one purchase). Raises CouponRefused with what staff must
-    know; the codes have passed the check character already."""
+    know; the codes have passed the check character already. Without an amount, a coupon whose
+    rule needs one is not used unless the clerk `confirmed` (AmountNeeded): otherwise a 满200减30
+    is gone whether or not the purchase reached 200."""
     now = bot.now()
     codes = list(dict.fromkeys(codes))  # the same code twice is one coupon, used once
     found = [await find(code) for code in codes]
@@ -76,6 +83,8 @@ async def redeem(bot, codes: list[str], amount: int | None, *, actor: Actor,
         if refusal:
             raise refusal
     rules = [rule_of(c.template) for c in coupons]
+    if amount is None and not confirmed and any(coupon_rules.needs_amount(r) for r in rules):
+        raise AmountNeeded("redeem_ask_amount.j2", coupons=coupons)
     off = coupon_rules.combined_discount(rules, amount) if amount is not None else 0
     gifts = [c.template.gift for c in coupons if c.template.kind == "gift"]
     member = coupons[0].member
@@ -112,10 +121,10 @@ class _RaceLost(Exception):
 
 
 async def redeem_or_explain(bot, codes: list[str], amount: int | None, *, actor: Actor,
-                            key: str) -> Redemption:
+                            key: str, confirmed: bool = False) -> Redemption:
     """redeem(), turning a lost race into the same answer as "already used"."""
     try:
-        return await redeem(bot, codes, amount, actor=actor, key=key)
+        return await redeem(bot, codes, amount, actor=actor, key=key, confirmed=confirmed)
     except _RaceLost as lost:
         coupon = await Coupon.get(id=lost.coupon_id).select_related("template")
         refusal = await _refusal_for(coupon, actor.store, None, bot.now())

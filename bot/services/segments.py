@@ -1,5 +1,9 @@
 """Segments: which members an operation is meant for, named in a short text. Today there are two
-kinds, `all` (every member) and `tier:<name>` (the members of one tier)."""
+kinds, `all` (every member) and `tier:<name>` (the members of one tier).
+
+A segment is a campaign's audience, so it never holds a member who must not get one: an erased
+member (注销: only a row kept for the ledgers) or one who said 退订 (no marketing). Issuing to them
+would use up stock for nobody, or market to someone who said no."""
 
 from __future__ import annotations
 
@@ -28,8 +32,8 @@ def parse(text: str) -> Segment:
 
 
 def members(segment: Segment) -> QuerySet[Member]:
-    """The segment's members, as a query to page over (by id)."""
-    query = Member.all()
+    """The segment's members who may receive a campaign, as a query to page over (by id)."""
+    query = Member.filter(erased_at=None, marketing_opt_out_at=None)
     if segment.tier is not None:
         query = query.filter(tier=segment.tier)
     return query

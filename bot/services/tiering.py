@@ -3,10 +3,15 @@
 A tier a manager sets by hand is a floor: the member keeps at least that tier (the evaluation
 never goes below it) and still rises above it by spending. Setting the first tier removes the
 floor. Every change is kept in TierChange.
+
+A void of the purchase that lifted a member's tier takes the lift back at once (reason
+"correction"): the purchase was a mistake, so the tier it bought was too; that is not a
+downgrade and gets none of a downgrade's notice period.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
@@ -55,3 +60,25 @@ async def evaluate(bot, member: Member) -> Evaluation | None:
                                 reason="evaluation")
     up = tiers.rank(bot.config.tiers, target) > tiers.rank(bot.config.tiers, member.tier)
     return Evaluation(member.id, member.tier, target, upgrade=up)
+
+
+async def take_back_upgrade(bot, member: Member, since: dt.datetime, *,
+                            actor: Actor) -> str | None:
+    """In a void's transaction, once the purchase recorded at `since` is voided: if a purchase
+    upgrade at or after it no longer stands on the spend that is left, put the member back
+    (never below the tier they had before that upgrade). Returns the corrected tier."""
+    lift = await TierChange.filter(member_id=member.id, reason="purchase",
+                                   created_at__gte=since).order_by("id").first()
+    if lift is None:
+        return None
+    spend = await loyalty.rolling_spend(member.id, bot.now())
+    target = tiers.corrected_tier(bot.config.tiers, member.tier, spend, member.tier_floor,
+                                  lift.from_tier)
+    if target is None:
+        return None
+    # Conditional on the tier we read, as the evaluation is.
+    if not await Member.filter(id=member.id, tier=member.tier).update(tier=target):
+        return None
+    await TierChange.create(member_id=member.id, from_tier=member.tier, to_tier=target,
+                            reason="correction", staff=actor.staff)
+    return target

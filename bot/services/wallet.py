@@ -2,6 +2,11 @@
 an idempotency key; every decrease is a conditional update, so balances and visits never go
 below zero whatever the concurrency.
 
+Selling a punch card is a sale: its price ([[punch_cards]] price), paid in cash or from stored
+value, is a purchase in the member's history like any other (points and tier spend included,
+whatever paid for it), recorded with the card in one transaction. Its visits, used later, are
+not purchases again.
+
 退款 (refund) puts a stored-value payment back on the card; it can never return more than the
 member has paid with stored value and not yet had refunded, so it cannot mint money.
 """
@@ -19,7 +24,7 @@ from bot.infra import idempotent
 from bot.infra.db import IntegrityError
 from bot.models import Member, PunchCard, PunchUse, StoredValueEntry, StoredValueKind
 from bot.rules import earning
-from bot.services import Refused, move_balance
+from bot.services import Refused, move_balance, purchases
 from bot.services.staff import Actor, audit
 
 
@@ -137,26 +142,64 @@ def product_named(products: list[PunchProductConfig], text: str) -> PunchProduct
     return None
 
 
+PAYMENTS = ("cash", "stored_value")
+
+
+@dataclass(frozen=True)
+class PunchSale:
+    card: PunchCard
+    paid_with: str  # one of PAYMENTS
+    price: int  # fen
+    purchase: purchases.PurchaseResult | None  # the sale in the history; None when free
+    balance: int | None  # stored value left, when it paid
+    duplicate: bool = False
+
+
+async def punch_sale(key: str) -> PunchSale | None:
+    """The sale an earlier run with this key made (reported as a repeat), or None."""
+    card = await PunchCard.get_or_none(idempotency_key=key)
+    if card is None:
+        return None
+    purchase = await purchases.replayed(f"{key}:purchase")
+    paid = await StoredValueEntry.get_or_none(idempotency_key=f"{key}:pay")
+    return PunchSale(card, "stored_value" if paid else "cash",
+                     purchase.purchase.amount if purchase else 0, purchase,
+                     paid.balance_after if paid else None, duplicate=True)
+
+
 async def sell_punch_card(bot, member: Member, product: PunchProductConfig, *, actor: Actor,
-                          key: str) -> tuple[PunchCard, bool]:
-    """The card, and whether this key had sold it already."""
+                          key: str, paid_with: str = "cash") -> PunchSale:
+    """Sell a card at its price, paid in cash or from stored value (refused when the balance
+    does not cover it: nothing is sold then)."""
+    if paid_with not in PAYMENTS:
+        raise ValueError(paid_with)
     expires_on = bot.today() + dt.timedelta(days=product.valid_days)
+    price = round(product.price * 100)
 
-    async def sold() -> tuple[PunchCard, bool] | None:
-        card = await PunchCard.get_or_none(idempotency_key=key)
-        return (card, True) if card else None
-
-    async def act() -> tuple[PunchCard, bool]:
+    async def act() -> PunchSale:
         card = await PunchCard.create(member_id=member.id, product=product.code,
                                       name=product.name, visits=product.visits,
                                       remaining=product.visits, expires_on=expires_on,
                                       idempotency_key=key, store=actor.store, staff=actor.staff)
+        sale, balance = None, None
+        if price:
+            if paid_with == "stored_value":
+                balance = await append_stored_value(
+                    member.id, -price, kind=StoredValueKind.PAY, reason=f"开卡 {product.name}",
+                    key=f"{key}:pay", actor=actor)
+            note = f"开卡 {product.name}" + ("（储值支付）" if paid_with == "stored_value" else "")
+            sale = await purchases.record_in_transaction(bot, member, price, actor=actor,
+                                                         note=note, key=f"{key}:purchase")
         await audit(actor, "punch_sell", member=member,
                     after={"card": card.id, "product": product.code,
-                           "visits": product.visits, "expires_on": expires_on.isoformat()})
-        return card, False
+                           "visits": product.visits, "expires_on": expires_on.isoformat(),
+                           "price": price, "paid_with": paid_with})
+        return PunchSale(card, paid_with, price, sale, balance)
 
-    return await idempotent.once(sold, act)
+    result = await idempotent.once(lambda: punch_sale(key), act, conflicts=_CONFLICTS)
+    if result.purchase and not result.duplicate:
+        await purchases.after_commit(bot, result.purchase)
+    return result
 
 
 async def active_punch_cards(member_id: int, today: dt.date) -> list[PunchCard]:

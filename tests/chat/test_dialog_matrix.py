@@ -29,9 +29,9 @@ from bot.chat.context import Context
 from bot.chat.inbound import Inbound
 from bot.chat.states import State, all_states
 from bot.config import RedisConfig
-from bot.models import Delivery, Member, Staff, Store
+from bot.models import CouponTemplate, Delivery, Member, Staff, Store
 from bot.sandbox import wechat_client as wire
-from bot.services import loyalty
+from bot.services import coupons, loyalty
 from bot.services import staff as staff_service
 from tests.support import REDIS_UP, STEADY_POINTS, Harness
 
@@ -109,6 +109,30 @@ async def _resume(user: User) -> None:
     assert "还没完成" in await user.say("在吗")
 
 
+async def staff_member(h: Harness, openid: str, staff: bool) -> User:
+    """A clerk's account (an owner, so every staff command is allowed) for the till's dialogs,
+    whatever the command: the baseline without a dialog is the same kind of user."""
+    return await guest(h, openid, True)
+
+
+async def _big_purchase(user: User) -> None:
+    limit = user.h.config.points.confirm_above
+    assert "请核对金额" in await user.say(f"消费 {TARGET_PHONE} {limit + 1}")
+
+
+async def _threshold_coupon(user: User) -> None:
+    target = await Member.get(follower__openid="o_mx_target")
+    template = await CouponTemplate.get(code="CUT30")
+    coupon = await coupons.issue(user.h.bot, target, template, source="manual",
+                                 key=f"matrix:{user.openid}")
+    assert "还没有核销" in await user.say(f"核销 {coupon.code}")
+
+
+async def _second_punch_card(user: User) -> None:
+    await user.say(f"开卡 {TARGET_PHONE} WASH10")
+    assert "还没有再开卡" in await user.say(f"开卡 {TARGET_PHONE} WASH10")
+
+
 Walk = Callable[[User], Awaitable[None]]
 WALKS: dict[str, tuple[Callable, Walk]] = {
     "reg.consent": (guest, lambda u: _registration(u, "consent")),
@@ -121,6 +145,9 @@ WALKS: dict[str, tuple[Callable, Walk]] = {
     "exchange.confirm": (member, lambda u: _then(u, "积分兑换", "1")),
     "erase.confirm": (member, lambda u: u.say("注销")),
     "erase.code": (member, lambda u: _erase_code(u)),
+    "purchase.confirm": (staff_member, _big_purchase),
+    "redeem.amount": (staff_member, _threshold_coupon),
+    "punch.confirm": (staff_member, _second_punch_card),
 }
 
 

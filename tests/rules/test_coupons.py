@@ -243,3 +243,15 @@ def test_normalize_examples():
     assert cr.normalize_code("cp7k-2m9q x4") == "CP7K2M9QX4"
     assert cr.normalize_code("ab_cd") == "ABCD"
     assert cr.normalize_code("o0-i1") == "O0I1"  # look-alikes are not guessed at
+
+
+def test_needs_amount_when_the_amount_decides_use_or_discount():
+    kinds = cr.CouponKind
+    assert cr.needs_amount(cr.Rule(kinds.THRESHOLD, 3000, threshold=20000))
+    assert cr.needs_amount(cr.Rule(kinds.DISCOUNT, discount_percent=88,
+                                                       cap=10000))
+    assert cr.needs_amount(cr.Rule(kinds.DISCOUNT, discount_percent=88,
+                                                       threshold=10000))
+    assert not cr.needs_amount(cr.Rule(kinds.DISCOUNT, discount_percent=88))
+    assert not cr.needs_amount(cr.Rule(kinds.AMOUNT_OFF, 2000))
+    assert not cr.needs_amount(cr.Rule(kinds.GIFT, gift="护理"))

@@ -17,7 +17,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from bot.config import TierConfig
-from bot.rules import tiers
+from bot.rules import earning, tiers
 from bot.rules.earning import (
     EarningRule,
     TopUpBonus,
@@ -346,3 +346,18 @@ def test_configured_tiers(spend, floor):
 def test_tier_boundaries(spend, tier):
     assert tiers.tier_for(CONFIG_TIERS, spend) == tier
     assert tiers.multiplier(CONFIG_TIERS, "银卡会员") == Fraction(6, 5)  # exact, not 1.19999…
+
+
+def test_points_why_names_the_member_day_only_on_that_day():
+    rule = earning.EarningRule(Fraction(1), earning.Rounding.FLOOR, 100, 3, Fraction(2))
+    assert earning.points_why(rule, "金卡会员", Fraction(3, 2), 3) == earning.PointsWhy(
+        "金卡会员", Fraction(3, 2), Fraction(2))
+    assert earning.points_why(rule, "普通会员", Fraction(1), 4).member_day_multiplier is None
+
+
+def test_corrected_tier_after_a_void():
+    ladder = [TierConfig("普通", 0), TierConfig("银", 1000), TierConfig("金", 5000)]
+    assert tiers.corrected_tier(ladder, "金", 0, None, "普通") == "普通"
+    assert tiers.corrected_tier(ladder, "金", 0, None, "银") == "银"  # not below the lift
+    assert tiers.corrected_tier(ladder, "金", 600_000, None, "普通") is None  # still earned
+    assert tiers.corrected_tier(ladder, "金", 0, "金", "普通") is None  # a manager's floor

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import re
 from pathlib import Path
 
@@ -113,6 +114,16 @@ async def post_at_bot_time(h: Harness, xml_for_time) -> dict | None:
 async def say_at_bot_time(h: Harness, openid: str, text: str) -> str | None:
     reply = await post_at_bot_time(h, lambda ts: wire.text(openid, text, create_time=ts))
     return reply.get("Content") if reply else None
+
+
+async def redeem_now(shop: Harness, openid: str, code: str, say=None) -> str:
+    """核销 without an amount, answering 确认 when the coupon's rule asks for the amount (a
+    threshold, a capped discount: issue 9)."""
+    say = say or shop.say
+    reply = await say(openid, f"核销 {code}")
+    if "还没有核销" in reply:
+        reply = await say(openid, "确认")
+    return reply
 
 
 def one_line(text: str) -> str:
@@ -587,7 +598,7 @@ async def test_history_lists_used_and_expired_apart_from_the_wallet(shop, team, 
     welcome = await Coupon.get(member_id=member.id)
     cut = await give(bot, member, "CUT30")
     vip = await give(bot, member, "VIP88")
-    assert "核销成功" in await shop.say("o_clerk", f"核销 {cut.code}")
+    assert "核销成功" in await redeem_now(shop, "o_clerk", cut.code)
     await Coupon.filter(id=vip.id).update(expires_at=bot.now() - dt.timedelta(days=2))
     await coupons.expire_and_remind(bot, bot.now())
     assert (await fresh(vip)).status == "expired"
@@ -607,7 +618,12 @@ async def test_history_lists_used_and_expired_apart_from_the_wallet(shop, team, 
 
 async def test_redeem_by_code_without_an_amount(shop, team, member):
     cut = await give(shop.bot, member, "CUT30")
+    # A threshold coupon is not used before the clerk gives the amount or confirms (issue 9:
+    # it used to be redeemed at once, whether or not the purchase reached ¥200).
     reply = await shop.say("o_clerk", f"核销 {cut.code}")
+    assert "这张券要看消费金额，还没有核销" in reply and "满200减30" in reply
+    assert (await fresh(cut)).status == "issued"
+    reply = await shop.say("o_clerk", "确认")
     assert one_line(reply) == ("✅ 核销成功（会员 王小明） · 满200减30：满 ¥200 减 ¥30 "
                                "请按上面的规则减免（需消费满 ¥200.00）。")
     cut = await fresh(cut)
@@ -733,7 +749,7 @@ async def test_simultaneous_redemptions_succeed_once(any_db, db_url, harness_fac
 
 async def test_the_already_used_answer_names_staff_store_and_time(shop, team, member):
     cut = await give(shop.bot, member, "CUT30")
-    await shop.say("o_clerk", f"核销 {cut.code}")
+    await redeem_now(shop, "o_clerk", cut.code)
     cut = await fresh(cut)
     reply = await shop.say("o_far", f"核销 {cut.code}")
     assert reply == (f"⚠ 这张券已于 {local(cut.redeemed_at):%m-%d %H:%M} 由 小王 在 S001 核销，"
@@ -749,7 +765,7 @@ async def test_a_store_only_coupon_elsewhere_is_refused(shop, team, member):
     assert (await fresh(care)).status == "issued"
     # A coupon for every store works in S002.
     cut = await give(shop.bot, member, "CUT30")
-    assert "核销成功" in await shop.say("o_far", f"核销 {cut.code}")
+    assert "核销成功" in await redeem_now(shop, "o_far", cut.code)
     cut = await fresh(cut)
     assert cut.redeemed_store_id == (await Store.get(code="S002")).id
     assert "核销成功" in await shop.say("o_clerk", f"核销 {care.code}")
@@ -817,7 +833,7 @@ async def test_a_bad_amount_is_called_an_amount_not_a_code(shop, team, member, a
     assert (await fresh(cut)).status == "issued"
     for _ in range(10):
         await shop.say("o_clerk", f"核销 {cut.code} {amount}")
-    assert "核销成功" in await shop.say("o_clerk", f"核销 {cut.code}")
+    assert "核销成功" in await redeem_now(shop, "o_clerk", cut.code)
 
 
 async def test_two_exclusive_coupons_on_one_purchase_are_refused(shop, team, member):
@@ -889,11 +905,12 @@ async def test_ten_wrong_codes_in_ten_minutes_slow_that_account_down(shop, team,
     assert SLOW_DOWN in scan["Content"]
     assert (await fresh(cut)).status == "issued"
     # Another staff account is unaffected.
-    assert "核销成功" in await shop.say("o_clerk2", f"核销 {cut.code}")
+    assert "核销成功" in await redeem_now(shop, "o_clerk2", cut.code)
     # After ten minutes the first account may try again.
     cut2 = await give(shop.bot, member, "CUT30")
     shop.clock.advance(seconds=601)
-    assert "核销成功" in await say_at_bot_time(shop, "o_clerk", f"核销 {cut2.code}")
+    assert "核销成功" in await redeem_now(shop, "o_clerk", cut2.code,
+                                        say=functools.partial(say_at_bot_time, shop))
 
 
 async def test_refusals_that_are_not_guesses_do_not_slow_down(shop, team, member):
@@ -907,7 +924,9 @@ async def test_refusals_that_are_not_guesses_do_not_slow_down(shop, team, member
 
 async def test_a_clerk_scan_redeems(shop, team, member):
     cut = await give(shop.bot, member, "CUT30")
-    reply = await shop.post(wire.scancode("o_clerk", "STAFF_SCAN", cut.code))
+    asked = await shop.post(wire.scancode("o_clerk", "STAFF_SCAN", cut.code))
+    assert "还没有核销" in asked["Content"]  # a threshold coupon: the amount, or 确认
+    reply = await shop.post(wire.text("o_clerk", "确认"))
     assert reply["Content"].startswith("✅ 核销成功（会员 王小明）")
     cut = await fresh(cut)
     assert (cut.status, cut.redeemed_by_id) == ("redeemed", team["clerk"].id)
@@ -919,7 +938,8 @@ async def test_a_clerk_scan_redeems(shop, team, member):
 async def test_the_real_scan_event_from_the_shared_fixture(shop, member):
     code = await staff_service.create_invite("S001", "clerk", "小王", shop.bot.now())
     assert "绑定成功" in await shop.say(FIXTURE_STAFF, f"绑定 {code}")
-    cut = await give(shop.bot, member, "CUT30")
+    # A coupon used as printed (a threshold one would ask for the amount first).
+    cut = await give(shop.bot, member, "CARE")
     xml = fixture_xml("event_scancode_waitmsg.xml")
     assert "CP7K2M9QX4" in xml
     reply = await shop.post(xml.replace("CP7K2M9QX4", cut.code))
@@ -956,7 +976,7 @@ async def test_a_scan_of_something_else_gets_the_check_message(shop, team):
 
 async def test_the_member_is_told_when_their_coupon_is_used(shop, team, member, stand_ins):
     cut = await give(shop.bot, member, "CUT30")
-    await shop.say("o_clerk", f"核销 {cut.code}")
+    await redeem_now(shop, "o_clerk", cut.code)
     await shop.bot.drain()
     cut = await fresh(cut)
     [notice] = await Delivery.filter(purpose="coupon_used")
@@ -970,7 +990,7 @@ async def test_the_member_is_told_when_their_coupon_is_used(shop, team, member, 
     await close_windows("o_member")
     sent = len(stand_ins.wechat.messages)
     vip = await give(shop.bot, member, "VIP88")
-    await shop.say("o_clerk", f"核销 {vip.code}")
+    await redeem_now(shop, "o_clerk", vip.code)
     await shop.bot.drain()
     notice = await Delivery.get(key__startswith=f"notice:coupon:{vip.id}:")
     assert (notice.status, notice.error) == ("failed", "no_window")

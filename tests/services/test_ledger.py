@@ -920,8 +920,8 @@ async def test_the_last_visit_goes_to_one_clerk(db_url, any_db, clerks):
     async with running(db_url) as bot:
         member = await new_member(bot)
         staff = await actor()
-        card, _ = await wallet.sell_punch_card(bot, member, product(bot, "CARE5"), actor=staff,
-                                               key="sell")
+        card = (await wallet.sell_punch_card(bot, member, product(bot, "CARE5"), actor=staff,
+                                               key="sell")).card
         await PunchCard.filter(id=card.id).update(remaining=1)
         results = await outcomes(*(wallet.use_punch_card(bot, member, None, actor=staff,
                                                          key=f"use:{i}")
@@ -939,8 +939,8 @@ async def test_a_repeated_punch_key_uses_one_visit(db_url, any_db):
     async with running(db_url) as bot:
         member = await new_member(bot)
         staff = await actor()
-        card, _ = await wallet.sell_punch_card(bot, member, product(bot, "CARE5"), actor=staff,
-                                               key="sell")
+        card = (await wallet.sell_punch_card(bot, member, product(bot, "CARE5"), actor=staff,
+                                               key="sell")).card
         await PunchCard.filter(id=card.id).update(remaining=1)
         results = await outcomes(*(wallet.use_punch_card(bot, member, None, actor=staff,
                                                          key="same-use") for _ in range(20)))
@@ -955,8 +955,8 @@ async def test_concurrent_visits_use_each_visit_once(db_url, any_db):
     async with running(db_url) as bot:
         member = await new_member(bot)
         staff = await actor()
-        card, _ = await wallet.sell_punch_card(bot, member, product(bot, "CARE5"), actor=staff,
-                                               key="sell")
+        card = (await wallet.sell_punch_card(bot, member, product(bot, "CARE5"), actor=staff,
+                                               key="sell")).card
         results = await outcomes(*(wallet.use_punch_card(bot, member, None, actor=staff,
                                                          key=f"use:{i}") for i in range(12)))
         assert not unexpected(results, WalletRefused)
@@ -971,7 +971,7 @@ async def test_expired_punch_cards_cannot_be_used(db_url):
         member = await new_member(bot)
         staff = await actor()
         care = product(bot, "CARE5")
-        card, _ = await wallet.sell_punch_card(bot, member, care, actor=staff, key="sell")
+        card = (await wallet.sell_punch_card(bot, member, care, actor=staff, key="sell")).card
         assert card.expires_on == bot.today() + dt.timedelta(days=care.valid_days)
         clock.advance(days=care.valid_days)  # its last day: still fine
         assert (await wallet.use_punch_card(bot, member, None, actor=staff,
@@ -991,7 +991,7 @@ async def test_two_products_need_a_name(db_url):
         staff = await actor()
         wash, care = product(bot, "WASH10"), product(bot, "CARE5")
         await wallet.sell_punch_card(bot, member, wash, actor=staff, key="s1")
-        care_card, _ = await wallet.sell_punch_card(bot, member, care, actor=staff, key="s2")
+        care_card = (await wallet.sell_punch_card(bot, member, care, actor=staff, key="s2")).card
         with pytest.raises(WalletRefused) as refused:
             await wallet.use_punch_card(bot, member, None, actor=staff, key="u0")
         assert refused.value.reason == "punch_which.j2"
