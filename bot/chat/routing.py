@@ -48,6 +48,8 @@ Audience = Literal["members", "guests", "everyone"]  # guests: not members yet
 # State filters: NO_DIALOG matches only outside any dialog, ANY_STATE matches always.
 ANY_STATE = "*"
 NO_DIALOG = None
+# Where a dialog keeps the one a staff command set aside when the command began a dialog too.
+SUSPENDED = "_suspended"
 
 _SPACES = re.compile(r"\s+")
 
@@ -192,6 +194,14 @@ class Router:
         return found
 
     async def dispatch(self, ctx: Context) -> Reply | None:
+        suspended = ctx.dialog.data.get(SUSPENDED)
+        reply = await self._dispatch(ctx)
+        if suspended and ctx.dialog.state is None:
+            # The dialog a staff command began is over: the one it set aside resumes.
+            ctx.dialog.set(suspended["state"], **suspended["data"])
+        return reply
+
+    async def _dispatch(self, ctx: Context) -> Reply | None:
         if ctx.dialog.state is None:
             return await self._first_match(ctx, self.candidates(ctx))
         state = find(ctx.dialog.state)
@@ -247,10 +257,14 @@ class Router:
                 continue  # a member typing 消费 … is answering the dialog
             if command.interrupts:
                 kept = (ctx.dialog.state, dict(ctx.dialog.data))
+                # A member's dialog waits for a staff command; a till dialog is simply left.
+                waits = command.suspends and not (state is not None and state.group.staff)
                 ctx.dialog.clear()
                 reply = await self._first_match(ctx, self.candidates(ctx))
-                if command.suspends and ctx.dialog.state is None:
-                    ctx.dialog.set(kept[0], **kept[1])  # unless the command began a dialog
+                if waits and ctx.dialog.state is None:
+                    ctx.dialog.set(kept[0], **kept[1])
+                elif waits:  # it began a dialog of its own: ours waits inside it
+                    ctx.dialog.update(**{SUSPENDED: {"state": kept[0], "data": kept[1]}})
                 return True, reply
             before = ctx.dialog.state
             try:

@@ -58,13 +58,14 @@ class Dialogs:
     greeting: ClassVar[str | None]
     idle: ClassVar[dt.timedelta | None]
     states: ClassVar[tuple[State, ...]]
+    staff: ClassVar[bool]  # a till dialog: the next staff command ends it rather than waits
 
     def __init_subclass__(cls, *, prefix: str, title: str, cancelled: str,
                           greeting: str | None = None, idle: dt.timedelta | None = None,
-                          **kwargs) -> None:
+                          staff: bool = False, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         cls.prefix, cls.title, cls.cancelled = prefix, title, cancelled
-        cls.greeting, cls.idle = greeting, idle
+        cls.greeting, cls.idle, cls.staff = greeting, idle, staff
         states = []
         for value in vars(cls).values():
             if isinstance(value, State):
@@ -142,14 +143,14 @@ class Erasure(Dialogs, prefix="erase", title="注销", cancelled="erase_cancelle
 # --- at the till (staff dialogs; each asks before money or trust is spent) ---
 
 class PurchaseCheck(Dialogs, prefix="purchase", title="记录消费", cancelled="purchase_cancelled.j2",
-                    idle=dt.timedelta(minutes=10)):
+                    idle=dt.timedelta(minutes=10), staff=True):
     """消费 above [points] confirm_above: 确认 records it (bot/handlers/staff.py)."""
 
     confirm = State("purchase_confirm_unclear.j2")
 
 
 class CouponAmount(Dialogs, prefix="redeem", title="核销", cancelled="redeem_cancelled.j2",
-                   idle=dt.timedelta(minutes=10)):
+                   idle=dt.timedelta(minutes=10), staff=True):
     """核销 of a coupon whose rule needs the purchase amount: the amount, or 确认 to use it
     without one (bot/handlers/coupons.py)."""
 
@@ -157,7 +158,7 @@ class CouponAmount(Dialogs, prefix="redeem", title="核销", cancelled="redeem_c
 
 
 class PunchSale(Dialogs, prefix="punch", title="开卡", cancelled="punch_sale_cancelled.j2",
-                idle=dt.timedelta(minutes=10)):
+                idle=dt.timedelta(minutes=10), staff=True):
     """开卡 of a product the member already holds with visits left: 确认 sells another
     (bot/handlers/staff.py)."""
 

@@ -257,7 +257,7 @@ async def test_every_global_command_in_every_dialog_state(h, state):
         elif command.interrupts:
             alone = await without_dialog(h, kind, command, baseline)
             # A suspending command answers as if there were no dialog, and the dialog waits.
-            left = state if command.suspends else alone[1]
+            left = state if command.suspends and not declared.group.staff else alone[1]
             ok = (shape(reply), after) == (alone[0], left) and f"继续{title}：" not in text
         else:
             asked = f"\n\n继续{title}：{await question(h, user.openid, declared)}"

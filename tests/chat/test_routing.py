@@ -21,7 +21,7 @@ from bot.notifications.replies import Text
 
 def _ctx(kind: str = "text", text: str = "", state: str | None = None, channel: str = "wechat"):
     return SimpleNamespace(inbound=SimpleNamespace(kind=kind, text=text, channel=channel),
-                           dialog=SimpleNamespace(state=state), text=text)
+                           dialog=SimpleNamespace(state=state, data={}), text=text)
 
 
 def _answer(label: str):

@@ -107,6 +107,26 @@ async def test_a_bound_employee_mid_dialog_runs_staff_commands(h):
     assert await state(openid) == "reg.code"
 
 
+async def test_a_staff_dialog_begun_mid_registration_hands_the_registration_back(h):
+    # A big 消费 asks the clerk to confirm (a dialog of its own): once it is confirmed, or
+    # cancelled, the clerk's own registration is where they left it.
+    member_phone = new_phone()
+    await h.register("o_dlg_member2", member_phone)
+    openid = new_openid()
+    code = await staff_service.create_invite("S001", "clerk", "", h.bot.now())
+    await h.say(openid, f"绑定 {code}")
+    for ending in ("确认", "取消"):
+        await reach(h, openid, "reg.phone")
+        big = h.bot.config.points.confirm_above + 1
+        assert "确认" in await h.say(openid, f"消费 {member_phone} {big}")
+        assert await state(openid) != "reg.phone"
+        await h.say(openid, ending)
+        assert await state(openid) == "reg.phone", ending
+        if ending == "确认":  # one code a minute per account: answer the step once
+            assert "验证码已发送" in await h.say(openid, new_phone())
+        await h.say(openid, "取消")
+
+
 async def test_a_member_typing_a_staff_command_mid_dialog_is_answering_the_dialog(h):
     openid = new_openid()
     await reach(h, openid, "reg.phone")
