@@ -152,9 +152,12 @@ class PurchaseCheck(Dialogs, prefix="purchase", title="记录消费", cancelled=
 class CouponAmount(Dialogs, prefix="redeem", title="核销", cancelled="redeem_cancelled.j2",
                    idle=dt.timedelta(minutes=10), staff=True):
     """核销 of a coupon whose rule needs the purchase amount: the amount, or 确认 to use it
-    without one (bot/handlers/coupons.py)."""
+    without one; an amount above [points] confirm_above is confirmed first, as 消费's is
+    (bot/handlers/coupons.py)."""
 
     amount = State("redeem_ask_amount.j2")
+    # The amount given is above [points] confirm_above: 确认 records it.
+    big = State("redeem_confirm_big_unclear.j2")
 
 
 class PunchSale(Dialogs, prefix="punch", title="开卡", cancelled="punch_sale_cancelled.j2",

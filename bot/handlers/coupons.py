@@ -144,9 +144,16 @@ def _split_codes_and_amount(parts: list[str], max_fen: int) -> tuple[list[str], 
 
 
 async def _redeem(ctx: Context, actor: Actor, codes: list[str], amount: int | None, *,
-                  confirmed: bool = False, key: str | None = None) -> Reply:
+                  confirmed: bool = False, key: str | None = None,
+                  big_ok: bool = False) -> Reply:
     if CouponAmount.holds(ctx.dialog.state):
         ctx.dialog.clear()  # a scan while the amount was asked: this coupon's answer counts
+    limit = ctx.bot.config.points.confirm_above
+    if amount is not None and limit and amount > limit * 100 and not big_ok:
+        # The amount records a purchase, as 消费 does: a typo must not mint points. Nothing is
+        # used yet; the redemption will carry this message's key.
+        ctx.dialog.set(CouponAmount.big, codes=codes, key=key or ctx.key, amount=amount)
+        return ctx.reply("redeem_confirm_big.j2", amount=amount, limit=limit, codes=codes)
     misses = {f"coupon-miss:{actor.staff.id if actor.staff else actor.label}": MISSES}
     if await ctx.bot.limiter.blocked(misses, ctx.now):
         return ctx.reply("coupon_slow_down.j2")
@@ -183,7 +190,8 @@ def _thresholds(held) -> list[int]:
 
 @router.question_values(CouponAmount)
 def _amount_question(ctx: Context) -> dict:
-    return {"thresholds": ctx.dialog.data.get("thresholds", [])}
+    return {"thresholds": ctx.dialog.data.get("thresholds", []),
+            "amount": ctx.dialog.data.get("amount", 0)}
 
 
 REDEEM_USAGE = "核销 <券码> [券码…] [消费金额]"
@@ -217,6 +225,22 @@ async def redeem_confirmed(ctx: Context) -> Reply:
 @router.message(state=CouponAmount.amount)
 async def redeem_unclear(ctx: Context) -> Reply:
     return ctx.ask(CouponAmount.amount)
+
+
+@router.text("确认", "确定", "是", state=CouponAmount.big)
+async def redeem_big_confirmed(ctx: Context) -> Reply:
+    data = dict(ctx.dialog.data)
+    ctx.dialog.clear()
+    actor, refusal = await staff_answering(ctx, "redeem_coupon", REDEEM_USAGE)
+    if refusal is not None:
+        return refusal
+    return await _redeem(ctx, actor, data.get("codes", []), data.get("amount"),
+                         key=data.get("key"), big_ok=True)
+
+
+@router.message(state=CouponAmount.big)
+async def redeem_big_unclear(ctx: Context) -> Reply:
+    return ctx.ask(CouponAmount.big)
 
 
 @staff_command("核销", "核券", action="redeem_coupon", usage="核销 <券码> [券码…] [消费金额]",

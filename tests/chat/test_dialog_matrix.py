@@ -128,6 +128,15 @@ async def _threshold_coupon(user: User) -> None:
     assert "还没有核销" in await user.say(f"核销 {coupon.code}")
 
 
+async def _big_redemption(user: User) -> None:
+    target = await Member.get(follower__openid="o_mx_target")
+    template = await CouponTemplate.get(code="CUT30")
+    coupon = await coupons.issue(user.h.bot, target, template, source="manual",
+                                 key=f"matrix:{user.openid}")
+    limit = user.h.config.points.confirm_above
+    assert "请核对金额" in await user.say(f"核销 {coupon.code} {limit + 1}")
+
+
 async def _second_punch_card(user: User) -> None:
     await user.say(f"开卡 {TARGET_PHONE} WASH10")
     assert "还没有再开卡" in await user.say(f"开卡 {TARGET_PHONE} WASH10")
@@ -147,6 +156,7 @@ WALKS: dict[str, tuple[Callable, Walk]] = {
     "erase.code": (member, lambda u: _erase_code(u)),
     "purchase.confirm": (staff_member, _big_purchase),
     "redeem.amount": (staff_member, _threshold_coupon),
+    "redeem.big": (staff_member, _big_redemption),
     "punch.confirm": (staff_member, _second_punch_card),
 }
 

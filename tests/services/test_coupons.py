@@ -638,6 +638,32 @@ async def test_redeem_by_code_without_an_amount(shop, team, member):
     assert entry.after == {"coupons": [cut.code], "amount": None, "discount": 0}
 
 
+async def test_a_big_amount_at_redemption_is_confirmed_before_anything_is_used(shop, team,
+                                                                                member):
+    # 核销 with an amount records a purchase: above [points] confirm_above it asks first, as 消费
+    # does, whether the amount came in the command or as the answer to "how much?".
+    limit = shop.bot.config.points.confirm_above
+    cut = await give(shop.bot, member, "CUT30")
+    reply = await shop.say("o_clerk", f"核销 {cut.code} {limit * 10}")
+    assert "请核对金额" in reply and cut.code in reply
+    assert (await fresh(cut)).status == "issued" and await Purchase.all().count() == 0
+    assert "较大" in await shop.say("o_clerk", "嗯")  # asked again, still nothing used
+    assert await shop.say("o_clerk", "取消") == shop.bot.templates.render("redeem_cancelled.j2")
+    assert (await fresh(cut)).status == "issued" and await Purchase.all().count() == 0
+
+    assert "还没有核销" in await shop.say("o_clerk", f"核销 {cut.code}")
+    assert "请核对金额" in await shop.say("o_clerk", str(limit + 1))
+    assert (await fresh(cut)).status == "issued"
+    reply = await shop.say("o_clerk", "确认")
+    (purchase,) = await Purchase.all()
+    assert f"已记录消费 #{purchase.id}" in reply and purchase.amount == (limit + 1) * 100 - 3000
+    assert (await fresh(cut)).status == "redeemed"
+    # The same again: asked, and then refused as used; nothing recorded twice.
+    assert "请核对金额" in await shop.say("o_clerk", f"核销 {cut.code} {limit + 1}")
+    assert "不能重复使用" in await shop.say("o_clerk", "确认")
+    assert await Purchase.all().count() == 1
+
+
 async def test_redeem_with_an_amount_records_the_purchase_paid(shop, team, member):
     cut = await give(shop.bot, member, "CUT30")
     typed = f"{cut.code[:5].lower()}-{cut.code[5:].lower()}"  # case and dashes do not matter
