@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bot.chat import commands
 from bot.chat.context import Context
@@ -32,16 +33,19 @@ async def _staff_or_refusal(ctx: Context, word: str) -> tuple[Actor | None, Repl
 
 
 async def staff_answering(ctx: Context, action: str, usage: str
-                          ) -> tuple[Actor | None, Reply | None]:
-    """For a staff dialog's answer (确认, an amount): the actor, checked again as the command
-    was (access may have ended, or the role changed, since the question), or the refusal."""
+                          ) -> tuple[dict[str, Any], Actor | None, Reply | None]:
+    """For a staff dialog's answer (确认, an amount): the dialog ends and what it kept comes
+    back, with the actor checked again as the command was (access may have ended, or the role
+    changed, since the question), or the refusal."""
+    data = dict(ctx.dialog.data)
+    ctx.dialog.clear()
     actor, refusal = await _staff_or_refusal(ctx, usage.split()[0])
     if refusal is not None:
-        return None, refusal
+        return data, None, refusal
     if not staff_service.allowed(actor.staff.role, action):
-        return None, ctx.reply("staff_not_allowed.j2",
-                               role=staff_service.ROLE_NAMES[actor.staff.role], usage=usage)
-    return actor, None
+        return data, None, ctx.reply("staff_not_allowed.j2",
+                                     role=staff_service.ROLE_NAMES[actor.staff.role], usage=usage)
+    return data, actor, None
 
 
 def staff_command(*words: str, action: str, usage: str, args: tuple[int, int], on: Router):

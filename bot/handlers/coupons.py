@@ -202,9 +202,7 @@ def _an_amount(ctx: Context) -> bool:
 
 
 async def _answer_redemption(ctx: Context, amount: int | None, confirmed: bool) -> Reply:
-    data = dict(ctx.dialog.data)
-    ctx.dialog.clear()
-    actor, refusal = await staff_answering(ctx, "redeem_coupon", REDEEM_USAGE)
+    data, actor, refusal = await staff_answering(ctx, "redeem_coupon", REDEEM_USAGE)
     if refusal is not None:
         return refusal
     return await _redeem(ctx, actor, data.get("codes", []), amount, confirmed=confirmed,
@@ -229,9 +227,7 @@ async def redeem_unclear(ctx: Context) -> Reply:
 
 @router.text("确认", "确定", "是", state=CouponAmount.big)
 async def redeem_big_confirmed(ctx: Context) -> Reply:
-    data = dict(ctx.dialog.data)
-    ctx.dialog.clear()
-    actor, refusal = await staff_answering(ctx, "redeem_coupon", REDEEM_USAGE)
+    data, actor, refusal = await staff_answering(ctx, "redeem_coupon", REDEEM_USAGE)
     if refusal is not None:
         return refusal
     return await _redeem(ctx, actor, data.get("codes", []), data.get("amount"),

@@ -64,7 +64,10 @@ async def staff_help(ctx: Context, actor: Actor) -> Reply:
 
 # --- purchases ---
 
-@staff_command("消费", action="purchase", usage="消费 <手机号|卡号> <金额> [备注]", args=(2, 3))
+PURCHASE_USAGE = "消费 <手机号|卡号> <金额> [备注]"
+
+
+@staff_command("消费", action="purchase", usage=PURCHASE_USAGE, args=(2, 3))
 async def purchase(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     member = await members.lookup(ctx.bot, parts[0])
     amount = _amount(parts[1], ctx.bot.config.points.max_purchase)
@@ -103,9 +106,7 @@ def _purchase_question(ctx: Context) -> dict:
 
 @router.text("确认", "确定", "是", state=PurchaseCheck.confirm)
 async def purchase_confirmed(ctx: Context) -> Reply:
-    data = dict(ctx.dialog.data)
-    ctx.dialog.clear()
-    actor, refusal = await staff_answering(ctx, "purchase", "消费 <手机号|卡号> <金额> [备注]")
+    data, actor, refusal = await staff_answering(ctx, "purchase", PURCHASE_USAGE)
     if refusal is not None:
         return refusal
     try:
@@ -279,9 +280,7 @@ def _punch_question(ctx: Context) -> dict:
 
 @router.text("确认", "确定", "是", state=PunchSale.confirm)
 async def sell_card_confirmed(ctx: Context) -> Reply:
-    data = dict(ctx.dialog.data)
-    ctx.dialog.clear()
-    actor, refusal = await staff_answering(ctx, "punch_sell", SELL_USAGE)
+    data, actor, refusal = await staff_answering(ctx, "punch_sell", SELL_USAGE)
     if refusal is not None:
         return refusal
     product = wallet.product_named(ctx.bot.config.punch_cards, data.get("product", ""))
