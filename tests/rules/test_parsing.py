@@ -525,7 +525,7 @@ def test_progress_with_an_unknown_tier_name_starts_at_the_bottom():
 
 def _ctx(kind: str = "text", text: str = "", state: str | None = None):
     return SimpleNamespace(inbound=SimpleNamespace(kind=kind, text=text),
-                           dialog=SimpleNamespace(state=state), text=text)
+                           dialog=SimpleNamespace(state=state, data={}), text=text)
 
 
 def _answer(label: str):
