@@ -21,6 +21,7 @@ from tests.support import (
     POSTGRES_UP,
     SMS_ID,
     SMS_SECRET,
+    STEADY_POINTS,
     SUITE_DB,
     Clock,
     Harness,
@@ -91,6 +92,12 @@ async def harness_factory(db_url: str, stand_ins: StandIns):
         for server in started:
             await server.close()
         await session.close()
+
+
+@pytest.fixture
+async def shop(harness_factory) -> Harness:
+    """The bot with points that do not depend on the weekday (no member day)."""
+    return await harness_factory(points=STEADY_POINTS)
 
 
 @pytest.fixture

@@ -49,11 +49,6 @@ PURCHASE_NOTICE = {"purchase": {"template_id": "TPL1", "fields": {
 # --- helpers ---
 
 @pytest.fixture
-async def shop(harness_factory) -> Harness:
-    return await harness_factory(points=STEADY_POINTS)
-
-
-@pytest.fixture
 async def team(shop) -> dict[str, Staff]:
     return {
         "clerk": await add_staff("o_clerk", "clerk", name="小王"),

@@ -27,11 +27,6 @@ PHONE, MASKED = "13800138000", "138****8000"
 
 
 @pytest.fixture
-async def shop(harness_factory) -> Harness:
-    return await harness_factory(points=STEADY_POINTS)
-
-
-@pytest.fixture
 async def team(shop) -> dict[str, Staff]:
     return {
         "clerk": await add_staff("o_clerk", "clerk", name="小王"),

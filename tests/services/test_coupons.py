@@ -53,11 +53,6 @@ LOOKUP_NOT_FOUND = "没有找到 {text} 对应的会员。可以请顾客关注�
 # --- helpers ---
 
 @pytest.fixture
-async def shop(harness_factory) -> Harness:
-    return await harness_factory(points=STEADY_POINTS)
-
-
-@pytest.fixture
 async def team(shop) -> dict[str, Staff]:
     return {
         "clerk": await add_staff("o_clerk", "clerk", name="小王"),
