@@ -64,6 +64,15 @@ class SmsConfig:
     template_welcome: str = ""
     # If set, Aliyun's push URLs must carry ?token=<push_token> (Aliyun does not sign pushes).
     push_token: str = ""
+    # SMS go out only between these local times; later ones wait for the next morning.
+    send_from: str = "08:00"
+    send_until: str = "21:00"
+    # Template for a marketing SMS (campaigns): "${text}回T退订"; its only parameter is text.
+    template_marketing: str = ""
+
+    @property
+    def window(self) -> tuple[dt.time, dt.time]:
+        return dt.time.fromisoformat(self.send_from), dt.time.fromisoformat(self.send_until)
 
 
 @dataclass
@@ -107,6 +116,29 @@ class SmsLimitsConfig:
 @dataclass
 class SchedulerConfig:
     enabled: bool = True
+    birthday_at: str = "09:00"  # local time of the daily birthday job
+
+
+@dataclass
+class BroadcastConfig:
+    # A scheduled campaign missed by more than this waits for a manager instead of going out.
+    stale_after_minutes: int = 120
+    batch_size: int = 500  # members claimed and sent per batch
+    concurrency: int = 4  # sends in flight per worker
+    # WeChat: message/mass/send calls per minute (60 is WeChat's cap) and openids per call.
+    mass_per_minute: int = 60
+    mass_batch: int = 10000
+    # WeChat lets each follower receive 4 mass messages a month; the rest go by SMS.
+    mass_monthly_cap: int = 4
+    sms_per_second: int = 50  # Aliyun's default flow control is per account
+    max_attempts: int = 5  # transient errors (-1, 45009, flow control) retry with backoff
+
+
+@dataclass
+class SegmentsConfig:
+    # RFM: R, F and M are scored high or low against the members' median ("median") or mean.
+    rfm_baseline: str = "median"
+    rfm_days: int = 365  # the window F and M count over
 
 
 @dataclass
@@ -122,6 +154,8 @@ class TierConfig:
     multiplier: float = 1.0  # points multiplier
     discount: int = 100  # percent of the price, shown to staff (95 = 95折)
     birthday_points: int = 0
+    birthday_coupon: str = ""  # a [[coupons]] template code given on the birthday
+    birthday_template: str = "birthday.j2"  # the greeting, in templates/messages/
 
 
 @dataclass
@@ -201,6 +235,8 @@ class Config:
     shop: ShopConfig = field(default_factory=ShopConfig)
     sms_limits: SmsLimitsConfig = field(default_factory=SmsLimitsConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     points: PointsConfig = field(default_factory=PointsConfig)
     stored_value: StoredValueConfig = field(default_factory=StoredValueConfig)
     coupon_rewards: CouponRewardsConfig = field(default_factory=CouponRewardsConfig)
@@ -210,7 +246,8 @@ class Config:
     punch_cards: list[PunchProductConfig] = field(default_factory=list)
     coupons: list[CouponTemplateConfig] = field(default_factory=list)
     menu: dict[str, Any] = field(default_factory=dict)
-    # Service-notice template messages: [notices.<purpose>] template_id, fields = {ours: theirs}
+    # Service notices per purpose: [notices.<purpose>] channels (in order), template_id and
+    # fields = {ours: theirs} for the template message, sms_template for the SMS.
     notices: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **sections: Any) -> Config:
@@ -384,6 +421,19 @@ def validate_basics(config: Config) -> None:
     codes = [c.code for c in config.coupons]
     if len(codes) != len(set(codes)):
         raise ConfigError("coupons.code: template codes must be unique")
+    for key, value in (("sms.send_from", config.sms.send_from),
+                       ("sms.send_until", config.sms.send_until),
+                       ("scheduler.birthday_at", config.scheduler.birthday_at)):
+        try:
+            dt.time.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(f"{key}: a local time like 08:00, got {value!r}") from None
+    if config.segments.rfm_baseline not in ("median", "mean"):
+        raise ConfigError("segments.rfm_baseline: median or mean")
+    for tier in config.tiers:
+        if tier.birthday_coupon and tier.birthday_coupon not in codes:
+            raise ConfigError(f"tiers.birthday_coupon: no [[coupons]] template "
+                              f"{tier.birthday_coupon!r} (tier {tier.name})")
     for reward in ("welcome", "referral"):
         wanted = getattr(config.coupon_rewards, reward)
         if wanted and wanted not in codes:

@@ -6,6 +6,10 @@ keeps a heartbeat; a run whose worker died (no heartbeat for STALE) is taken ove
 worker that tries, and because every job is idempotent item by item (ledger keys, delivery keys)
 the new run finishes the work without repeating what was done.
 
+Ticks are the other kind: short rounds every few seconds on every worker (deliveries waiting
+for the morning, campaigns to start or continue). They claim nothing as a whole; each claims
+its own items (a delivery row, a campaign batch), so two workers ticking at once share the work.
+
 Misfires: a worker that was down at the scheduled time runs the job when it starts, if today's
 run is not done yet (catch-up). Each job covers everything that became due since its last run
 (e.g. expiry takes every lot whose day has passed), so one late run makes up for missed days.
@@ -25,6 +29,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.clock import local_midnight
 from bot.infra.db import IntegrityError
@@ -45,6 +50,13 @@ class Job:
     hour: int
     minute: int
     run: Callable[[Any, dt.date], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Tick:
+    name: str
+    seconds: float
+    run: Callable[[Any], Awaitable[None]]
 
 
 async def _points_expiry(bot, today: dt.date) -> dict[str, Any]:
@@ -84,11 +96,16 @@ JOBS = (
     Job("purge", 4, 30, _purge),
 )
 
+# Each tick runs on every worker and claims its own items.
+TICKS: tuple[Tick, ...] = ()
+
 
 class Scheduler:
-    def __init__(self, bot, jobs: tuple[Job, ...] = JOBS, worker: str | None = None):
+    def __init__(self, bot, jobs: tuple[Job, ...] = JOBS, worker: str | None = None,
+                 ticks: tuple[Tick, ...] = TICKS):
         self.bot = bot
         self.jobs = jobs
+        self.ticks = ticks
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self._aps = AsyncIOScheduler(timezone=bot.config.shop.tz)
 
@@ -98,6 +115,9 @@ class Scheduler:
                                                     timezone=self.bot.config.shop.tz),
                               args=[job], id=job.name, coalesce=True, max_instances=1,
                               misfire_grace_time=6 * 3600)
+        for tick in self.ticks:
+            self._aps.add_job(self.tick, IntervalTrigger(seconds=tick.seconds), args=[tick],
+                              id=f"tick:{tick.name}", coalesce=True, max_instances=1)
         self._aps.start()
         self.bot.spawn(self.catch_up(), "scheduler catch-up")
 
@@ -134,6 +154,12 @@ class Scheduler:
                                               result=result)
         log.info("job %s for %s done: %s", job.name, period, result)
         return True
+
+    async def tick(self, tick: Tick) -> None:
+        try:
+            await tick.run(self.bot)
+        except Exception:
+            log.exception("tick %s failed; the next one tries again", tick.name)
 
     async def _claim(self, name: str, period: str) -> JobRun | None:
         now = self.bot.now()

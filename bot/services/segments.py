@@ -7,10 +7,12 @@ would use up stock for nobody, or market to someone who said no."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from tortoise.queryset import QuerySet
 
+from bot.infra.paging import value_batches
 from bot.models import Member
 
 
@@ -37,3 +39,13 @@ def members(segment: Segment) -> QuerySet[Member]:
     if segment.tier is not None:
         query = query.filter(tier=segment.tier)
     return query
+
+
+async def id_batches(segment: Segment, *, size: int = 500) -> AsyncIterator[list[int]]:
+    """The segment's member ids in ascending batches: what a campaign streams its audience by."""
+    async for batch in value_batches(members(segment), "id", size=size, flat=True):
+        yield batch
+
+
+async def count(segment: Segment) -> int:
+    return await members(segment).count()
