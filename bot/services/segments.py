@@ -7,6 +7,7 @@ would use up stock for nobody, or market to someone who said no."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -41,11 +42,13 @@ def members(segment: Segment) -> QuerySet[Member]:
     return query
 
 
-async def id_batches(segment: Segment, *, size: int = 500) -> AsyncIterator[list[int]]:
-    """The segment's member ids in ascending batches: what a campaign streams its audience by."""
+async def id_batches(segment: Segment, *, today: dt.date | None = None,
+                     size: int = 500) -> AsyncIterator[list[int]]:
+    """The segment's member ids in ascending batches: what a campaign streams its audience by.
+    `today` (the shop's date) anchors relative conditions such as last_visit>30d."""
     async for batch in value_batches(members(segment), "id", size=size, flat=True):
         yield batch
 
 
-async def count(segment: Segment) -> int:
+async def count(segment: Segment, *, today: dt.date | None = None) -> int:
     return await members(segment).count()
