@@ -5,8 +5,6 @@ command is repeated. Also the referrer's reward and `memberbot coupon issue`."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from bot.cli import coupons as coupons_cli
@@ -200,5 +198,5 @@ async def test_a_bulk_issue_tells_each_member_once(db_url, stand_ins, capsys):
     sent = sorted((m.openid, m.content) for m in stand_ins.wechat.messages)
     assert [openid for openid, _ in sent] == ["o_bulk_0", "o_bulk_1", "o_bulk_2"]
     assert all(content.startswith("🎁 您收到一张「满200减30」") for _, content in sent)
-    async with open_bot(dataclasses.replace(config)):
+    async with open_bot(config):
         assert await Delivery.filter(purpose="coupon_issued", status="sent").count() == 3
