@@ -150,8 +150,9 @@ class Outbox:
         payload: dict[str, Any] = {"text": text, "values": values or {}}
         if marketing:
             payload["marketing"] = True
-        delivery = await self._claim(key, channel=order[0], purpose=purpose, member_id=member_id,
-                                     openid=openid, payload=payload)
+        # A marketing notice whose purpose lists only template messages has no channel left.
+        delivery = await self._claim(key, channel=order[0] if order else "none", purpose=purpose,
+                                     member_id=member_id, openid=openid, payload=payload)
         if delivery is None:
             return Outcome(False, "duplicate", duplicate=True)
         member = await Member.get_or_none(id=member_id)
@@ -170,8 +171,9 @@ class Outbox:
                 return step
             log.info("notice %s: %s not possible (%s)", key, channel, step)
             why.append(f"{channel}:{step}")
+            delivery.channel = channel  # the last one tried
         # Nobody could be reached: the row says why, channel by channel.
-        return await self._finish(delivery, Outcome(False, "; ".join(why)), channel=order[-1])
+        return await self._finish(delivery, Outcome(False, "; ".join(why) or "no_channel"))
 
     async def _by_wechat_cs(self, n: _Notice) -> Outcome | str:
         if n.openid is None:
@@ -186,8 +188,6 @@ class Outbox:
         return await self._finish(n.delivery, Outcome(True), channel="wechat_cs")
 
     async def _by_wechat_tpl(self, n: _Notice) -> Outcome | str:
-        if n.marketing:
-            return "marketing"
         if n.openid is None:
             return "not_following"
         if not n.config.get("template_id") or n.values is None:
@@ -223,7 +223,7 @@ class Outbox:
         await Delivery.filter(id=n.delivery.id).update(
             channel="sms", phone_hash=n.member.phone_hash, payload=payload,
             status=DeliveryStatus.QUEUED if queued else DeliveryStatus.SENDING,
-            not_before=opens, claimed_at=None if queued else now)
+            not_before=opens if queued else None, claimed_at=None if queued else now)
         n.delivery.channel = "sms"
         if queued:
             log.info("notice %s waits for the sending window (%s)", n.delivery.key, opens)

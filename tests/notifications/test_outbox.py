@@ -382,3 +382,14 @@ async def test_a_tui_ding_while_the_marketing_sms_waited_is_honoured(bot, clock,
     await bot.outbox.send_queued()
     row = await Delivery.get(key="n:wait")
     assert (row.status, row.error) == ("skipped", "opted_out") and not stand_ins.sms.messages
+
+
+async def test_marketing_for_a_template_only_purpose_has_no_channel(bot, stand_ins):
+    member = await new_member(bot, openid="o_user")
+    outcome = await bot.outbox.notify(member.id, "新品上市", purpose="template_only",
+                                      key="n:nochannel", values={"amount": "¥1.00"},
+                                      marketing=True)
+    assert not outcome.ok
+    row = await Delivery.get(key="n:nochannel")
+    assert (row.status, row.error) == ("failed", "no_channel")
+    assert not stand_ins.wechat.templates and not stand_ins.wechat.messages
