@@ -14,6 +14,20 @@ from bot.models import Coupon, CouponTemplate, Member, PointsEntry, Store, TierC
 from bot.notifications.outbox import Outcome
 from bot.rules import earning, tiers
 
+# The fields each purpose fills (a template message's `fields` and an SMS's `sms_params` map
+# these; docs/notices.md describes them). Purposes not named here carry text only.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "purchase": ("amount", "points", "balance", "time"),
+    "coupon_used": ("coupon", "store", "time"),
+    "coupon_undone": ("coupon", "amount", "balance", "time"),
+    "coupon_issued": ("coupon", "until"),
+    "points_adjust": ("points", "reason", "balance", "time"),
+    "tier_change": ("tier", "previous", "time"),
+    "stored_value": ("change", "amount", "bonus", "balance", "time"),
+    "punch_sold": ("card", "visits", "expires_on", "amount", "time"),
+    "referral_reward": ("friend", "points", "balance", "coupon"),
+}
+
 
 def _yuan(fen: int, sign: str = "") -> str:
     return f"{sign}¥{earning.fen_to_yuan(fen)}"

@@ -10,8 +10,10 @@ import pytest
 from bot.cli import coupons as coupons_cli
 from bot.config import CouponRewardsConfig
 from bot.models import Coupon, CouponTemplate, Delivery, Follower, Member
+from bot.notifications import notices
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
+from bot.sandbox.runner import SANDBOX_NOTICES
 from bot.services import coupons, members
 from tests.support import STEADY_POINTS, Harness, add_staff, make_config
 
@@ -200,3 +202,33 @@ async def test_a_bulk_issue_tells_each_member_once(db_url, stand_ins, capsys):
     assert all(content.startswith("🎁 您收到一张「满200减30」") for _, content in sent)
     async with open_bot(config):
         assert await Delivery.filter(purpose="coupon_issued", status="sent").count() == 3
+
+
+# --- every purpose fills its fields ---
+
+async def test_each_notice_fills_every_field_its_purpose_declares(shop, team, member):
+    """notices.FIELDS is what the config documents and the sandbox maps: a field it names but a
+    notice leaves out would make the outbox pass the template over (never sent empty)."""
+    cut = await give(shop, member, "CUT30")
+    for staff, text in (
+            ("o_clerk", f"消费 {PHONE} 100"), ("o_manager", f"调积分 {PHONE} +5 补"),
+            ("o_manager", f"设等级 {PHONE} 银卡会员"), ("o_manager", f"充值 {PHONE} 600"),
+            ("o_clerk", f"开卡 {PHONE} WASH10"), ("o_clerk", f"核销 {cut.code} 250"),
+            ("o_manager", f"撤销券 {cut.code}"), ("o_manager", f"发券 {PHONE} VIP88")):
+        await shop.say(staff, text)
+    await shop.settle()
+    rows = await Delivery.filter(member_id=member.id, purpose__in=list(notices.FIELDS))
+    assert {row.purpose for row in rows} >= {
+        "purchase", "points_adjust", "tier_change", "stored_value", "punch_sold",
+        "coupon_undone", "coupon_issued"}
+    for row in rows:
+        values = row.payload["values"]
+        assert all(values.get(name) for name in notices.FIELDS[row.purpose]), (row.purpose,
+                                                                             values)
+
+
+def test_the_sandbox_maps_each_purpose_to_its_own_fields():
+    stored_value = SANDBOX_NOTICES["stored_value"]
+    assert "points" not in stored_value["fields"]  # `points：` once came out empty
+    assert set(stored_value["fields"]) == set(notices.FIELDS["stored_value"])
+    assert all(n["sms_template"] for n in SANDBOX_NOTICES.values())
