@@ -37,6 +37,11 @@ REFUSALS = frozenset({"43004", "43101", "48002", "45015", "45047"})
 # A queued SMS claimed longer ago than this without a recorded answer: its worker died, and
 # whether Aliyun sent it is unknown (SendSms has no idempotency key, so it is not resent).
 SENDING_LEASE = dt.timedelta(minutes=5)
+# Aliyun's per-number flow control (one SMS a minute per number and template): a refusal, so
+# nothing went out and a later try is safe. Two notices queued overnight for one member both
+# fall due at the window's opening; the second waits a minute instead of failing.
+SMS_TRY_LATER = frozenset({"isv.BUSINESS_LIMIT_CONTROL"})
+SMS_TRIES = 4
 
 
 @dataclass(frozen=True)
@@ -224,7 +229,7 @@ class Outbox:
             channel="sms", phone_hash=n.member.phone_hash, payload=payload,
             status=DeliveryStatus.QUEUED if queued else DeliveryStatus.SENDING,
             not_before=opens if queued else None, claimed_at=None if queued else now)
-        n.delivery.channel = "sms"
+        n.delivery.channel, n.delivery.payload = "sms", payload
         if queued:
             log.info("notice %s waits for the sending window (%s)", n.delivery.key, opens)
             return Outcome(False, "queued", queued=True)
@@ -238,6 +243,16 @@ class Outbox:
                         params: dict[str, str]) -> Outcome:
         phone = self._vault.decrypt(member.phone_enc)
         result = await self._sms.send(phone, template, params, str(delivery.id))
+        tries = delivery.payload["sms"].get("tries", 1)
+        if result.code in SMS_TRY_LATER and tries < SMS_TRIES:
+            now = self._clock()
+            later = quiet_hours.next_allowed(now + dt.timedelta(minutes=tries), self._tz,
+                                             self._sms_config.window)
+            payload = {**delivery.payload, "sms": {**delivery.payload["sms"], "tries": tries + 1}}
+            await Delivery.filter(id=delivery.id).update(
+                status=DeliveryStatus.QUEUED, not_before=later, claimed_at=None,
+                error=result.code, payload=payload)
+            return Outcome(False, result.code, queued=True)
         return await self._finish(delivery, Outcome(result.ok, "" if result.ok else result.code),
                                   channel="sms")
 

@@ -393,3 +393,33 @@ async def test_marketing_for_a_template_only_purpose_has_no_channel(bot, stand_i
     row = await Delivery.get(key="n:nochannel")
     assert (row.status, row.error) == ("failed", "no_channel")
     assert not stand_ins.wechat.templates and not stand_ins.wechat.messages
+
+
+async def test_aliyun_flow_control_puts_the_sms_back_in_the_queue(bot, clock, stand_ins):
+    """A refusal (nothing went out): the notice waits a minute, then goes once."""
+    member = await new_member(bot)
+    stand_ins.sms.fail_next(code="isv.BUSINESS_LIMIT_CONTROL")
+    outcome = await bot.outbox.notify(member.id, "提醒", purpose="plain", key="n:flow")
+    assert outcome.queued and outcome.code == "isv.BUSINESS_LIMIT_CONTROL"
+    row = await Delivery.get(key="n:flow")
+    assert (row.status, row.payload["sms"]["tries"]) == ("queued", 2)
+    assert dt.timedelta(seconds=50) < row.not_before - bot.now() <= dt.timedelta(minutes=1)
+    await tick_as_workers(bot, 2)
+    assert not stand_ins.sms.messages  # not before its minute is up
+    clock.advance(minutes=1, seconds=1)
+    await tick_as_workers(bot, 2)
+    await tick_as_workers(bot, 2)
+    assert len(sms_to(stand_ins, member)) == 1
+    assert (await Delivery.get(key="n:flow")).status == "sent"
+
+
+async def test_flow_control_gives_up_after_its_tries(bot, clock, stand_ins):
+    member = await new_member(bot)
+    stand_ins.sms.fail_next(4, code="isv.BUSINESS_LIMIT_CONTROL")
+    await bot.outbox.notify(member.id, "提醒", purpose="plain", key="n:flow4")
+    for _ in range(4):
+        clock.advance(minutes=5)
+        await bot.outbox.send_queued()
+    row = await Delivery.get(key="n:flow4")
+    assert (row.status, row.error) == ("failed", "isv.BUSINESS_LIMIT_CONTROL")
+    assert stand_ins.sms.requests_received == 4 and not stand_ins.sms.messages
