@@ -428,6 +428,7 @@ def validate_basics(config: Config) -> None:
             dt.time.fromisoformat(value)
         except ValueError:
             raise ConfigError(f"{key}: a local time like 08:00, got {value!r}") from None
+    validate_notices(config.notices)
     if config.segments.rfm_baseline not in ("median", "mean"):
         raise ConfigError("segments.rfm_baseline: median or mean")
     for tier in config.tiers:
@@ -438,6 +439,32 @@ def validate_basics(config: Config) -> None:
         wanted = getattr(config.coupon_rewards, reward)
         if wanted and wanted not in codes:
             raise ConfigError(f"coupon_rewards.{reward}: no [[coupons]] template {wanted!r}")
+
+
+# The channels a notice can take ([notices.<purpose>] channels), and the order they are tried in
+# when a purpose names none: a customer-service message while the member's 48 h window lasts,
+# else the purpose's template message, else an SMS (REFERENCE §5.2–5.3).
+NOTICE_CHANNELS = ("wechat_cs", "wechat_tpl", "sms")
+
+
+def validate_notices(notices: dict[str, Any]) -> None:
+    for purpose, notice in notices.items():
+        if not isinstance(notice, dict):
+            raise ConfigError(f"notices.{purpose}: must be a table")
+        channels = notice.get("channels", NOTICE_CHANNELS)
+        if not isinstance(channels, list | tuple) or not channels or \
+                any(c not in NOTICE_CHANNELS for c in channels) or \
+                len(set(channels)) != len(channels):
+            raise ConfigError(f"notices.{purpose}.channels: a list of {', '.join(NOTICE_CHANNELS)}"
+                              f" (each at most once), got {channels!r}")
+        for table in ("fields", "sms_params"):
+            mapping = notice.get(table, {})
+            if not isinstance(mapping, dict) or \
+                    not all(isinstance(v, str) for v in mapping.values()):
+                raise ConfigError(f"notices.{purpose}.{table}: a table of our field = their name")
+        for text in ("template_id", "sms_template"):
+            if not isinstance(notice.get(text, ""), str):
+                raise ConfigError(f"notices.{purpose}.{text}: a string")
 
 
 def validate_coupon(c: CouponTemplateConfig, stores: set[str]) -> None:

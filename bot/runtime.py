@@ -93,13 +93,15 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
             wechat = WeChatAPI(session, config.wechat, clock, shared.get("lock"),
                                on_token_fetch=metrics.token_refreshes.inc)
             sms = SmsSender(config.sms)
+            vault = Vault(config.security.data_key_bytes, config.security.previous_key_bytes)
             bot = Bot(
                 config=config,
-                vault=Vault(config.security.data_key_bytes, config.security.previous_key_bytes),
+                vault=vault,
                 templates=Templates({"shop": config.shop, "timedelta": dt.timedelta}),
                 wechat=wechat,
                 sms=sms,
-                outbox=Outbox(wechat, sms, clock, config.notices, metrics),
+                outbox=Outbox(wechat, sms, clock, config.notices, metrics, vault=vault,
+                              sms_config=config.sms, tz=config.shop.tz),
                 dialogs=shared.get("dialogs") or DialogStore(clock),
                 dedup=shared.get("dedup") or DatabaseDedup(),
                 limiter=shared.get("limiter") or DatabaseLimiter(),

@@ -10,6 +10,7 @@ from bot.cli.common import CliError, lookup_member, refusal
 from bot.config import Config, CouponTemplateConfig, validate_coupon
 from bot.infra.paging import batches
 from bot.models import CouponTemplate, Store
+from bot.notifications import notices
 from bot.runtime import open_bot
 from bot.services import coupons, segments
 from bot.services.staff import Actor
@@ -102,6 +103,21 @@ async def template_disable(config: Config, code: str) -> None:
     print(f"Coupon template {code} disabled: no new coupons; issued ones stay valid.")
 
 
+NOTICE_CONCURRENCY = 8  # notices in flight at once while a bulk issue tells its members
+
+
+async def _tell(bot, given: list, template: CouponTemplate) -> None:
+    """Each member hears about their coupon, once: the notice's key is the coupon's, and a
+    re-run with the same --key finds the same coupons (and their notices sent)."""
+    gate = asyncio.Semaphore(NOTICE_CONCURRENCY)
+
+    async def one(coupon) -> None:
+        async with gate:
+            await notices.coupon_issued(bot, coupon, template)
+
+    await asyncio.gather(*(one(coupon) for coupon in given))
+
+
 async def issue(config: Config, code: str, who: str | None, segment: str | None,
                 key: str | None) -> None:
     """Issue to one member or to a segment (all, or tier:<name>), in batches. Each member's
@@ -119,6 +135,7 @@ async def issue(config: Config, code: str, who: str | None, segment: str | None,
                                              key=f"{key}:{member.id}", actor=actor)
             except coupons.CouponRefused as exc:
                 raise refusal(bot, exc) from None
+            await notices.coupon_issued(bot, coupon, template)
             print(f"Issued {coupon.code} to {member.card_no}.")
             return
         try:
@@ -127,13 +144,15 @@ async def issue(config: Config, code: str, who: str | None, segment: str | None,
             raise CliError("--segment is all or tier:<name>", 2) from None
         issued = refused = 0
         async for batch in batches(query, size=500):
+            given = []
             for member in batch:
                 try:
-                    await coupons.issue(bot, member, template, source="manual",
-                                        key=f"{key}:{member.id}", actor=actor)
+                    given.append(await coupons.issue(bot, member, template, source="manual",
+                                                     key=f"{key}:{member.id}", actor=actor))
                     issued += 1
                 except coupons.CouponRefused:
                     refused += 1
+            await _tell(bot, given, template)
             print(f"… {issued} issued, {refused} refused (limit or stock)", flush=True)
     print(f"Done: {issued} issued, {refused} refused. Re-run with --key {key} to resume "
           "without issuing twice.")

@@ -15,6 +15,7 @@ from bot.chat.staff_commands import staff_answering, staff_command
 from bot.chat.states import CouponAmount, Exchange
 from bot.infra.ratelimit import Limit
 from bot.models import CouponTemplate
+from bot.notifications import notices
 from bot.notifications.poster import render_poster
 from bot.notifications.replies import Image, Reply
 from bot.notifications.wechat_api import WeChatAPIError
@@ -175,12 +176,10 @@ async def _redeem(ctx: Context, actor: Actor, codes: list[str], amount: int | No
             await ctx.bot.limiter.hit(misses, ctx.now)
         return ctx.reply(refused.reason, tz=ctx.bot.config.shop.tz, **refused.values)
     member = result.coupons[0].member
-    for coupon in result.coupons:
-        text = ctx.render("coupon_used_member.j2", coupon=coupon, store=actor.store,
-                          when=ctx.now.astimezone(ctx.bot.config.shop.tz))
-        ctx.bot.spawn(ctx.bot.outbox.notify(member.id, text, purpose="coupon_used",
-                                            key=f"notice:coupon:{coupon.id}:{ctx.key}"),
-                      f"notice:coupon:{coupon.id}")
+    # One notice for the coupons and the purchase they paid for; its key is the redemption's.
+    ctx.bot.spawn(notices.coupons_used(ctx.bot, result, actor.store, ctx.now,
+                                       key=key or ctx.key),
+                  f"notice:coupon:{result.coupons[0].id}")
     return ctx.reply("coupon_redeemed.j2", result=result, member=member)
 
 
@@ -273,10 +272,12 @@ async def redeem_by_scan(ctx: Context) -> Reply | None:
 async def undo_redemption(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     code = coupon_rules.normalize_code(parts[0])
     try:
-        coupon, voided = await redemption.undo(ctx.bot, code, actor=actor)
+        coupon, void = await redemption.undo(ctx.bot, code, actor=actor)
     except CouponRefused as refused:
         return ctx.reply(refused.reason, tz=ctx.bot.config.shop.tz, **refused.values)
-    return ctx.reply("coupon_undone.j2", coupon=coupon, voided=voided)
+    ctx.bot.spawn(notices.coupon_undone(ctx.bot, coupon, void, ctx.now, key=ctx.key),
+                  f"notice:coupon-undone:{coupon.id}")
+    return ctx.reply("coupon_undone.j2", coupon=coupon, voided=void.purchase.id if void else None)
 
 
 @staff_command("发券", action="issue_coupon", usage="发券 <手机号|卡号> <模板代码>", args=(2, 2),
@@ -293,10 +294,7 @@ async def give_coupon(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
                                      actor=actor)
     except CouponRefused as refused:
         return ctx.reply(refused.reason, **refused.values)
-    ctx.bot.spawn(ctx.bot.outbox.notify(
-        member.id, ctx.render("coupon_received.j2", template=template, coupon=coupon,
-                              tz=ctx.bot.config.shop.tz),
-        purpose="coupon_issued", key=f"notice:coupon-issued:{coupon.id}"),
-        f"notice:coupon-issued:{coupon.id}")
+    ctx.bot.spawn(notices.coupon_issued(ctx.bot, coupon, template),
+                  f"notice:coupon-issued:{coupon.id}")
     return ctx.reply("coupon_issued_staff.j2", template=template, coupon=coupon,
                      member=member)

@@ -15,7 +15,7 @@ from bot.chat.staff_commands import staff_command as _staff_command
 from bot.chat.states import PunchSale, PurchaseCheck
 from bot.infra.ratelimit import Limit
 from bot.infra.vault import mask_phone
-from bot.models import Purchase
+from bot.models import Purchase, TierChange
 from bot.notifications import notices
 from bot.notifications.replies import Reply
 from bot.rules import earning, tiers
@@ -166,6 +166,8 @@ async def adjust(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
                                      key=ctx.key)
     except loyalty.InsufficientPoints:
         return ctx.reply("adjust_insufficient.j2", points=member.points, delta=delta)
+    # Repeats too (see purchase): the entry's key makes it the same notice.
+    ctx.bot.spawn(notices.points_adjusted(ctx.bot, entry, ctx.now), f"notice:adjust:{entry.id}")
     return ctx.reply("adjust_staff.j2", entry=entry, **_who(ctx, member))
 
 
@@ -176,29 +178,37 @@ async def set_tier(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     names = [t.name for t in ctx.bot.config.tiers]
     if parts[1] not in names:
         return ctx.reply("tier_unknown.j2", text=parts[1], names=names)
+    before = member.tier
     member = await tiering.set_tier(ctx.bot, member, parts[1], actor=actor)
+    if member.tier != before:
+        change = await TierChange.filter(member_id=member.id, reason="manual") \
+            .order_by("-id").first()
+        ctx.bot.spawn(notices.tier_set(ctx.bot, change, floor=member.tier_floor is not None),
+                      f"notice:tier-set:{change.id}")
     return ctx.reply("tier_set_staff.j2", **_who(ctx, member))
 
 
 # --- stored value ---
 
 STORED_VALUE = {
-    # command word: (service function, what staff see, the member's notice)
-    "充值": (wallet.top_up, "充值", "stored_value_topup_member.j2"),
-    "储值": (wallet.pay, "储值消费", "stored_value_pay_member.j2"),
-    "退款": (wallet.refund, "储值退款", "stored_value_refund_member.j2"),
+    # command word: (service function, what staff see, the member's notice: notices.stored_value)
+    "充值": (wallet.top_up, "充值", "topup"),
+    "储值": (wallet.pay, "储值消费", "pay"),
+    "退款": (wallet.refund, "储值退款", "refund"),
 }
 
 
 async def _stored_value(ctx: Context, actor: Actor, parts: list[str], word: str) -> Reply:
-    operation, what, notice = STORED_VALUE[word]
+    operation, what, change = STORED_VALUE[word]
     member = await members.lookup(ctx.bot, parts[0])
     max_yuan = ctx.bot.config.stored_value.max_topup
     amount = _amount(parts[1], max_yuan)
     if amount is None:
         return ctx.reply("staff_bad_amount.j2", text=parts[1], max=max_yuan)
     result = await operation(ctx.bot, member, amount, actor=actor, key=ctx.key)
-    _notify_stored_value(ctx, result, notice)
+    # Repeats too (see purchase): the key makes the outbox send it once.
+    key = f"notice:stored_value:{ctx.key}"
+    ctx.bot.spawn(notices.stored_value(ctx.bot, result, change, ctx.now, key=key), key)
     return ctx.reply("stored_value_staff.j2", result=result, what=what, **_who(ctx, member))
 
 
@@ -217,17 +227,6 @@ async def pay(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
                usage="退款 <手机号|卡号> <金额>", args=(2, 2))
 async def refund(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     return await _stored_value(ctx, actor, parts, "退款")
-
-
-def _notify_stored_value(ctx: Context, result: wallet.StoredValueResult, template: str) -> None:
-    # Repeats too (see purchase): the key makes the outbox send it once.
-    key = f"notice:stored_value:{ctx.key}"
-    ctx.bot.spawn(ctx.bot.outbox.notify(
-        result.member.id, ctx.render(template, result=result), purpose="stored_value", key=key,
-        values={"amount": f"¥{earning.fen_to_yuan(result.amount)}",
-                "balance": f"¥{earning.fen_to_yuan(result.balance)}",
-                "time": ctx.now.astimezone(ctx.bot.config.shop.tz).strftime("%Y-%m-%d %H:%M")}),
-        key)
 
 
 # --- punch cards ---
@@ -265,10 +264,9 @@ async def sell_card(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
 
 
 def _punch_sold(ctx: Context, actor: Actor, member, sale: wallet.PunchSale) -> Reply:
-    if sale.purchase is not None:
-        # Repeats too (see purchase): the notice's key is the purchase's.
-        ctx.bot.spawn(notices.purchase(ctx.bot, sale.purchase, sale.price, actor.store, ctx.now),
-                      f"notice:purchase:{sale.purchase.purchase.id}")
+    # The card and the purchase it recorded in one notice; repeats too (see purchase): the
+    # notice's key is the card's.
+    ctx.bot.spawn(notices.punch_sold(ctx.bot, sale, ctx.now), f"notice:punch-sold:{sale.card.id}")
     return ctx.reply("punch_sold.j2", card=sale.card, sale=sale, **_who(ctx, member))
 
 

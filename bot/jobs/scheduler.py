@@ -96,8 +96,15 @@ JOBS = (
     Job("purge", 4, 30, _purge),
 )
 
+async def _queued_sms(bot) -> None:
+    """SMS notices that waited for the sending window (the outbox claims each row)."""
+    await bot.outbox.send_queued()
+
+
 # Each tick runs on every worker and claims its own items.
-TICKS: tuple[Tick, ...] = ()
+TICKS: tuple[Tick, ...] = (
+    Tick("queued_sms", 15, _queued_sms),
+)
 
 
 class Scheduler:

@@ -10,9 +10,37 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot.models import Coupon, Store, TierChange
+from bot.models import Coupon, CouponTemplate, Member, PointsEntry, Store, TierChange
 from bot.notifications.outbox import Outcome
 from bot.rules import earning, tiers
+
+# The fields each purpose fills (a template message's `fields` and an SMS's `sms_params` map
+# these; docs/notices.md describes them). Purposes not named here carry text only.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "purchase": ("amount", "points", "balance", "time"),
+    "coupon_used": ("coupon", "store", "time"),
+    "coupon_undone": ("coupon", "amount", "balance", "time"),
+    "coupon_issued": ("coupon", "until"),
+    "points_adjust": ("points", "reason", "balance", "time"),
+    "tier_change": ("tier", "previous", "time"),
+    "stored_value": ("change", "amount", "bonus", "balance", "time"),
+    "punch_sold": ("card", "visits", "expires_on", "amount", "time"),
+    "referral_reward": ("friend", "points", "balance", "coupon"),
+}
+
+
+def _yuan(fen: int, sign: str = "") -> str:
+    return f"{sign}¥{earning.fen_to_yuan(fen)}"
+
+
+def _time(bot, at: dt.datetime) -> str:
+    return at.astimezone(bot.config.shop.tz).strftime("%Y-%m-%d %H:%M")
+
+
+def _purchase_values(bot, result, amount: int, at: dt.datetime) -> dict[str, str]:
+    """The purchase template's fields ([notices.purchase] fields maps them)."""
+    return {"amount": _yuan(amount), "points": str(result.points),
+            "balance": str(result.member.points), "time": _time(bot, at)}
 
 
 async def purchase(bot, result, amount: int, store: Store | None, at: dt.datetime) -> Outcome:
@@ -21,9 +49,109 @@ async def purchase(bot, result, amount: int, store: Store | None, at: dt.datetim
     text = bot.templates.render("purchase_member.j2", result=result, amount=amount, store=store)
     return await bot.outbox.notify(
         result.member.id, text, purpose="purchase", key=f"notice:purchase:{result.purchase.id}",
-        values={"amount": f"¥{earning.fen_to_yuan(amount)}", "points": str(result.points),
-                "balance": str(result.member.points),
-                "time": at.astimezone(bot.config.shop.tz).strftime("%Y-%m-%d %H:%M")})
+        values=_purchase_values(bot, result, amount, at))
+
+
+async def coupons_used(bot, redemption, store: Store | None, at: dt.datetime, *,
+                       key: str) -> Outcome:
+    """Coupons redeemed at the till (a services.redemption.Redemption), one notice for the
+    redemption: with an amount it recorded a purchase, and that purchase is in the same notice
+    (under the purchase purpose and its template fields), so the member is not told twice.
+    `key` is the redemption's own idempotency key."""
+    bought = redemption.purchase
+    first = redemption.coupons[0]
+    text = bot.templates.render("coupon_used_member.j2", coupons=redemption.coupons,
+                                redemption=redemption, purchase=bought, store=store,
+                                when=at.astimezone(bot.config.shop.tz))
+    names = "、".join(c.template.name for c in redemption.coupons)
+    values = {"coupon": names, "store": store.name if store else bot.config.shop.name,
+              "time": _time(bot, at)}
+    if bought is not None:
+        values |= _purchase_values(bot, bought, bought.purchase.amount, at)
+    return await bot.outbox.notify(first.member_id, text,
+                                   purpose="purchase" if bought else "coupon_used",
+                                   key=f"notice:coupon:{first.id}:{key}", values=values)
+
+
+async def coupon_undone(bot, coupon: Coupon, void, at: dt.datetime, *, key: str) -> Outcome:
+    """A manager took a redemption back (撤销券): the coupon is the member's again, and the
+    purchase recorded with it (a purchases.VoidResult, or None) was voided. `key` is the
+    manager's message."""
+    text = bot.templates.render("coupon_undone_member.j2", coupon=coupon, void=void,
+                                tz=bot.config.shop.tz)
+    balance = void.member.points if void else (await Member.get(id=coupon.member_id)).points
+    return await bot.outbox.notify(
+        coupon.member_id, text, purpose="coupon_undone",
+        key=f"notice:coupon-undone:{coupon.id}:{key}",
+        values={"coupon": coupon.template.name, "balance": str(balance),
+                "amount": _yuan(void.purchase.amount) if void else "¥0.00",
+                "time": _time(bot, at)})
+
+
+async def coupon_issued(bot, coupon: Coupon, template: CouponTemplate) -> Outcome:
+    """A coupon given to the member (发券 in chat, `memberbot coupon issue`): once per coupon,
+    so an issue run again with its --key tells nobody twice."""
+    tz = bot.config.shop.tz
+    text = bot.templates.render("coupon_received.j2", template=template, coupon=coupon, tz=tz)
+    until = (coupon.expires_at.astimezone(tz) - dt.timedelta(seconds=1)).strftime("%Y-%m-%d")
+    return await bot.outbox.notify(coupon.member_id, text, purpose="coupon_issued",
+                                   key=f"notice:coupon-issued:{coupon.id}",
+                                   values={"coupon": template.name, "until": until})
+
+
+async def points_adjusted(bot, entry: PointsEntry, at: dt.datetime) -> Outcome:
+    """A manager's 调积分: once per ledger entry (the adjustment is idempotent by its key)."""
+    text = bot.templates.render("points_adjusted_member.j2", entry=entry)
+    return await bot.outbox.notify(
+        entry.member_id, text, purpose="points_adjust", key=f"notice:adjust:{entry.id}",
+        values={"points": f"{entry.delta:+d}", "reason": entry.reason,
+                "balance": str(entry.balance_after), "time": _time(bot, at)})
+
+
+async def referral_reward(bot, referrer_id: int, friend: Member, points: int,
+                          coupon: Coupon | None) -> Outcome:
+    """The member who invited `friend` got the referral reward (friend's first purchase):
+    once per referred member, as the reward itself."""
+    referrer = await Member.get(id=referrer_id)
+    name = friend.name or f"尾号 {friend.card_no[-4:]}"
+    text = bot.templates.render("referral_reward_member.j2", friend=name, points=points,
+                                coupon=coupon, balance=referrer.points)
+    return await bot.outbox.notify(
+        referrer_id, text, purpose="referral_reward", key=f"notice:referral:{friend.id}",
+        values={"friend": name, "points": str(points), "balance": str(referrer.points),
+                "coupon": coupon.template.name if coupon else "无"})
+
+
+async def punch_sold(bot, sale, at: dt.datetime) -> Outcome:
+    """A punch card sold (开卡, a services.wallet.PunchSale): the card, and the purchase it
+    recorded (its points), in one notice; once per card."""
+    card = sale.card
+    text = bot.templates.render("punch_sold_member.j2", sale=sale)
+    values = {"card": card.name, "visits": str(card.visits),
+              "expires_on": card.expires_on.isoformat(), "amount": _yuan(sale.price),
+              "time": _time(bot, at)}
+    if sale.purchase is not None:
+        values |= {"points": str(sale.purchase.points),
+                   "balance": str(sale.purchase.member.points)}
+    return await bot.outbox.notify(card.member_id, text, purpose="punch_sold",
+                                   key=f"notice:punch-sold:{card.id}", values=values)
+
+
+# What each stored-value operation is called in the notice's `change` field.
+STORED_VALUE_CHANGES = {"topup": ("充值", "+"), "pay": ("储值消费", "-"), "refund": ("退款", "+")}
+
+
+async def stored_value(bot, result, change: str, at: dt.datetime, *, key: str) -> Outcome:
+    """A stored-value change (a services.wallet.StoredValueResult; change is topup, pay or
+    refund), under [notices.stored_value]: the template's fields say what happened (change,
+    a signed amount) so a payment and a refund do not read alike."""
+    what, sign = STORED_VALUE_CHANGES[change]
+    text = bot.templates.render(f"stored_value_{change}_member.j2", result=result)
+    return await bot.outbox.notify(
+        result.member.id, text, purpose="stored_value", key=key,
+        values={"change": what, "amount": _yuan(result.amount, sign),
+                "bonus": _yuan(result.bonus), "balance": _yuan(result.balance),
+                "time": _time(bot, at)})
 
 
 async def coupon_expiring(bot, coupon: Coupon) -> Outcome:
@@ -47,4 +175,16 @@ async def tier_change(bot, change: TierChange, day: dt.date) -> Outcome:
     text = bot.templates.render("tier_up.j2" if up else "tier_down.j2",
                                 tier=change.to_tier, previous=change.from_tier)
     return await bot.outbox.notify(change.member_id, text, purpose="tier_change",
-                                   key=f"tier:{change.member_id}:{day.isoformat()}")
+                                   key=f"tier:{change.member_id}:{day.isoformat()}",
+                                   values={"tier": change.to_tier, "previous": change.from_tier,
+                                           "time": _time(bot, change.created_at)})
+
+
+async def tier_set(bot, change: TierChange, floor: bool) -> Outcome:
+    """A manager's 设等级 moved the member: once per tier change (a 设等级 that changes nothing
+    has no change row and tells nothing)."""
+    text = bot.templates.render("tier_set_member.j2", change=change, floor=floor)
+    return await bot.outbox.notify(change.member_id, text, purpose="tier_change",
+                                   key=f"notice:tier-set:{change.id}",
+                                   values={"tier": change.to_tier, "previous": change.from_tier,
+                                           "time": _time(bot, change.created_at)})

@@ -16,6 +16,7 @@ from bot.config import Config, DatabaseConfig, SmsConfig, WeChatConfig
 from bot.infra.db import IntegrityError
 from bot.infra.vault import Vault, new_data_key
 from bot.models import Follower, Member, PointsKind, Role, Staff, Store
+from bot.notifications import notices
 from bot.sandbox.sms_server import create_sms_app
 from bot.sandbox.wechat_server import create_wechat_app
 from bot.services import loyalty, members
@@ -31,6 +32,7 @@ SMS_KEY_ID = "LTAIsandboxKeyId"
 SMS_KEY_SECRET = "sandbox-key-secret"
 TEMPLATE_VERIFY = "SMS_100000001"
 TEMPLATE_WELCOME = "SMS_100000002"
+TEMPLATE_NOTICE = "SMS_100000003"
 
 
 def ports(config: Config) -> tuple[int, int, int]:
@@ -65,11 +67,12 @@ def sandbox_config(config: Config, data_dir: Path = Path("data")) -> Config:
     )
 
 
-# Service-notice templates, so a member with no open chat window still sees their purchases.
-_FIELDS = {"amount": "amount", "points": "points", "balance": "balance", "time": "time"}
+# Service notices with their own template message fields and an SMS, so a member with no open
+# chat window, or who does not follow, still hears what happened to their account.
 SANDBOX_NOTICES = {
-    purpose: {"template_id": f"TPL_{purpose.upper()}", "fields": _FIELDS}
-    for purpose in ("purchase", "stored_value")
+    purpose: {"template_id": f"TPL_{purpose.upper()}", "fields": {f: f for f in fields},
+              "sms_template": TEMPLATE_NOTICE, "sms_params": {f: f for f in fields}}
+    for purpose, fields in notices.FIELDS.items()
 }
 DEMO_STAFF = "o_demo_staff"  # a manager of the first store: try 消费 13900139001 128.50
 DEMO_MEMBERS = [

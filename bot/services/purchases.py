@@ -23,6 +23,7 @@ from tortoise.transactions import in_transaction
 
 from bot.infra import idempotent
 from bot.models import Member, PointsEntry, PointsKind, Purchase, Role, TierChange
+from bot.notifications import notices
 from bot.rules import earning, tiers
 from bot.services import Refused, coupons, loyalty, tiering
 from bot.services.staff import Actor, audit
@@ -65,15 +66,24 @@ async def record(bot, member: Member, amount_fen: int, *, actor: Actor, note: st
 
 
 async def after_commit(bot, result: PurchaseResult) -> None:
-    """What follows a committed purchase: the referral coupons, if a reward was earned (their
-    keys make a repeat a no-op)."""
+    """What follows a committed purchase, if it earned the referral reward: the referral
+    coupons (their keys make a repeat a no-op), and the referrer told what they got (the
+    referred member reads theirs in the purchase notice)."""
     template = bot.config.coupon_rewards.referral
     member = result.member
-    if result.referral_points and template and member.referrer_id:
+    if not (result.referral_points and member.referrer_id):
+        return
+    gift = None
+    if template:
         referrer = await Member.get(id=member.referrer_id)
         for who, side in ((member, "referee"), (referrer, "referrer")):
-            await coupons.issue_reward(bot, who, template, source="referral",
-                                       key=f"referral-coupon:{member.id}:{side}")
+            coupon = await coupons.issue_reward(bot, who, template, source="referral",
+                                                key=f"referral-coupon:{member.id}:{side}")
+            gift = coupon if side == "referrer" else gift
+    if gift is not None:
+        await gift.fetch_related("template")
+    bot.spawn(notices.referral_reward(bot, member.referrer_id, member, result.referral_points,
+                                      gift), f"notice:referral:{member.id}")
 
 
 def points_preview(bot, member: Member, amount_fen: int) -> int:

@@ -131,9 +131,9 @@ async def redeem_or_explain(bot, codes: list[str], amount: int | None, *, actor:
         raise refusal or CouponRefused("coupon_unknown.j2", code=coupon.code) from None
 
 
-async def undo(bot, code: str, *, actor: Actor) -> tuple[Coupon, int | None]:
+async def undo(bot, code: str, *, actor: Actor) -> tuple[Coupon, purchases.VoidResult | None]:
     """A manager takes a redemption back on the same (local) day; the purchase recorded with it
-    is voided. Returns the coupon and that purchase's id."""
+    is voided. Returns the coupon and that void (None when the redemption recorded none)."""
     coupon = await find(code)
     if coupon is None:
         raise CouponRefused("coupon_unknown.j2", code=code)
@@ -150,8 +150,8 @@ async def undo(bot, code: str, *, actor: Actor) -> tuple[Coupon, int | None]:
         await audit(actor, "coupon_undo", member=coupon.member_id,
                     before={"coupon": coupon.code, "status": "redeemed"},
                     after={"status": "issued"})
-    if coupon.purchase_id:
-        await purchases.void(bot, coupon.purchase_id, actor=actor)
-    return await Coupon.get(id=coupon.id).select_related("template"), coupon.purchase_id
+    void = await purchases.void(bot, coupon.purchase_id, actor=actor) \
+        if coupon.purchase_id else None
+    return await Coupon.get(id=coupon.id).select_related("template"), void
 
 

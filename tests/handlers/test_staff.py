@@ -44,6 +44,8 @@ OTHER_PHONE = "13900139000"  # valid format, nobody has it
 NOT_UNDERSTOOD = "没看懂"
 PURCHASE_NOTICE = {"purchase": {"template_id": "TPL1", "fields": {
     "amount": "amount1", "points": "number2", "balance": "number3", "time": "time4"}}}
+# Why a notice reached nobody: no window, no template message, no SMS template.
+NO_WAY = "wechat_cs:no_window; wechat_tpl:no_template; sms:no_template"
 
 
 # --- helpers ---
@@ -498,7 +500,7 @@ async def test_purchase_notice_with_no_window_and_no_template_is_recorded_as_fai
     assert len(shop.stand_ins.wechat.messages) == before
     assert not shop.stand_ins.wechat.templates
     [delivery] = await Delivery.filter(purpose="purchase")
-    assert (delivery.status, delivery.error) == ("failed", "no_window")
+    assert (delivery.status, delivery.error) == ("failed", NO_WAY)
     assert "消费 ¥30.00" in delivery.payload["text"]
     assert delivery.payload["values"]["balance"] == "130"
 

@@ -356,7 +356,8 @@ async def test_points_expiry_expires_passed_lots_and_notices_once_per_member_and
     assert "20 积分将于 2031-03-19 到期" in notices[
         f"expiry-notice:{two.id}:{DAY + d(days=7)}"].payload["text"]
     assert {row.purpose for row in notices.values()} == {"points_expiring"}
-    assert notices[f"expiry-notice:{three.id}:{DAY + d(days=2)}"].error == "not_following"
+    assert notices[f"expiry-notice:{three.id}:{DAY + d(days=2)}"].error == (
+        "wechat_cs:not_following; wechat_tpl:not_following; sms:no_template")
     sent = [(m.openid, m.content) for m in stand_ins.wechat.messages]
     assert len(sent) == 3 and {openid for openid, _ in sent} == {"o_sched_1", "o_sched_2"}
     row = await JobRun.get(job="points_expiry")

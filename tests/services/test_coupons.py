@@ -48,6 +48,8 @@ BAD_CODE = "校验位不符"
 SLOW_DOWN = "输错的券码太多了"
 FIXTURE_STAFF = "oStaff0000000000000000000001"
 LOOKUP_NOT_FOUND = "没有找到 {text} 对应的会员。可以请顾客关注公众号注册会员后再操作。"
+# Why a notice reached nobody: no window, no template message, no SMS template.
+NO_WAY = "wechat_cs:no_window; wechat_tpl:no_template; sms:no_template"
 
 
 # --- helpers ---
@@ -1014,7 +1016,7 @@ async def test_the_member_is_told_when_their_coupon_is_used(shop, team, member, 
     await redeem_now(shop, "o_clerk", vip.code)
     await shop.bot.drain()
     notice = await Delivery.get(key__startswith=f"notice:coupon:{vip.id}:")
-    assert (notice.status, notice.error) == ("failed", "no_window")
+    assert (notice.status, notice.error) == ("failed", NO_WAY)
     assert len(stand_ins.wechat.messages) == sent
 
 
@@ -1120,7 +1122,7 @@ async def test_a_reminder_without_a_window_is_still_recorded_once(shop, member, 
         assert (await coupons.expire_and_remind(bot, bot.now()))["reminded"] == 0
     [delivery] = await Delivery.filter(purpose="coupon_expiring")
     assert (delivery.key, delivery.status, delivery.error) == (
-        f"coupon-expiring:{soon.id}", "failed", "no_window")
+        f"coupon-expiring:{soon.id}", "failed", NO_WAY)
 
 
 async def test_coupons_lapse_at_local_midnight(any_db, db_url, harness_factory):
