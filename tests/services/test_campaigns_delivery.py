@@ -266,7 +266,7 @@ async def test_a_mass_send_left_sending_by_a_crash_is_repeated_with_its_clientms
     await asyncio.sleep(0.3)  # WeChat finished the send the worker never heard about
     assert {s[0] for s in (await states(campaign.id)).values()} == {"sending"}
     h.stand_ins.wechat.set_delay(MASS, 0)
-    h.clock.advance(seconds=engine.LEASE.total_seconds() + 1)
+    h.clock.advance(seconds=h.config.broadcast.lease_seconds + 1)
     await campaigns.tick(h.bot)
     await h.stand_ins.wechat.drain()
     assert h.stand_ins.wechat.calls[MASS] == 2
