@@ -19,7 +19,7 @@ from bot.models import Campaign, CampaignDelivery, Follower, MassQuota, Member
 from bot.rules import campaigns as rules
 from bot.runtime import Bot, open_bot
 from bot.services import campaigns
-from bot.services.campaigns import CampaignError
+from bot.services.campaigns import CampaignError, audience
 from tests.support import Clock, StandIns, make_config
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -232,3 +232,50 @@ async def test_the_holdout_share_gets_nothing_and_is_counted_apart(bot, stand_in
                                                                              flat=True))
     received = {openid for job in stand_ins.wechat.mass for openid in job.openids}
     assert received and not received & held_openids
+
+
+# --- the audience ---
+
+async def test_the_audience_is_written_once_in_batches_whoever_writes_it(any_db, db_url,
+                                                                           stand_ins, clock):
+    config = campaign_config(db_url, stand_ins, batch_size=3)
+    async with open_bot(config, clock, scheduler=False) as bot:
+        members = [await new_member(bot) for _ in range(10)]
+        campaign = await campaigns.create(bot, segment="all", text="hi")
+        await campaigns.start(bot, campaign.id)
+        done = await asyncio.gather(*(audience.write_audience(bot, campaign) for _ in range(3)))
+        assert done.count(True) >= 1
+        rows = await CampaignDelivery.filter(campaign_id=campaign.id).order_by(
+            "member_id").values_list("member_id", "batch__seq")
+        assert [m for m, _ in rows] == [m.id for m in members]
+        assert [seq for _, seq in rows] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+        campaign = await campaigns.get(campaign.id)
+        assert campaign.audience_done and campaign.audience_total == 10
+
+
+async def test_a_crash_while_writing_the_audience_resumes_after_the_checkpoint(
+        db_url, stand_ins, clock, monkeypatch):
+    config = campaign_config(db_url, stand_ins, batch_size=3, lease_seconds=30)
+    async with open_bot(config, clock, scheduler=False) as bot:
+        members = [await new_member(bot) for _ in range(10)]
+        campaign = await campaigns.create(bot, segment="all", text="hi")
+        await campaigns.start(bot, campaign.id)
+        real = audience._write_batch
+        written = []
+
+        async def dies_on_the_third(campaign, seq, ids, now):
+            if seq == 3:
+                raise ConnectionError("the worker died")
+            written.append(seq)
+            await real(campaign, seq, ids, now)
+
+        monkeypatch.setattr(audience, "_write_batch", dies_on_the_third)
+        with pytest.raises(ConnectionError):
+            await audience.write_audience(bot, campaign)
+        monkeypatch.setattr(audience, "_write_batch", real)
+        campaign = await campaigns.get(campaign.id)
+        assert campaign.audience_after == members[5].id and not campaign.audience_done
+        assert await audience.write_audience(bot, campaign)
+        ids = await CampaignDelivery.filter(campaign_id=campaign.id).order_by(
+            "member_id").values_list("member_id", flat=True)
+        assert ids == [m.id for m in members]
