@@ -15,7 +15,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.config import BroadcastConfig
-from bot.models import Campaign, CampaignDelivery, Follower, MassQuota, Member
+from bot.models import (
+    AuditEntry,
+    Campaign,
+    CampaignDelivery,
+    Follower,
+    MassQuota,
+    Member,
+    Staff,
+    Store,
+)
 from bot.rules import campaigns as rules
 from bot.runtime import Bot, open_bot
 from bot.services import campaigns
@@ -113,6 +122,21 @@ async def test_the_states_move_only_from_where_they_may(bot):
     with pytest.raises(CampaignError) as missing:
         await campaigns.status(bot, 999)
     assert missing.value.reason == "not_found"
+    # Each move is in the audit log, refused ones not.
+    assert await AuditEntry.filter(detail=f"campaign {campaign.id}").order_by("id").values_list(
+        "action", "actor") == [(f"campaign_{a}", "cli") for a in (
+            "create", "start", "pause", "resume", "cancel")]
+
+
+async def test_a_managers_move_is_audited_under_their_name(bot):
+    manager = await Staff.create(openid="o_mgr", name="小王", role="manager",
+                                 store=await Store.get(code="S001"))
+    campaign = await campaigns.create(bot, segment="all", text="hi", staff_id=manager.id)
+    await campaigns.start(bot, campaign.id, staff_id=manager.id)
+    entries = await AuditEntry.filter(staff_id=manager.id).order_by("id")
+    assert [(e.action, e.store_code) for e in entries] == [("campaign_create", "S001"),
+                                                           ("campaign_start", "S001")]
+    assert entries[1].before == {"status": "draft"} and entries[1].after == {"status": "running"}
 
 
 async def test_two_managers_starting_at_once_start_it_once(any_db, bot):
