@@ -173,6 +173,8 @@ async def recover(run: Run) -> None:
         if job.retry_at is not None and job.retry_at > now:
             continue
         rows = await CampaignDelivery.filter(mass_job_id=job.id, state=D.SENDING)
+        if not rows:  # nothing left to send under it
+            continue
         if now - job.first_attempt_at > rules.CLIENT_MSG_ID_MEMORY:
             await _set([r.id for r in rows], (D.SENDING,), now, state=D.UNKNOWN,
                        error="mass send unconfirmed")
