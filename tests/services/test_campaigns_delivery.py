@@ -18,6 +18,7 @@ from bot.models import (
     CampaignBatch,
     CampaignDelivery,
     Coupon,
+    CouponTemplate,
     Follower,
     MassJob,
     MassQuota,
@@ -455,3 +456,31 @@ async def test_two_schedulers_ticking_at_once_send_the_campaign_once(any_db, mak
     assert sum(mass_received(h).values()) + sum(sms_received(h).values()) == len(members)
     assert set(mass_received(h).values()) | set(sms_received(h).values()) == {1}
     assert (await campaigns.get(campaign.id)).status == "done"
+
+
+async def test_a_coupon_that_runs_out_skips_the_rest_rather_than_promise_nothing(shop):
+    h = shop
+    await CouponTemplate.create(code="LAST1", name="最后一张", kind="gift", gift="护理一次",
+                                valid_days=30, stock=1)
+    members = [await new_member(h.bot) for _ in range(3)]
+    campaign_id = await send(h, text=None, template="winter_care", coupon="LAST1")
+    got = await states(campaign_id)
+    assert sorted(s for s in got.values()) == [("sent", "sms", None), ("skipped", None,
+                                                                         "no_coupon"),
+                                               ("skipped", None, "no_coupon")]
+    [coupon] = await Coupon.filter(issue_key__startswith=f"campaign:{campaign_id}:")
+    assert got[coupon.member_id][0] == "sent" and len(members) == 3
+
+
+async def test_without_sms_a_lone_member_or_a_missing_template_is_a_reason(make_shop):
+    h = await make_shop()
+    await new_member(h.bot, tier="金卡会员")
+    await new_member(h.bot)
+    await new_member(h.bot)
+    wechat_only = await send(h, text=None, template="double_points", channels=("wechat",))
+    reasons = Counter(s[2] for s in (await states(wechat_only)).values())
+    assert reasons == Counter({"single_openid": 1, None: 2})
+    h.bot.config.sms.template_marketing = ""
+    away = await new_member(h.bot, following=False)
+    no_template = await send(h, text="hi")
+    assert (await states(no_template))[away.id] == ("skipped", None, "no_sms_template")
