@@ -216,18 +216,24 @@ async def test_a_transient_error_is_retried_after_a_backoff_and_sends_once(shop,
     assert (await campaigns.get(campaign_id)).status == "done"
 
 
-async def test_transient_errors_stop_after_max_attempts_and_say_so(make_shop):
+@pytest.mark.parametrize(("errcode", "state", "counted"), [(45009, "failed", 0),
+                                                           (-1, "unknown", 1)])
+async def test_transient_errors_stop_after_max_attempts_and_say_so(make_shop, errcode, state,
+                                                                   counted):
+    """45009 (the day's quota) means nothing went out; -1 every time means no answer ever came
+    back, and any attempt may have gone out: unknown, its month's count kept."""
     h = await make_shop(max_attempts=2)
     members = [await new_member(h.bot) for _ in range(2)]
-    h.stand_ins.wechat.fail_next(MASS, -1, times=5)
+    h.stand_ins.wechat.fail_next(MASS, errcode, times=5)
     campaign_id = await send(h)
     h.clock.advance(seconds=60)
     await campaigns.tick(h.bot)
     got = await states(campaign_id)
-    assert {got[m.id][0] for m in members} == {"failed"}
+    assert {got[m.id][0] for m in members} == {state}
     assert h.stand_ins.wechat.calls[MASS] == 2
     assert (await campaigns.get(campaign_id)).status == "done"
-    assert set(await MassQuota.all().values_list("count", flat=True)) == {0}
+    assert set(await MassQuota.all().values_list("count", flat=True)) == {counted}
+    assert len((await campaigns.status(h.bot, campaign_id)).unknown) == (2 if counted else 0)
 
 
 async def test_a_repeated_batch_is_refused_with_45065_and_counts_as_sent(shop):
