@@ -36,7 +36,7 @@ from bot.infra.db import IntegrityError
 from bot.infra.paging import batches
 from bot.models import JobRun, Member, TierChange
 from bot.notifications import notices
-from bot.services import coupons, expiry, maintenance, tiering
+from bot.services import campaigns, coupons, expiry, maintenance, tiering
 
 log = logging.getLogger("memberbot.scheduler")
 
@@ -96,6 +96,7 @@ JOBS = (
     Job("purge", 4, 30, _purge),
 )
 
+
 async def _queued_sms(bot) -> None:
     """SMS notices that waited for the sending window (the outbox claims each row)."""
     await bot.outbox.send_queued()
@@ -104,6 +105,7 @@ async def _queued_sms(bot) -> None:
 # Each tick runs on every worker and claims its own items.
 TICKS: tuple[Tick, ...] = (
     Tick("queued_sms", 15, _queued_sms),
+    Tick("campaigns", 5, campaigns.tick),
 )
 
 

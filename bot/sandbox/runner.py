@@ -18,7 +18,7 @@ from bot.infra.vault import Vault, new_data_key
 from bot.models import Follower, Member, PointsKind, Role, Staff, Store
 from bot.notifications import notices
 from bot.sandbox.sms_server import create_sms_app
-from bot.sandbox.wechat_server import create_wechat_app
+from bot.sandbox.wechat_server import WECHAT_STATE, create_wechat_app
 from bot.services import loyalty, members
 
 log = logging.getLogger("memberbot.sandbox")
@@ -33,6 +33,7 @@ SMS_KEY_SECRET = "sandbox-key-secret"
 TEMPLATE_VERIFY = "SMS_100000001"
 TEMPLATE_WELCOME = "SMS_100000002"
 TEMPLATE_NOTICE = "SMS_100000003"
+TEMPLATE_MARKETING = "SMS_100000004"
 
 
 def ports(config: Config) -> tuple[int, int, int]:
@@ -60,7 +61,8 @@ def sandbox_config(config: Config, data_dir: Path = Path("data")) -> Config:
                             api_base_url=f"http://{host}:{wechat_port}"),
         sms=SmsConfig(access_key_id=SMS_KEY_ID, access_key_secret=SMS_KEY_SECRET,
                       sign_name=config.shop.name, endpoint=f"http://{host}:{sms_port}",
-                      template_verify=TEMPLATE_VERIFY, template_welcome=TEMPLATE_WELCOME),
+                      template_verify=TEMPLATE_VERIFY, template_welcome=TEMPLATE_WELCOME,
+                      template_marketing=TEMPLATE_MARKETING),
         security=replace(config.security, data_key=data_key(data_dir)),
         database=DatabaseConfig(f"sqlite://{data_dir}/sandbox.db"),
         notices=SANDBOX_NOTICES,
@@ -112,9 +114,12 @@ async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
     bot_port, wechat_port, sms_port = ports(config)
     host = config.server.host
     runners = []
+    wechat = create_wechat_app(APP_ID, APP_SECRET)
+    # Mass sends end with a MASSSENDJOBFINISH event posted to the bot, as WeChat does.
+    wechat[WECHAT_STATE].set_webhook(f"http://127.0.0.1:{bot_port}/wechat", config.wechat)
     try:  # from the first runner on, so a port in use leaves nothing running
         for app, bind, port in (
-            (create_wechat_app(APP_ID, APP_SECRET), "127.0.0.1", wechat_port),
+            (wechat, "127.0.0.1", wechat_port),
             (create_sms_app(SMS_KEY_ID, SMS_KEY_SECRET, flow_control=False), "127.0.0.1", sms_port),
             (create_app(config), host, bot_port),
         ):
