@@ -8,6 +8,7 @@ from bot.models.jobs import JobRun
 from bot.models.ledger import CheckIn, PointsEntry, PointsKind, PointsUse, Purchase, TierChange
 from bot.models.member import CardSerial, CardTransfer, Member, Store
 from bot.models.staff import AppendOnlyError, AuditEntry, Role, Staff, StaffInvite
+from bot.models.tags import MemberTag
 from bot.models.verification import RateEvent, RateKey, SmsCode
 from bot.models.wallet import PunchCard, PunchUse, StoredValueEntry, StoredValueKind
 
@@ -28,6 +29,7 @@ __all__ = [
     "InboundMessage",
     "JobRun",
     "Member",
+    "MemberTag",
     "PointsEntry",
     "PointsKind",
     "PointsUse",
