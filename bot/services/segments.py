@@ -152,7 +152,6 @@ class _Params:
         return f"${len(self.values)}"
 
 
-_NEGATE = {"=": "!=", "!=": "=", ">": "<=", ">=": "<", "<": ">=", "<=": ">"}
 _SQL_OP = {"=": "=", "!=": "<>", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 _LIVE = "p.member_id = m.id AND p.voided_at IS NULL"
 
