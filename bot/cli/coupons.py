@@ -8,7 +8,6 @@ import uuid
 
 from bot.cli.common import CliError, lookup_member, refusal
 from bot.config import Config, CouponTemplateConfig, validate_coupon
-from bot.infra.paging import batches
 from bot.models import CouponTemplate, Store
 from bot.notifications import notices
 from bot.runtime import open_bot
@@ -50,7 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     give.add_argument("--template", required=True)
     target = give.add_mutually_exclusive_group(required=True)
     target.add_argument("--member", help="phone number or card number")
-    target.add_argument("--segment", help="all, or tier:<name>")
+    target.add_argument("--segment", help="a segment (docs/segments.md): all, tier=金卡会员 …")
     give.add_argument("--key", help="re-use to resume an interrupted issue without doubles")
     give.set_defaults(run=_run_issue, needs="database")
 
@@ -120,7 +119,7 @@ async def _tell(bot, given: list, template: CouponTemplate) -> None:
 
 async def issue(config: Config, code: str, who: str | None, segment: str | None,
                 key: str | None) -> None:
-    """Issue to one member or to a segment (all, or tier:<name>), in batches. Each member's
+    """Issue to one member or to a segment (docs/segments.md), in batches. Each member's
     coupon has its own key, so re-running the same issue (same --key) gives nobody a second."""
     async with open_bot(config, scheduler=False) as bot:
         template = await CouponTemplate.get_or_none(code=code)
@@ -139,11 +138,11 @@ async def issue(config: Config, code: str, who: str | None, segment: str | None,
             print(f"Issued {coupon.code} to {member.card_no}.")
             return
         try:
-            query = segments.members(segments.parse(segment or ""))
-        except segments.UnknownSegment:
-            raise CliError("--segment is all or tier:<name>", 2) from None
+            chosen = await segments.parse_checked(segment or "", bot.config)
+        except segments.UnknownSegment as exc:
+            raise CliError(f"--segment: {exc} (docs/segments.md)", 2) from None
         issued = refused = 0
-        async for batch in batches(query, size=500):
+        async for batch in segments.members(chosen, today=bot.today(), size=500):
             given = []
             for member in batch:
                 try:

@@ -17,6 +17,7 @@ from bot.models.jobs import JobRun
 from bot.models.ledger import CheckIn, PointsEntry, PointsKind, PointsUse, Purchase, TierChange
 from bot.models.member import CardSerial, CardTransfer, Member, Store
 from bot.models.staff import AppendOnlyError, AuditEntry, Role, Staff, StaffInvite
+from bot.models.tags import MemberTag
 from bot.models.verification import RateEvent, RateKey, SmsCode
 from bot.models.wallet import PunchCard, PunchUse, StoredValueEntry, StoredValueKind
 
@@ -44,6 +45,7 @@ __all__ = [
     "MassJob",
     "MassQuota",
     "Member",
+    "MemberTag",
     "PointsEntry",
     "PointsKind",
     "PointsUse",

@@ -26,6 +26,7 @@ REQUIRED_ROLE: dict[str, Role] = {
     "punch_sell": Role.CLERK,
     "punch_use": Role.CLERK,
     "redeem_coupon": Role.CLERK,
+    "tag_member": Role.CLERK,
     "void_purchase": Role.MANAGER,
     "adjust_points": Role.MANAGER,
     "stored_value_topup": Role.MANAGER,

@@ -62,7 +62,7 @@ async def write_audience(bot, campaign: Campaign) -> bool:
         campaign = await Campaign.get(id=campaign.id)
         after = campaign.audience_after
         seq = await CampaignBatch.filter(campaign_id=campaign.id).count()
-        segment = segments.parse(campaign.segment)
+        segment = segments.parse(campaign.segment, bot.config)
         async for ids in segments.id_batches(segment, today=bot.today(), size=batch_size(bot)):
             if after is not None:
                 ids = [i for i in ids if i > after]
@@ -128,7 +128,7 @@ async def preview(bot, campaign_id: int) -> Preview:
     total = held = mass_left = 0
     by_channel = {"wechat": 0, "sms": 0, "none": 0}
     sample: int | None = None
-    segment = segments.parse(campaign.segment)
+    segment = segments.parse(campaign.segment, bot.config)
     async for ids in segments.id_batches(segment, today=bot.today(), size=batch_size(bot)):
         sample = ids[0] if sample is None else sample
         total += len(ids)

@@ -37,7 +37,7 @@ async def create(bot, *, segment: str, template: str | None = None, text: str | 
                  staff_id: int | None = None) -> Campaign:
     """A draft campaign, checked through: `start` sends it (or schedules it, with `at`)."""
     try:
-        segments.parse(segment)
+        await segments.parse_checked(segment, bot.config)
     except segments.UnknownSegment as exc:
         raise CampaignError("bad_segment", f"bad segment {segment!r}: {exc}") from None
     if (template is None) == (text is None or not text.strip()):
