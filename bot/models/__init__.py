@@ -1,5 +1,6 @@
 """Tortoise models, one module per aggregate. Tortoise discovers them through this package."""
 
+from bot.models.birthdays import BirthdayGift
 from bot.models.conversation import Conversation, InboundMessage
 from bot.models.coupons import Coupon, CouponStatus, CouponTemplate
 from bot.models.delivery import AccessToken, Delivery, DeliveryStatus
@@ -15,6 +16,7 @@ __all__ = [
     "AccessToken",
     "AppendOnlyError",
     "AuditEntry",
+    "BirthdayGift",
     "CardSerial",
     "CardTransfer",
     "CheckIn",

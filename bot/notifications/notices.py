@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot.models import Coupon, Store, TierChange
+from bot.models import BirthdayGift, Coupon, Member, Store, TierChange
 from bot.notifications.outbox import Outcome
 from bot.rules import earning, tiers
 
@@ -48,3 +48,19 @@ async def tier_change(bot, change: TierChange, day: dt.date) -> Outcome:
                                 tier=change.to_tier, previous=change.from_tier)
     return await bot.outbox.notify(change.member_id, text, purpose="tier_change",
                                    key=f"tier:{change.member_id}:{day.isoformat()}")
+
+
+async def birthday(bot, member: Member, gift: BirthdayGift, coupon: Coupon | None) -> Outcome:
+    """The year's birthday greeting in the gift's tier's template (coupon: template loaded):
+    once per member and year. With points or a coupon it tells the member their gift has
+    arrived, a notice they are owed; a greeting with no gift is marketing (not to members who
+    said 退订, never by template message)."""
+    template = tiers.config_of(bot.config.tiers, gift.tier).birthday_template
+    text = bot.templates.render(template, member=member, tier=gift.tier, points=gift.points,
+                                coupon=coupon, tz=bot.config.shop.tz)
+    return await bot.outbox.notify(
+        member.id, text, purpose="birthday", key=f"birthday-notice:{member.id}:{gift.year}",
+        marketing=not (gift.points or gift.coupon_id),
+        values={"name": member.name, "points": str(gift.points),
+                "coupon": coupon.template.name if coupon else "",
+                "date": gift.celebrated_on.isoformat()})

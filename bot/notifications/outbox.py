@@ -13,7 +13,7 @@ from typing import Any
 from bot.infra.db import IntegrityError
 from bot.infra.metrics import Metrics
 from bot.infra.vault import mask_phone
-from bot.models import Delivery, DeliveryStatus, Follower
+from bot.models import Delivery, DeliveryStatus, Follower, Member
 from bot.notifications import cs_quota
 from bot.notifications.replies import Image, Reply, Text, to_json
 from bot.notifications.sms import SmsResult, SmsSender
@@ -90,17 +90,22 @@ class Outbox:
         return await self._finish(delivery, Outcome(result.ok, "" if result.ok else result.code))
 
     async def notify(self, member_id: int, text: str, *, purpose: str, key: str,
-                     values: dict[str, str] | None = None) -> Outcome:
+                     values: dict[str, str] | None = None, marketing: bool = False) -> Outcome:
         """A service notice the member is owed (a purchase, a balance change): a customer-service
         message while their window lasts, else the purpose's template message if one is
         configured ([notices.<purpose>]), else the row records that nobody could be reached.
-        Template messages carry service notices only, never marketing (WeChat bans for it)."""
+        Template messages carry service notices only, never marketing (WeChat bans for it):
+        marketing=True (a greeting with no gift) never falls back to one, and is skipped as
+        `opted_out` for a member who said 退订."""
         follower = await Follower.get_or_none(member_id=member_id)
         openid = follower.openid if follower and follower.following else None
         delivery = await self._claim(key, channel="wechat_cs", purpose=purpose, openid=openid,
                                      payload={"text": text, "values": values or {}})
         if delivery is None:
             return Outcome(False, "duplicate", duplicate=True)
+        if marketing and await Member.exists(id=member_id,
+                                             marketing_opt_out_at__not_isnull=True):
+            return await self._finish(delivery, Outcome(False, "opted_out"))
         if openid is None:
             return await self._finish(delivery, Outcome(False, "not_following"))
         if await cs_quota.take(openid, self._clock()):
@@ -110,7 +115,7 @@ class Outbox:
             except WeChatAPIError as exc:
                 log.info("customer-service notice refused (%s); trying a template", exc.errcode)
         notice = self._notices.get(purpose) or {}
-        if not notice.get("template_id") or values is None:
+        if marketing or not notice.get("template_id") or values is None:
             return await self._finish(delivery, Outcome(False, "no_window"))
         delivery.channel = "wechat_tpl"
         await Delivery.filter(id=delivery.id).update(channel=delivery.channel)
