@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from tortoise.queryset import QuerySet
 
 from bot.infra import idempotent
 from bot.infra.paging import batches
@@ -48,17 +51,25 @@ class Tally:
                 "greeted": self.greeted, "not_greeted": dict(self.not_greeted)}
 
 
-def celebrating(day: dt.date):
-    """The members whose birthday is celebrated on `day` (29 February on 28 February in other
-    years), never erased ones: answered from the (birth_month, birth_day) index."""
+def celebrating(day: dt.date) -> list[QuerySet[Member]]:
+    """The members whose birthday is celebrated on `day`, never erased ones: one query per
+    birth date (28 and 29 February on 28 February in other years). Each is an equality on the
+    (birth_month, birth_day) index; PostgreSQL answers `birth_day IN (28, 29) ORDER BY id
+    LIMIT n` by walking the primary key instead, reading the whole table over the batches."""
     month, days = birthday_rules.birthdays_on(day)
-    return Member.filter(birth_month=month, birth_day__in=list(days), erased_at=None)
+    return [Member.filter(birth_month=month, birth_day=d, erased_at=None) for d in days]
+
+
+async def _members(day: dt.date, batch: int) -> AsyncIterator[list[Member]]:
+    for query in celebrating(day):
+        async for members in batches(query, size=batch):
+            yield members
 
 
 async def celebrate(bot, day: dt.date, *, batch: int = BATCH) -> dict[str, Any]:
     """Gifts and greetings for everyone celebrating on `day`, `batch` members at a time."""
     tally = Tally()
-    async for members in batches(celebrating(day), size=batch):
+    async for members in _members(day, batch):
         for member in members:
             tally.members += 1
             gift, new = await give(bot, member, day)
