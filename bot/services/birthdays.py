@@ -40,9 +40,9 @@ class Tally:
     already_given: int = 0  # gifts an earlier run (or another worker) had given
     points: int = 0
     coupons: int = 0
-    coupon_refused: Counter = field(default_factory=Counter)  # reason → members
+    coupon_refused: Counter[str] = field(default_factory=Counter)  # reason → members
     greeted: int = 0
-    not_greeted: Counter = field(default_factory=Counter)  # outbox code → members
+    not_greeted: Counter[str] = field(default_factory=Counter)  # outbox code → members
 
     def as_dict(self) -> dict[str, Any]:
         return {"members": self.members, "given": self.given,
