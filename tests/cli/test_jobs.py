@@ -79,6 +79,15 @@ async def test_list_shows_each_job_its_local_time_and_its_last_run(run_cli, caps
     assert line.split()[:4] == ["birthday", "07:45", DATE, "done"]
     assert '"given": 2' in line and '"greeted": 2' in line
 
+    # A run whose worker stopped beating shows as stopped, with when it was last heard of.
+    async with shop_db(db_url) as bot:
+        long_ago = bot.now() - dt.timedelta(hours=1)
+        await JobRun.create(job="purge", period="2031-05-21", worker="host:7",
+                            started_at=long_ago, heartbeat_at=long_ago)
+    assert await run_cli("jobs", "list") == 0
+    [line] = [x for x in output(capsys)[0].splitlines() if x.startswith("purge")]
+    assert line.startswith("purge            04:30  2031-05-21 stopped (host:7, no heartbeat")
+
 
 async def test_run_without_a_date_runs_for_the_shops_today(run_cli, capsys, db_url):
     assert await run_cli("jobs", "run", "purge") == 0

@@ -310,3 +310,27 @@ def test_every_tier_of_the_repo_config_has_a_greeting_that_renders():
         text = templates.render(tier.birthday_template, member=member, tier=tier.name,
                                 points=0, coupon=None, tz=SHANGHAI)
         assert "王小明" in text and "生日快乐" in text and "None" not in text
+
+
+async def test_a_gift_cut_short_leaves_nothing_and_the_next_run_gives_it_whole(
+        any_db, bot, stand_ins, monkeypatch):
+    """The points, the coupon and the gift row are one transaction: a failure while issuing the
+    coupon takes the points back too, so the next run gives all of it, once."""
+    gold = await new_member(bot, tier="金卡会员")
+    real_issue = coupons.issue_in_transaction
+
+    async def lost_connection(*args, **kwargs):
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(coupons, "issue_in_transaction", lost_connection)
+    with pytest.raises(ConnectionError):
+        await birthdays.celebrate(bot, DAY)
+    assert await gifts_of(gold) == ([], 0, [])
+    assert await BirthdayGift.all().count() == 0
+    assert (await Member.get(id=gold.id)).points == 0
+
+    monkeypatch.setattr(coupons, "issue_in_transaction", real_issue)
+    result = await birthdays.celebrate(bot, DAY)
+    assert (result["given"], result["points"], result["coupons"]) == (1, 300, 1)
+    assert await gifts_of(gold) == ([300], 1, [f"birthday-notice:{gold.id}:2031"])
+    assert len(greetings(stand_ins, gold)) == 1
