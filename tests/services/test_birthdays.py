@@ -310,6 +310,10 @@ def test_every_tier_of_the_repo_config_has_a_greeting_that_renders():
         text = templates.render(tier.birthday_template, member=member, tier=tier.name,
                                 points=0, coupon=None, tz=SHANGHAI)
         assert "王小明" in text and "生日快乐" in text and "None" not in text
+        # A member imported without a name is still greeted properly.
+        nameless = templates.render(tier.birthday_template, member=Member(name=""),
+                                    tier=tier.name, points=0, coupon=None, tz=SHANGHAI)
+        assert " ，" not in nameless and not nameless.startswith("🎂 ，"), nameless
 
 
 async def test_a_gift_cut_short_leaves_nothing_and_the_next_run_gives_it_whole(
