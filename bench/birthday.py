@@ -19,13 +19,16 @@ For each database this script
    COUNT(*) of the table (SQLite answers that from the b-tree without reading rows, so there it
    is a floor rather than a ceiling); and prints indexed/scan as a ratio.
 It also checks 28 February in a non-leap year, when members born on the 29th celebrate too
-(`birth_day IN (28, 29)`): still an index search.
+(`birth_day IN (28, 29)`): still an index search; and the birthday job's own keyset pages
+(bot/services/birthdays.py `celebrating`, `id > last ORDER BY id LIMIT 500`, one query per
+birth date), which must search the same index rather than walk the primary key.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import statistics
 import tempfile
 import time
@@ -36,6 +39,7 @@ from webhook import reset_postgres  # bench/ is on the path when a bench script 
 
 from bot.infra.db import close_database, open_database
 from bot.models import Member
+from bot.services.birthdays import celebrating
 
 PG_DEFAULT = "postgres://postgres@127.0.0.1:5432/memberbot_bench"
 COLUMNS = ("id", "tier", "name")
@@ -87,8 +91,6 @@ def raw_sql(month: int, days: tuple[int, ...], sqlite: bool, indexed: bool = Tru
 
 def test_days(month: int, day: int, repeat: int) -> list[tuple[int, tuple[int, ...]]]:
     """`repeat` different (month, day) pairs starting at the given one (no repeated pages)."""
-    import datetime as dt
-
     start = dt.date(2000, month, day)
     days = [start + dt.timedelta(days=7 * k) for k in range(repeat)]
     return [(d.month, (d.day,)) for d in days]
@@ -176,6 +178,19 @@ async def run_one(label: str, url: str, args) -> bool:
             print("plan:\n" + "\n".join(f"  {line}" for line in plan))
             print(f"uses the index {index} (birth_month, birth_day): "
                   f"{'yes' if uses_index else 'NO'}")
+        # The birthday job's own pages (bot/services/birthdays.py): one query per birth date,
+        # keyset-paged on id. `birth_day IN (28, 29) ORDER BY id LIMIT n` would make
+        # PostgreSQL walk the primary key instead of the index.
+        for on in (dt.date(2031, month, day), dt.date(2031, 2, 28)):
+            for query in celebrating(on):
+                page = query.filter(id__gt=args.members // 2).order_by("id").limit(500)
+                sql = page.values_list(*COLUMNS).sql(params_inline=True)
+                plan = await explain(sql, sqlite)
+                uses_index = any(index in line for line in plan)
+                ok &= uses_index
+                print(f"\nthe job's page for {on}: {sql}")
+                print("plan:\n" + "\n".join(f"  {line}" for line in plan))
+                print(f"uses the index: {'yes' if uses_index else 'NO'}")
         scan_plan = [str(r[-1]) for r in await scan_query(month, (day,), sqlite, explain=True)]
         print("the ceiling, index made unusable: " + " / ".join(scan_plan))
 

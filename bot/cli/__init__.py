@@ -11,6 +11,7 @@ from pathlib import Path
 from bot.cli import (
     audit,
     coupons,
+    jobs,
     menu,
     ops,
     purchases,
@@ -36,7 +37,7 @@ from bot.sandbox.runner import sandbox_config
 # config) does the work and returns the exit status (None: 0) or raises CliError; needs says
 # what of the configuration it uses, checked once in main() before it runs.
 GROUPS = (serve, sandbox, staff, purchases, audit, menu, qrcode, coupons, ops, security,
-          segments)
+          segments, jobs)
 
 NEEDS: dict[str, Callable[[Config], None]] = {
     "none": lambda config: None,  # the config file alone (backup, restore, sandbox, new-key)

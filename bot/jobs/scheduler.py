@@ -10,6 +10,9 @@ Ticks are the other kind: short rounds every few seconds on every worker (delive
 for the morning, campaigns to start or continue). They claim nothing as a whole; each claims
 its own items (a delivery row, a campaign batch), so two workers ticking at once share the work.
 
+A job's local time is fixed, or read from a [scheduler] key (`setting`) for the jobs a shop
+may want to move, such as the birthday greetings (`birthday_at`).
+
 Misfires: a worker that was down at the scheduled time runs the job when it starts, if today's
 run is not done yet (catch-up). Each job covers everything that became due since its last run
 (e.g. expiry takes every lot whose day has passed), so one late run makes up for missed days.
@@ -32,11 +35,12 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.clock import local_midnight
+from bot.config import Config
 from bot.infra.db import IntegrityError
 from bot.infra.paging import batches
 from bot.models import JobRun, Member, TierChange
 from bot.notifications import notices
-from bot.services import campaigns, coupons, expiry, maintenance, tiering
+from bot.services import birthdays, campaigns, coupons, expiry, maintenance, tiering
 
 log = logging.getLogger("memberbot.scheduler")
 
@@ -50,6 +54,14 @@ class Job:
     hour: int
     minute: int
     run: Callable[[Any, dt.date], Awaitable[dict[str, Any]]]
+    # A [scheduler] key holding the local time ("09:00") that replaces hour:minute.
+    setting: str = ""
+
+    def time(self, config: Config) -> dt.time:
+        """The local time the job runs at each day."""
+        if self.setting:
+            return dt.time.fromisoformat(getattr(config.scheduler, self.setting))
+        return dt.time(self.hour, self.minute)
 
 
 @dataclass(frozen=True)
@@ -89,11 +101,16 @@ async def _purge(bot, today: dt.date) -> dict[str, Any]:
     return await maintenance.purge(bot.now())
 
 
+async def _birthdays(bot, today: dt.date) -> dict[str, Any]:
+    return await birthdays.celebrate(bot, today)
+
+
 JOBS = (
     Job("points_expiry", 0, 10, _points_expiry),
     Job("coupon_expiry", 0, 20, _coupon_expiry),
     Job("tier_evaluation", 3, 0, _tier_evaluation),
     Job("purge", 4, 30, _purge),
+    Job("birthday", 9, 0, _birthdays, setting="birthday_at"),  # 09:00 is the key's default
 )
 
 
@@ -120,7 +137,8 @@ class Scheduler:
 
     def start(self) -> None:
         for job in self.jobs:
-            self._aps.add_job(self.run, CronTrigger(hour=job.hour, minute=job.minute,
+            at = job.time(self.bot.config)
+            self._aps.add_job(self.run, CronTrigger(hour=at.hour, minute=at.minute,
                                                     timezone=self.bot.config.shop.tz),
                               args=[job], id=job.name, coalesce=True, max_instances=1,
                               misfire_grace_time=6 * 3600)
@@ -138,14 +156,16 @@ class Scheduler:
         """Run today's jobs whose time has passed but whose run is not done (worker was down)."""
         now = self.bot.now().astimezone(self.bot.config.shop.tz)
         for job in self.jobs:
-            if (now.hour, now.minute) >= (job.hour, job.minute):
+            if now.time().replace(tzinfo=None) >= job.time(self.bot.config):
                 await self.run(job)
 
-    async def run(self, job: Job, today: dt.date | None = None) -> bool:
-        """Run the job for its period if this worker can claim it; True if it ran."""
+    async def run(self, job: Job, today: dt.date | None = None, *, again: bool = False) -> bool:
+        """Run the job for its period if this worker can claim it; True if it ran. again=True
+        (`memberbot jobs run`) also runs a period that is done: every job is idempotent item by
+        item, so a second run gives nobody anything twice."""
         today = today or self.bot.today()
         period = today.isoformat()
-        run = await self._claim(job.name, period)
+        run = await self._claim(job.name, period, again)
         if run is None:
             return False
         beat = asyncio.create_task(self._heartbeat(run.id))
@@ -170,7 +190,7 @@ class Scheduler:
         except Exception:
             log.exception("tick %s failed; the next one tries again", tick.name)
 
-    async def _claim(self, name: str, period: str) -> JobRun | None:
+    async def _claim(self, name: str, period: str, again: bool = False) -> JobRun | None:
         now = self.bot.now()
         try:
             return await JobRun.create(job=name, period=period, worker=self.worker,
@@ -178,6 +198,11 @@ class Scheduler:
         except IntegrityError:
             pass
         run = await JobRun.get(job=name, period=period)
+        if run.status == "done" and again:
+            taken = await JobRun.filter(id=run.id, status="done").update(
+                status="running", worker=self.worker, started_at=now, heartbeat_at=now,
+                finished_at=None)
+            return await JobRun.get(id=run.id) if taken else None
         if run.status == "done" or now - run.heartbeat_at < STALE:
             return None
         # Its worker stopped beating: take it over, if nobody else just did.

@@ -1,5 +1,6 @@
 """Tortoise models, one module per aggregate. Tortoise discovers them through this package."""
 
+from bot.models.birthdays import BirthdayGift
 from bot.models.campaign import (
     Campaign,
     CampaignBatch,
@@ -25,6 +26,7 @@ __all__ = [
     "AccessToken",
     "AppendOnlyError",
     "AuditEntry",
+    "BirthdayGift",
     "Campaign",
     "CampaignBatch",
     "CampaignDelivery",

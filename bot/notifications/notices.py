@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot.models import Coupon, CouponTemplate, Member, PointsEntry, Store, TierChange
+from bot.models import (
+    BirthdayGift,
+    Coupon,
+    CouponTemplate,
+    Member,
+    PointsEntry,
+    Store,
+    TierChange,
+)
 from bot.notifications.outbox import Outcome
 from bot.rules import earning, tiers
 
@@ -26,6 +34,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "stored_value": ("change", "amount", "bonus", "balance", "time"),
     "punch_sold": ("card", "visits", "expires_on", "amount", "time"),
     "referral_reward": ("friend", "points", "balance", "coupon"),
+    "birthday": ("name", "points", "coupon", "date"),
 }
 
 
@@ -188,3 +197,19 @@ async def tier_set(bot, change: TierChange, floor: bool) -> Outcome:
                                    key=f"notice:tier-set:{change.id}",
                                    values={"tier": change.to_tier, "previous": change.from_tier,
                                            "time": _time(bot, change.created_at)})
+
+
+async def birthday(bot, member: Member, gift: BirthdayGift, coupon: Coupon | None) -> Outcome:
+    """The year's birthday greeting in the gift's tier's template (coupon: template loaded):
+    once per member and year. With points or a coupon it tells the member their gift has
+    arrived, a notice they are owed; a greeting with no gift is marketing (not to members who
+    said 退订, never by template message)."""
+    template = tiers.config_of(bot.config.tiers, gift.tier).birthday_template
+    text = bot.templates.render(template, member=member, tier=gift.tier, points=gift.points,
+                                coupon=coupon, tz=bot.config.shop.tz)
+    return await bot.outbox.notify(
+        member.id, text, purpose="birthday", key=f"birthday-notice:{member.id}:{gift.year}",
+        marketing=not (gift.points or gift.coupon_id),
+        values={"name": member.name or member.card_no, "points": str(gift.points),
+                "coupon": coupon.template.name if coupon else "无",
+                "date": gift.celebrated_on.isoformat()})

@@ -61,6 +61,7 @@ def test_every_command_declares_what_it_needs():
     ["coupon", "issue", "--template", "NONE", "--segment", "all"],
     ["security", "rotate-key"],
     ["menu", "show"],
+    ["jobs", "list"],
 ])
 async def test_database_commands_do_not_ask_for_wechat_secrets(shop, capsys, argv):
     status = await run(*argv)

@@ -42,7 +42,7 @@ from bot.models import (
 )
 from bot.runtime import Bot, open_bot
 from bot.services import expiry, loyalty
-from tests.support import Clock, make_config
+from tests.support import REPO_CONFIG, Clock, make_config
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 DAY = dt.date(2031, 3, 12)
@@ -56,7 +56,7 @@ assert (EXPIRY_JOB.hour, EXPIRY_JOB.minute) == (0, 10)
 
 def due_by(hour: int, minute: int) -> set[str]:
     """The jobs whose daily time has come by hour:minute (local)."""
-    return {job.name for job in JOBS if (job.hour, job.minute) <= (hour, minute)}
+    return {job.name for job in JOBS if job.time(REPO_CONFIG) <= dt.time(hour, minute)}
 
 
 def at_local(clock: Clock, day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
