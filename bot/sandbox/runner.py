@@ -12,10 +12,12 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.app import create_app
+from bot.clock import local_today, utcnow
 from bot.config import Config, DatabaseConfig, SmsConfig, WeChatConfig
 from bot.infra.db import IntegrityError
 from bot.infra.vault import Vault, new_data_key
 from bot.models import Follower, Member, PointsKind, Role, Staff, Store
+from bot.sandbox.crowd import CROWD_SIZE, crowd_openid, seed_crowd
 from bot.sandbox.sms_server import create_sms_app
 from bot.sandbox.wechat_server import create_wechat_app
 from bot.services import loyalty, members
@@ -102,6 +104,7 @@ async def seed_demo(config: Config) -> None:
     if store and not await Staff.exists(openid=DEMO_STAFF):
         await Staff.create(openid=DEMO_STAFF, name="小王", store=store, role=Role.MANAGER)
         await members.ensure_follower(DEMO_STAFF)
+    await seed_crowd(config, vault, local_today(utcnow(), config.shop.tz))
 
 
 async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
@@ -131,6 +134,11 @@ async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
             "the chat. Demo members: o_demo_member_1 and o_demo_member_2 (try 积分).\n"
             f"Act as staff with --openid {DEMO_STAFF} (a manager): 员工帮助, "
             "消费 13900139001 128.50, 查询 13900139001.\n"
+            f"{CROWD_SIZE} more demo members in every tier ({crowd_openid(1)} …) are there to "
+            "try a campaign:\n"
+            "  .venv/bin/memberbot --sandbox broadcast create --segment tier=金卡会员 "
+            "--text \"本周末会员日全场9折\"\n"
+            "or, as the manager in the chat: 群发 tier=金卡会员 | 本周末会员日全场9折\n"
             "Owner commands work on this sandbox with --sandbox first, e.g.\n"
             "  .venv/bin/memberbot --sandbox staff invite --store S001 --role clerk\n"
             "Press Ctrl+C to stop.\n",
