@@ -41,6 +41,19 @@ def crowd_phone(number: int) -> str:
     return f"{PHONE_PREFIX}{number:04d}"
 
 
+def wechat_of(number: int) -> str | None:
+    """The crowd member's openid; every seventh never used WeChat (only SMS reaches them)."""
+    return None if number % 7 == 0 else crowd_openid(number)
+
+
+def phone_of_openid(openid: str, size: int = CROWD_SIZE) -> str | None:
+    """The phone of the crowd member whose WeChat account this is (None: no one's)."""
+    digits = openid.removeprefix(crowd_openid(0)[:-2])
+    if digits == openid or not digits.isdigit() or not 0 < int(digits) <= size:
+        return None
+    return crowd_phone(int(digits)) if wechat_of(int(digits)) == openid else None
+
+
 @dataclass
 class DemoMember:
     number: int
@@ -77,7 +90,7 @@ def crowd(today: dt.date, size: int = CROWD_SIZE) -> list[DemoMember]:
             number=number,
             name=f"{rng.choice(SURNAMES)}{rng.choice(TITLES)}",
             phone=crowd_phone(number),
-            openid=None if number % 7 == 0 else crowd_openid(number),
+            openid=wechat_of(number),
             following=number % 9 != 0,
             opted_out=number % 11 == 0,
             birthday=(rng.randint(1965, 2004), month, rng.randint(1, 28)),

@@ -17,7 +17,7 @@ from bot.config import Config, DatabaseConfig, SmsConfig, WeChatConfig
 from bot.infra.db import IntegrityError
 from bot.infra.vault import Vault, new_data_key
 from bot.models import Follower, Member, PointsKind, Role, Staff, Store
-from bot.sandbox.crowd import CROWD_SIZE, crowd_openid, seed_crowd
+from bot.sandbox.crowd import CROWD_SIZE, crowd_openid, phone_of_openid, seed_crowd
 from bot.sandbox.sms_server import create_sms_app
 from bot.sandbox.wechat_server import create_wechat_app
 from bot.services import loyalty, members
@@ -81,6 +81,14 @@ DEMO_MEMBERS = [
     ("o_demo_member_2", "13900139002", "李先生", 360),
     (None, "13800138000", "陈女士", 520),
 ]
+
+
+def demo_phone(openid: str) -> str | None:
+    """The phone number of a seeded demo member's WeChat account (None for any other)."""
+    for demo_openid, phone, _, _ in DEMO_MEMBERS:
+        if demo_openid == openid:
+            return phone
+    return phone_of_openid(openid)
 
 
 async def seed_demo(config: Config) -> None:

@@ -388,3 +388,22 @@ async def test_after_a_sandbox_restart_the_chat_still_sees_new_messages(tmp_path
             await poll_until(chat, lambda line: line == invitation and line)
     finally:
         await chat.__aexit__(None, None, None)
+
+
+async def test_a_chat_shows_the_sms_to_its_own_phone_only(tmp_path, capsys):
+    """Marketing SMS go to dozens of demo members at once: each chat shows only what reaches
+    its own user (their seeded phone, the number they typed, or one added with /phone)."""
+    async with running_sandbox(tmp_path / "data", capsys) as sandbox, \
+            sandbox.chat("o_demo_member_1") as member, sandbox.chat("o_demo_sms") as newcomer, \
+            sandbox.chat("o_demo_onlooker") as onlooker, sandbox.chat("o_demo_other") as other:
+        assert member.phones == {"13900139001"} and not other.phones
+        added = await onlooker.handle("/phone 13700137009")
+        assert added == [f"(SMS to {mask_phone('13700137009')} are shown here from now on.)"]
+        await register(newcomer, "13700137009")  # reads its code from its own chat
+        await say(newcomer, "赵六")
+        card_no = card_number_in(await say(newcomer, "跳过"))
+        await poll_until(newcomer, lambda line: TEMPLATE_WELCOME in line and card_no in line)
+
+        await poll_until(onlooker, lambda line: TEMPLATE_WELCOME in line and card_no in line)
+        for chat in (member, other):
+            assert not [line for line in await chat.poll() if line.startswith("📱")]
