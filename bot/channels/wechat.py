@@ -24,6 +24,7 @@ from wechatpy.events import (
     BaseScanCodeEvent,
     ClickEvent,
     LocationEvent,
+    MassSendJobFinishEvent,
     ScanEvent,
     SubscribeEvent,
     SubscribeScanEvent,
@@ -301,7 +302,12 @@ def to_inbound(message: BaseMessage) -> Inbound:
         # The event and its key join them: two different taps within one second are two events,
         # while a retry repeats every field. Hashed, because a VIEW key is a long URL.
         scanned = (getattr(message, "scan_code_info", None) or {}).get("ScanResult", "")
-        what = f"{getattr(message, 'event', '')}|{getattr(message, 'key', '')}|{scanned}".encode()
+        what = f"{getattr(message, 'event', '')}|{getattr(message, 'key', '')}|{scanned}"
+        if isinstance(message, MassSendJobFinishEvent):
+            # They all come from WeChat's mass-send assistant: two sends finishing in one
+            # second are two events, told apart by their MsgID.
+            what += f"|{message.id}"
+        what = what.encode()
         digest = hashlib.sha256(what).hexdigest()[:16]
         base["dedup_key"] = f"evt:{message.source}:{base['created_at']}:{digest}"
     else:
@@ -342,6 +348,14 @@ def to_inbound(message: BaseMessage) -> Inbound:
             )
         case LocationEvent():
             return Inbound(kind=Kind.LOCATION_REPORT, **base)
+        case MassSendJobFinishEvent():
+            return Inbound(
+                kind=Kind.MASS_FINISH,
+                extra={"msg_id": str(message.id), "status": message.status or "",
+                       "total": str(message.total_count), "filtered": str(message.filter_count),
+                       "sent": str(message.sent_count), "errors": str(message.error_count)},
+                **base,
+            )
         case TemplateSendJobFinishEvent():
             return Inbound(
                 kind=Kind.TEMPLATE_FINISH,

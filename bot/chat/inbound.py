@@ -28,6 +28,7 @@ class Kind(StrEnum):
     SCANCODE = "scancode"
     LOCATION_REPORT = "location_report"
     TEMPLATE_FINISH = "template_finish"
+    MASS_FINISH = "mass_finish"  # MASSSENDJOBFINISH: a mass send's counts
     OTHER_EVENT = "other_event"
 
 
@@ -50,5 +51,6 @@ class Inbound:
 
 EVENT_KINDS = frozenset(
     {Kind.SUBSCRIBE, Kind.UNSUBSCRIBE, Kind.SCAN, Kind.CLICK, Kind.VIEW, Kind.SCANCODE,
-     Kind.LOCATION_REPORT, Kind.TEMPLATE_FINISH, Kind.OTHER_EVENT}
+     Kind.LOCATION_REPORT, Kind.TEMPLATE_FINISH, Kind.MASS_FINISH,
+     Kind.OTHER_EVENT}
 )

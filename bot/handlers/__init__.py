@@ -13,6 +13,7 @@ def build_router() -> Router:
         engagement,
         follow,
         help,
+        mass_events,
         privacy,
         registration,
         staff,
@@ -23,5 +24,6 @@ def build_router() -> Router:
     # come next and the dialogs' "not understood" replies after them (bot/chat/routing.py).
     # Staff commands pass anything from non-staff on, so members' words reach the others.
     root.include(registration.router, staff.router, card_transfer.router, coupons.router,
-                 privacy.router, follow.router, engagement.router, card.router, help.router)
+                 privacy.router, mass_events.router, follow.router, engagement.router,
+                 card.router, help.router)
     return root

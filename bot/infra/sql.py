@@ -31,6 +31,16 @@ async def fetch(sql: str, *params: Any) -> list[dict[str, Any]]:
     return await conn.execute_query_dict(sql, list(params))
 
 
+def dialect() -> str:
+    """"sqlite" or "postgres": for the few statements that differ (FOR UPDATE SKIP LOCKED)."""
+    return connections.get("default").capabilities.dialect
+
+
+def placeholders(start: int, count: int) -> str:
+    """"$3, $4, $5" for an IN list of `count` values whose first is parameter `start`."""
+    return ", ".join(f"${n}" for n in range(start, start + count))
+
+
 async def execute(sql: str, *params: Any) -> None:
     """A statement whose rows, if any, we do not need (an UPDATE)."""
     await fetch(sql, *params)

@@ -25,5 +25,12 @@ class Templates:
         )
         self._env.globals.update(globals_)
 
+    def exists(self, template: str) -> bool:
+        try:
+            self._env.get_template(template)
+        except jinja2.TemplateNotFound:
+            return False
+        return True
+
     def render(self, template: str, /, **values) -> str:
         return self._env.get_template(template).render(**values).strip()

@@ -94,5 +94,12 @@ def mask_phone(phone: str) -> str:
     return f"{phone[:3]}****{phone[-4:]}"
 
 
+def mask_card(card_no: str) -> str:
+    """88****0018: enough for staff to tell cards apart, not enough to use one."""
+    if len(card_no) <= 6:
+        return "*" * len(card_no)
+    return card_no[:2] + "*" * (len(card_no) - 6) + card_no[-4:]
+
+
 def constant_time_equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())

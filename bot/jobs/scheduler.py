@@ -36,7 +36,7 @@ from bot.infra.db import IntegrityError
 from bot.infra.paging import batches
 from bot.models import JobRun, Member, TierChange
 from bot.notifications import notices
-from bot.services import coupons, expiry, maintenance, tiering
+from bot.services import campaigns, coupons, expiry, maintenance, tiering
 
 log = logging.getLogger("memberbot.scheduler")
 
@@ -97,7 +97,9 @@ JOBS = (
 )
 
 # Each tick runs on every worker and claims its own items.
-TICKS: tuple[Tick, ...] = ()
+TICKS: tuple[Tick, ...] = (
+    Tick("campaigns", 5, campaigns.tick),
+)
 
 
 class Scheduler:

@@ -1,5 +1,14 @@
 """Tortoise models, one module per aggregate. Tortoise discovers them through this package."""
 
+from bot.models.campaign import (
+    Campaign,
+    CampaignBatch,
+    CampaignDelivery,
+    CampaignStatus,
+    DeliveryState,
+    MassJob,
+    MassQuota,
+)
 from bot.models.conversation import Conversation, InboundMessage
 from bot.models.coupons import Coupon, CouponStatus, CouponTemplate
 from bot.models.delivery import AccessToken, Delivery, DeliveryStatus
@@ -15,6 +24,10 @@ __all__ = [
     "AccessToken",
     "AppendOnlyError",
     "AuditEntry",
+    "Campaign",
+    "CampaignBatch",
+    "CampaignDelivery",
+    "CampaignStatus",
     "CardSerial",
     "CardTransfer",
     "CheckIn",
@@ -23,10 +36,13 @@ __all__ = [
     "CouponStatus",
     "CouponTemplate",
     "Delivery",
+    "DeliveryState",
     "DeliveryStatus",
     "Follower",
     "InboundMessage",
     "JobRun",
+    "MassJob",
+    "MassQuota",
     "Member",
     "PointsEntry",
     "PointsKind",

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
@@ -32,6 +33,17 @@ TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 # Refresh this long before WeChat says the token expires.
 EXPIRY_MARGIN = dt.timedelta(seconds=300)
 LEASE = dt.timedelta(seconds=10)
+
+
+# message/mass/send: "a mass send with this clientmsgid exists" (the answer carries its msg_id).
+MASS_DUPLICATE = 45065
+
+
+@dataclass(frozen=True)
+class MassSend:
+    msg_id: int
+    msg_data_id: int | None
+    duplicate: bool  # 45065: this clientmsgid was sent before; msg_id is that send's
 
 
 class WeChatAPIError(WeChatClientException):
@@ -205,7 +217,10 @@ class WeChatAPI:
         self.tokens = TokenManager(session, config, clock, shared_lock, on_token_fetch)
 
     async def call(self, path: str, body: Any = None, *, params: dict[str, str] | None = None,
-                   form: Callable[[], aiohttp.FormData] | None = None) -> dict[str, Any]:
+                   form: Callable[[], aiohttp.FormData] | None = None,
+                   answers: frozenset[int] = frozenset()) -> dict[str, Any]:
+        """The answer's JSON; an errcode raises WeChatAPIError unless it is in `answers` (codes
+        the caller reads as an answer, such as a mass send's 45065)."""
         url = self._config.api_base_url.rstrip("/") + path
         token = await self.tokens.get()
         result = await _post_json(self._session, url, body, {**(params or {}),
@@ -215,7 +230,7 @@ class WeChatAPI:
             token = await self.tokens.refresh(stale=token)
             result = await _post_json(self._session, url, body, {**(params or {}),
                                       "access_token": token}, form)
-        if result.get("errcode"):
+        if result.get("errcode") and result["errcode"] not in answers:
             raise WeChatAPIError(result["errcode"], result.get("errmsg", ""))
         return result
 
@@ -239,6 +254,18 @@ class WeChatAPI:
         if url:
             body["url"] = url
         return int((await self.call("/cgi-bin/message/template/send", body))["msgid"])
+
+    async def mass_send(self, openids: list[str], content: str, *,
+                        client_msg_id: str) -> MassSend:
+        """A text mass send to 2–10,000 openids (message/mass/send). A clientmsgid WeChat has
+        seen already answers 45065 with that send's msg_id: `duplicate`, it went out before."""
+        body = {"touser": openids, "msgtype": "text", "text": {"content": content},
+                "send_ignore_reprint": 0, "clientmsgid": client_msg_id}
+        result = await self.call("/cgi-bin/message/mass/send", body,
+                                 answers=frozenset({MASS_DUPLICATE}))
+        return MassSend(msg_id=int(result.get("msg_id") or 0),
+                        msg_data_id=int(result.get("msg_data_id") or 0) or None,
+                        duplicate=result.get("errcode") == MASS_DUPLICATE)
 
     async def create_menu(self, menu: dict[str, Any]) -> None:
         await self.call("/cgi-bin/menu/create", menu)

@@ -11,7 +11,8 @@ Usage::
 
 Endpoints: ``POST /cgi-bin/stable_token``, ``POST /cgi-bin/message/custom/send``,
 ``POST /cgi-bin/message/template/send``, ``POST /cgi-bin/menu/create``,
-``POST /cgi-bin/qrcode/create``, ``GET /cgi-bin/showqrcode?ticket=`` (PNG, no token, like
+``POST /cgi-bin/message/mass/send``, ``POST /cgi-bin/qrcode/create``,
+``GET /cgi-bin/showqrcode?ticket=`` (PNG, no token, like
 mp.weixin.qq.com), ``POST /cgi-bin/media/upload?type=`` (multipart field ``media``),
 ``GET /cgi-bin/media/get?media_id=`` (the bytes of temporary media) and the sandbox-only
 ``GET /sandbox/messages?openid=&after=``, ``GET /sandbox/templates?openid=&after=`` and
@@ -35,6 +36,17 @@ else answers 40066 invalid url; a known path with the wrong method answers 43001
 * faults: ``fail_next(path, errcode, errmsg=None, times=1)``, ``set_delay(path, seconds)``.
 * ``register_template(template_id, keys)``: once any template is registered, unknown ids answer
   40037 and missing data keys 47003; with none registered every template id is accepted.
+* mass send (``message/mass/send``, text to an openid list): answers ``msg_id`` and
+  ``msg_data_id``; a ``clientmsgid`` seen before answers 45065 with that send's msg_id (the
+  real API forgets them after 24 h; this one never does); 2 to 10,000 openids (else 40130 /
+  40131 guessed as "invalid openid list size"). Each follower receives at most ``mass_cap`` (4)
+  a month (UTC+8 months) and never while marked not following: those are filtered out
+  (FilterCount). If every openid is refused that way the call answers 43004 (a guess: WeChat
+  documents only the counts). What each follower received is in ``messages`` too (msgtype
+  text, ``via`` "mass"), so the sandbox chat shows it; ``mass`` lists the sends (MassRecord).
+  With ``set_webhook(url, config)`` the stand-in then posts a signed, AES-encrypted
+  ``MASSSENDJOBFINISH`` event (MsgID, Status, TotalCount, FilterCount, SentCount,
+  ErrorCount) to the bot, as WeChat does; ``await state.drain()`` waits for those posts.
 * messages_for(openid, after) -> list of dicts (what /sandbox/messages returns, beside
   ``instance``, which changes when the stand-in restarts and its numbering starts over).
 
@@ -65,6 +77,7 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import math
 import secrets
 import time
@@ -73,7 +86,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import BodyPartReader, web
+
+from bot.config import WeChatConfig
+from bot.sandbox import wechat_client as wire
+
+log = logging.getLogger("memberbot.sandbox")
 
 TOKEN_TTL = 7200
 MEDIA_TTL = 3 * 24 * 3600
@@ -82,6 +101,10 @@ QR_DEFAULT_EXPIRE = 60
 MESSAGE_WINDOW, MESSAGE_QUOTA = 48 * 3600, 5
 EVENT_WINDOW, EVENT_QUOTA = 60, 3
 FORCE_REFRESH_PER_DAY = 20
+MASS_CAP = 4  # mass messages a follower receives a month
+MASS_MIN, MASS_MAX = 2, 10_000
+MASS_ASSISTANT = "o_mass_send_assistant"  # the FromUserName of MASSSENDJOBFINISH
+BEIJING = 8 * 3600
 
 ERRMSG: dict[int, str] = {
     -1: "system error",
@@ -128,6 +151,9 @@ ERRMSG: dict[int, str] = {
     45009: "reach max api daily quota limit",
     45015: "response out of time limit or subscription is canceled",
     45047: "out of response count limit",
+    45065: "clientmsgid exist",
+    40130: "invalid openid list size, at least two openid",
+    40131: "invalid openid list size, at most 10000 openid",
     47001: "data format error",
     47003: "argument invalid!",
 }
@@ -180,6 +206,7 @@ class CustomMessage:
     media_id: str | None
     time: float
     raw: dict[str, Any]
+    via: str = "custom"  # custom | mass
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -189,7 +216,19 @@ class CustomMessage:
             "content": self.content,
             "media_id": self.media_id,
             "time": self.time,
+            "via": self.via,
         }
+
+
+@dataclass
+class MassRecord:
+    msg_id: int
+    msg_data_id: int
+    client_msg_id: str | None
+    openids: list[str]  # the ones it reached
+    filtered: list[str]  # refused: not following, or already at the month's cap
+    content: str
+    time: float
 
 
 @dataclass
@@ -262,6 +301,12 @@ class WeChatState:
     _force_refreshes: Counter[int] = field(default_factory=Counter)
     _templates_known: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _next_msgid: int = 1000
+    mass: list[MassRecord] = field(default_factory=list)
+    mass_cap: int = MASS_CAP
+    webhook: tuple[str, WeChatConfig] | None = None
+    _client_msg_ids: dict[str, MassRecord] = field(default_factory=dict)
+    _mass_received: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _posts: set[asyncio.Task] = field(default_factory=set)
 
     # --- time ---
     def now(self) -> float:
@@ -336,6 +381,23 @@ class WeChatState:
 
     def register_template(self, template_id: str, keys: tuple[str, ...] | list[str] = ()) -> None:
         self._templates_known[template_id] = tuple(keys)
+
+    # --- mass send ---
+    def set_webhook(self, url: str, config: WeChatConfig) -> None:
+        """Where MASSSENDJOBFINISH events go, signed and encrypted with the account's config."""
+        self.webhook = (url, config)
+
+    def mass_received(self, openid: str) -> int:
+        """Mass messages this follower received this month."""
+        return self._mass_received[(openid, self._month())]
+
+    def _month(self) -> str:
+        return time.strftime("%Y-%m", time.gmtime(self.now() + BEIJING))
+
+    async def drain(self) -> None:
+        """Wait for the MASSSENDJOBFINISH posts under way."""
+        while self._posts:
+            await asyncio.gather(*self._posts, return_exceptions=True)
 
     def messages_for(self, openid: str | None = None, after: int = 0) -> list[dict[str, Any]]:
         return [
@@ -460,6 +522,70 @@ async def _template_send(state: WeChatState, request: web.Request) -> dict[str, 
         TemplateMessage(msgid, openid, template_id, body.get("url"), data, state.now(), body)
     )
     return _ok(msgid=msgid)
+
+
+async def _mass_send(state: WeChatState, request: web.Request) -> dict[str, Any]:
+    body = await _json_body(request)
+    openids = body.get("touser")
+    if not isinstance(openids, list) or not all(isinstance(o, str) and o for o in openids):
+        raise WeChatError(40003)
+    client_msg_id = body.get("clientmsgid")
+    if client_msg_id is not None and client_msg_id in state._client_msg_ids:
+        first = state._client_msg_ids[client_msg_id]
+        return {"errcode": 45065, "errmsg": ERRMSG[45065], "msg_id": first.msg_id}
+    if len(openids) < MASS_MIN:
+        raise WeChatError(40130)
+    if len(openids) > MASS_MAX:
+        raise WeChatError(40131)
+    if body.get("msgtype") != "text":
+        raise WeChatError(40008)  # the stand-in sends text only
+    content = (body.get("text") or {}).get("content")
+    if not isinstance(content, str) or not content:
+        raise WeChatError(44004)
+    month = state._month()
+    reached, filtered = [], []
+    for openid in dict.fromkeys(openids):
+        over = state._mass_received[(openid, month)] >= state.mass_cap
+        (filtered if over or openid in state._not_following else reached).append(openid)
+    if not reached and all(o in state._not_following for o in filtered):
+        raise WeChatError(43004)
+    state._next_msgid += 1
+    record = MassRecord(state._next_msgid, 2_247_000_000 + state._next_msgid, client_msg_id,
+                        reached, filtered, content, state.now())
+    state.mass.append(record)
+    if client_msg_id is not None:
+        state._client_msg_ids[client_msg_id] = record
+    for openid in reached:
+        state._mass_received[(openid, month)] += 1
+        state.messages.append(CustomMessage(len(state.messages) + 1, openid, "text", content,
+                                            None, state.now(), body, via="mass"))
+    if state.webhook is not None:
+        task = asyncio.create_task(_post_mass_finish(state, record))
+        state._posts.add(task)
+        task.add_done_callback(state._posts.discard)
+    return _ok(errmsg="send job submission success", msg_id=record.msg_id,
+               msg_data_id=record.msg_data_id)
+
+
+def mass_finish_xml(record: MassRecord, account: str = wire.ACCOUNT) -> str:
+    """The MASSSENDJOBFINISH event WeChat posts once a mass send is done."""
+    return wire.message_xml(MASS_ASSISTANT, "event", {
+        "Event": "MASSSENDJOBFINISH", "MsgID": record.msg_id, "Status": "send success",
+        "TotalCount": len(record.openids) + len(record.filtered),
+        "FilterCount": len(record.filtered), "SentCount": len(record.openids),
+        "ErrorCount": 0}, account=account)
+
+
+async def _post_mass_finish(state: WeChatState, record: MassRecord) -> None:
+    assert state.webhook is not None
+    url, config = state.webhook
+    simulator = wire.WeChatSimulator(config, "aes", clock=state.now)
+    await asyncio.sleep(0.01)  # WeChat tells us after the call has been answered
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            await simulator.post(session, url, mass_finish_xml(record))
+    except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
+        log.warning("MASSSENDJOBFINISH not delivered: %s", exc)
 
 
 def _check_button(button: Any, sub: bool) -> None:
@@ -639,6 +765,7 @@ ROUTES: dict[str, tuple[str, Handler, bool]] = {
     "/cgi-bin/stable_token": ("POST", _stable_token, False),
     "/cgi-bin/message/custom/send": ("POST", _custom_send, True),
     "/cgi-bin/message/template/send": ("POST", _template_send, True),
+    "/cgi-bin/message/mass/send": ("POST", _mass_send, True),
     "/cgi-bin/menu/create": ("POST", _menu_create, True),
     "/cgi-bin/qrcode/create": ("POST", _qrcode_create, True),
     "/cgi-bin/showqrcode": ("GET", _showqrcode, False),
@@ -678,6 +805,13 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 def create_wechat_app(app_id: str, app_secret: str) -> web.Application:
     """The stand-in app; its recorder and test hooks are ``app[WECHAT_STATE]``."""
     app = web.Application(client_max_size=64 << 20)
-    app[WECHAT_STATE] = WeChatState(app_id=app_id, app_secret=app_secret)
+    state = app[WECHAT_STATE] = WeChatState(app_id=app_id, app_secret=app_secret)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
+
+    async def finish_posts(app: web.Application) -> None:
+        for task in list(state._posts):
+            task.cancel()
+        await asyncio.gather(*state._posts, return_exceptions=True)
+
+    app.on_cleanup.append(finish_posts)
     return app

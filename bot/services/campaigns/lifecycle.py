@@ -1,0 +1,133 @@
+"""Creating a campaign and moving it through its states. Every move is one conditional UPDATE
+on the status it starts from, so two managers (or a manager and the scheduler) pressing at the
+same moment cannot both move it: one wins, the other gets bad_state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from bot.models import Campaign, CampaignDelivery, CampaignStatus, CouponTemplate, DeliveryState
+from bot.notifications import campaigns as texts
+from bot.rules import campaigns as rules
+from bot.services import segments
+from bot.services.campaigns.errors import CampaignError
+
+log = logging.getLogger("memberbot.campaigns")
+
+S = CampaignStatus
+MAX_HOLDOUT = 50  # percent: a comparison group, not the audience
+# Scheduling "now" from a terminal takes a moment: a time this recent is not "in the past".
+PAST_SLACK = dt.timedelta(minutes=1)
+
+
+async def create(bot, *, segment: str, template: str | None = None, text: str | None = None,
+                 coupon: str | None = None, channels: tuple[str, ...] = ("wechat", "sms"),
+                 at: dt.datetime | None = None, holdout: int = 0,
+                 staff_id: int | None = None) -> Campaign:
+    """A draft campaign, checked through: `start` sends it (or schedules it, with `at`)."""
+    try:
+        segments.parse(segment)
+    except segments.UnknownSegment as exc:
+        raise CampaignError("bad_segment", f"bad segment {segment!r}: {exc}") from None
+    if (template is None) == (text is None or not text.strip()):
+        raise CampaignError("no_message", "give either a template name or a text")
+    if template is not None and not texts.template_exists(bot, template):
+        raise CampaignError("unknown_template", f"no template {texts.template_path(template)} "
+                                                "in templates/messages/")
+    if coupon is not None and not await CouponTemplate.exists(code=coupon, active=True):
+        raise CampaignError("unknown_coupon", f"no active coupon template {coupon!r}")
+    chosen = rules.parse_channels(channels)
+    if chosen is None:
+        raise CampaignError("bad_channel", f"channels are wechat and/or sms, not {channels!r}")
+    if not 0 <= holdout <= MAX_HOLDOUT:
+        raise CampaignError("bad_holdout", f"holdout is a percentage from 0 to {MAX_HOLDOUT}")
+    now = bot.now()
+    if at is not None:
+        if at.tzinfo is None:  # a time typed at the shop is the shop's time
+            at = at.replace(tzinfo=bot.config.shop.tz)
+        at = at.astimezone(dt.UTC)
+        if at < now - PAST_SLACK:
+            local = at.astimezone(bot.config.shop.tz)
+            raise CampaignError("past_time", f"{local:%Y-%m-%d %H:%M} has passed")
+    campaign = await Campaign.create(
+        segment=segment, template=template, text=text.strip() if text else None, coupon=coupon,
+        channels=",".join(chosen), scheduled_at=at, holdout=holdout, staff_id=staff_id,
+        created_at=now)
+    log.info("campaign %s created for %s", campaign.id, segment)
+    return campaign
+
+
+async def get(campaign_id: int) -> Campaign:
+    campaign = await Campaign.get_or_none(id=campaign_id)
+    if campaign is None:
+        raise CampaignError("not_found", f"no campaign {campaign_id}")
+    return campaign
+
+
+async def _move(campaign_id: int, from_: tuple[S, ...], to: S, action: str,
+                **changes) -> Campaign:
+    moved = await Campaign.filter(id=campaign_id, status__in=list(from_)).update(status=to,
+                                                                                **changes)
+    campaign = await get(campaign_id)
+    if not moved:
+        raise CampaignError("bad_state", f"campaign {campaign_id} is {campaign.status}; "
+                                         f"cannot {action} it")
+    log.info("campaign %s: %s → %s", campaign_id, "/".join(from_), to)
+    return campaign
+
+
+async def start(bot, campaign_id: int, staff_id: int | None = None) -> Campaign:
+    """A draft goes out now, or waits for its time if it has one in the future."""
+    campaign = await get(campaign_id)
+    now = bot.now()
+    if campaign.scheduled_at is not None and campaign.scheduled_at > now:
+        return await _move(campaign_id, (S.DRAFT,), S.SCHEDULED, "start")
+    return await _move(campaign_id, (S.DRAFT,), S.RUNNING, "start", started_at=now)
+
+
+async def pause(bot, campaign_id: int, staff_id: int | None = None) -> Campaign:
+    """Stops at the next member: what was sent stays sent, the rest waits for resume."""
+    return await _move(campaign_id, (S.RUNNING,), S.PAUSED, "pause")
+
+
+async def resume(bot, campaign_id: int, staff_id: int | None = None) -> Campaign:
+    return await _move(campaign_id, (S.PAUSED,), S.RUNNING, "resume")
+
+
+async def confirm_stale(bot, campaign_id: int, staff_id: int | None = None) -> Campaign:
+    """A manager lets a missed scheduled campaign go out after all."""
+    return await _move(campaign_id, (S.STALE,), S.RUNNING, "confirm", started_at=bot.now())
+
+
+async def cancel(bot, campaign_id: int, staff_id: int | None = None) -> Campaign:
+    """Nothing more goes out; members still waiting are skipped with reason `cancelled`."""
+    campaign = await _move(campaign_id, (S.DRAFT, S.SCHEDULED, S.RUNNING, S.PAUSED, S.STALE),
+                           S.CANCELLED, "cancel", finished_at=bot.now())
+    await CampaignDelivery.filter(campaign_id=campaign_id, state=DeliveryState.QUEUED).update(
+        state=DeliveryState.SKIPPED, reason="cancelled", updated_at=bot.now())
+    return campaign
+
+
+async def list_campaigns(bot, limit: int = 20) -> list[Campaign]:
+    """The newest first."""
+    return await Campaign.all().order_by("-id").limit(limit)
+
+
+async def promote_due(bot) -> list[int]:
+    """Scheduled campaigns whose time has come start; one missed by more than
+    [broadcast] stale_after_minutes (the server was down) goes to `stale` and waits for a
+    manager instead of going out hours late. The ids that started."""
+    now = bot.now()
+    stale_after = dt.timedelta(minutes=bot.config.broadcast.stale_after_minutes)
+    started = []
+    for campaign in await Campaign.filter(status=S.SCHEDULED, scheduled_at__lte=now):
+        if now - campaign.scheduled_at > stale_after:
+            if await Campaign.filter(id=campaign.id, status=S.SCHEDULED).update(status=S.STALE):
+                log.warning("campaign %s missed its time %s by more than %s: waiting for a "
+                            "manager (confirm or cancel)", campaign.id, campaign.scheduled_at,
+                            stale_after)
+        elif await Campaign.filter(id=campaign.id, status=S.SCHEDULED).update(
+                status=S.RUNNING, started_at=now):
+            started.append(campaign.id)
+    return started
