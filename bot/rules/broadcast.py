@@ -8,7 +8,8 @@ spaces too, so the rule is:
 * without one, the segment is the leading words that are conditions (an ASCII name followed by
   `=`, `!=`, `>`, `>=`, `<`, `<=` or `:`, such as `tier=金卡会员`, or the word `all`), and the
   message is everything from the first other word on: `群发 tier=金卡会员 本周末全场9折`;
-* a tier's name as the first word means that tier: `群发 金卡会员 本周末全场9折`.
+* a tier's name as the first word means that tier: `群发 金卡会员 本周末全场9折` is
+  `tier:金卡会员` (the form every version of the segment language reads).
 
 Nothing else is guessed: no segment, or no message, is no split (the handler answers with an
 example). A message that is one word of letters, digits, `_`, `-` or `.` is a template's name
@@ -47,7 +48,7 @@ def split(rest: str, tier_names: Iterable[str]) -> BroadcastRequest | None:
     words = rest.split()
     conditions: list[str] = []
     if words and words[0] in set(tier_names):
-        conditions.append(f"tier={words.pop(0)}")
+        conditions.append(f"tier:{words.pop(0)}")
     while words and is_condition(words[0]):
         conditions.append(words.pop(0))
     # The message keeps its own spacing: cut the original text after the segment's words.

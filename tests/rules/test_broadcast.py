@@ -20,9 +20,9 @@ def test_leading_conditions_are_the_segment_and_the_rest_the_message():
 
 def test_a_tier_name_first_means_that_tier():
     assert split("金卡会员 本周末全场9折", TIERS) == BroadcastRequest(
-        "tier=金卡会员", None, "本周末全场9折")
+        "tier:金卡会员", None, "本周末全场9折")
     assert split("钻石会员 spend_12m>=1000 新品到店", TIERS) == BroadcastRequest(
-        "tier=钻石会员 spend_12m>=1000", None, "新品到店")
+        "tier:钻石会员 spend_12m>=1000", None, "新品到店")
 
 
 def test_a_bar_separates_when_the_message_would_look_like_a_condition():
