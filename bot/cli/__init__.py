@@ -8,7 +8,19 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.cli import audit, coupons, menu, ops, purchases, qrcode, sandbox, security, serve, staff
+from bot.cli import (
+    audit,
+    broadcast,
+    coupons,
+    menu,
+    ops,
+    purchases,
+    qrcode,
+    sandbox,
+    security,
+    serve,
+    staff,
+)
 from bot.cli.common import CliError
 from bot.config import (
     Config,
@@ -23,7 +35,8 @@ from bot.sandbox.runner import sandbox_config
 # Each group registers its subcommands, each with set_defaults(run=..., needs=...): run(args,
 # config) does the work and returns the exit status (None: 0) or raises CliError; needs says
 # what of the configuration it uses, checked once in main() before it runs.
-GROUPS = (serve, sandbox, staff, purchases, audit, menu, qrcode, coupons, ops, security)
+GROUPS = (serve, sandbox, staff, purchases, audit, menu, qrcode, coupons, broadcast, ops,
+          security)
 
 NEEDS: dict[str, Callable[[Config], None]] = {
     "none": lambda config: None,  # the config file alone (backup, restore, sandbox, new-key)

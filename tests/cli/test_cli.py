@@ -298,7 +298,9 @@ def test_every_subcommand_registers_its_run_function():
         "serve", "worker", "sandbox", "chat", "staff invite", "staff list", "staff revoke",
         "purchase", "audit", "menu push", "menu show", "qrcode", "coupon template add",
         "coupon template list", "coupon template disable", "coupon issue", "backup", "restore",
-        "export", "import", "security new-key", "security rotate-key"])
+        "export", "import", "security new-key", "security rotate-key", "broadcast create",
+        "broadcast preview", "broadcast start", "broadcast pause", "broadcast resume",
+        "broadcast cancel", "broadcast confirm", "broadcast status", "broadcast list"])
     assert all(callable(run) for run in found.values()), found
 
 
