@@ -294,6 +294,8 @@ class ChatSession:
         for message in await self._entries(self.messages_url, "_message_seq", mine):
             if message.get("media_id"):
                 lines.extend(await self._image(message["media_id"]))
+            elif message.get("via") == "mass":
+                lines.append(f"📣 群发 {message.get('content')}")
             else:
                 lines.append(f"🤖 {message.get('content')}")
         for notice in await self._entries(self.templates_url, "_template_seq", mine):

@@ -13,13 +13,13 @@ from aiohttp import web
 
 from bot.app import create_app
 from bot.clock import local_today, utcnow
-from bot.config import Config, DatabaseConfig, SmsConfig, WeChatConfig
+from bot.config import Config, DatabaseConfig, WeChatConfig
 from bot.infra.db import IntegrityError
 from bot.infra.vault import Vault, new_data_key
 from bot.models import Follower, Member, PointsKind, Role, Staff, Store
 from bot.sandbox.crowd import CROWD_SIZE, crowd_openid, phone_of_openid, seed_crowd
 from bot.sandbox.sms_server import create_sms_app
-from bot.sandbox.wechat_server import create_wechat_app
+from bot.sandbox.wechat_server import WECHAT_STATE, create_wechat_app
 from bot.services import loyalty, members
 
 log = logging.getLogger("memberbot.sandbox")
@@ -33,6 +33,7 @@ SMS_KEY_ID = "LTAIsandboxKeyId"
 SMS_KEY_SECRET = "sandbox-key-secret"
 TEMPLATE_VERIFY = "SMS_100000001"
 TEMPLATE_WELCOME = "SMS_100000002"
+TEMPLATE_MARKETING = "SMS_100000003"
 
 
 def ports(config: Config) -> tuple[int, int, int]:
@@ -58,9 +59,10 @@ def sandbox_config(config: Config, data_dir: Path = Path("data")) -> Config:
         wechat=WeChatConfig(app_id=APP_ID, app_secret=APP_SECRET, token=TOKEN,
                             encoding_aes_key=ENCODING_AES_KEY,
                             api_base_url=f"http://{host}:{wechat_port}"),
-        sms=SmsConfig(access_key_id=SMS_KEY_ID, access_key_secret=SMS_KEY_SECRET,
-                      sign_name=config.shop.name, endpoint=f"http://{host}:{sms_port}",
-                      template_verify=TEMPLATE_VERIFY, template_welcome=TEMPLATE_WELCOME),
+        sms=replace(config.sms, access_key_id=SMS_KEY_ID, access_key_secret=SMS_KEY_SECRET,
+                    sign_name=config.shop.name, endpoint=f"http://{host}:{sms_port}",
+                    template_verify=TEMPLATE_VERIFY, template_welcome=TEMPLATE_WELCOME,
+                    template_marketing=TEMPLATE_MARKETING),
         security=replace(config.security, data_key=data_key(data_dir)),
         database=DatabaseConfig(f"sqlite://{data_dir}/sandbox.db"),
         notices=SANDBOX_NOTICES,
@@ -121,8 +123,11 @@ async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
     host = config.server.host
     runners = []
     try:  # from the first runner on, so a port in use leaves nothing running
+        wechat = create_wechat_app(APP_ID, APP_SECRET)
+        # Campaigns' mass sends are reported back to the bot, as WeChat does.
+        wechat[WECHAT_STATE].set_webhook(f"http://127.0.0.1:{bot_port}/wechat", config.wechat)
         for app, bind, port in (
-            (create_wechat_app(APP_ID, APP_SECRET), "127.0.0.1", wechat_port),
+            (wechat, "127.0.0.1", wechat_port),
             (create_sms_app(SMS_KEY_ID, SMS_KEY_SECRET, flow_control=False), "127.0.0.1", sms_port),
             (create_app(config), host, bot_port),
         ):
@@ -146,7 +151,7 @@ async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
             "try a campaign:\n"
             "  .venv/bin/memberbot --sandbox broadcast create --segment tier=金卡会员 "
             "--text \"本周末会员日全场9折\"\n"
-            "or, as the manager in the chat: 群发 tier=金卡会员 | 本周末会员日全场9折\n"
+            "or, as the manager in the chat: 群发 金卡会员 本周末会员日全场9折\n"
             "Owner commands work on this sandbox with --sandbox first, e.g.\n"
             "  .venv/bin/memberbot --sandbox staff invite --store S001 --role clerk\n"
             "Press Ctrl+C to stop.\n",
