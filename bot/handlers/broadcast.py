@@ -15,6 +15,7 @@ from bot.chat.routing import Router
 from bot.chat.staff_commands import staff_answering
 from bot.chat.staff_commands import staff_command as _staff_command
 from bot.chat.states import BroadcastConfirm
+from bot.models import Campaign
 from bot.notifications.replies import Reply
 from bot.rules import broadcast as request_rule
 from bot.services import broadcasts, campaigns
@@ -32,7 +33,7 @@ STATE_NAMES = {"draft": "是草稿", "scheduled": "已排期", "running": "在�
 
 def _refused(ctx: Context, exc: campaigns.CampaignError, **values) -> Reply:
     return ctx.reply("broadcast_refused.j2", reason=exc.reason, detail=str(exc),
-                     states=STATE_NAMES, status=getattr(exc, "status", ""), **values)
+                     states=STATE_NAMES, **values)
 
 
 @staff_command("群发", action="broadcast", usage=USAGE, args=(0, 1))
@@ -66,7 +67,9 @@ async def confirmed(ctx: Context) -> Reply:
     try:
         campaign = await broadcasts.steer(ctx.bot, actor, "start", data["campaign_id"])
     except campaigns.CampaignError as exc:
-        return _refused(ctx, exc)
+        # Moved meanwhile (cancelled from the shell, say): tell what it is now.
+        found = await Campaign.get_or_none(id=data["campaign_id"])
+        return _refused(ctx, exc, status=found.status if found else "")
     return ctx.reply("broadcast_started.j2", campaign=campaign, total=data.get("total", 0))
 
 

@@ -217,3 +217,11 @@ async def test_a_global_command_answers_and_the_question_waits(shop, gold, manag
     assert helped.endswith(f"继续群发：第 {campaign.id} 号群发（4 人）还没开始：回复「确认」开始"
                            "群发，或回复「取消」放弃。"), helped
     assert "已开始" in await shop.say("o_manager", "确认")
+
+
+async def test_confirm_after_the_campaign_was_cancelled_elsewhere_says_so(shop, gold, manager):
+    await shop.say("o_manager", f"群发 {GOLD} {PROMOTION}")
+    campaign = await Campaign.get()
+    await campaigns.cancel(shop.bot, campaign.id)  # from the shell, meanwhile
+    assert await shop.say("o_manager", "确认") == "这次群发已经取消，不能再开始。"
+    assert (await Campaign.get(id=campaign.id)).status == "cancelled"
