@@ -132,6 +132,8 @@ class BroadcastConfig:
     mass_monthly_cap: int = 4
     sms_per_second: int = 50  # Aliyun's default flow control is per account
     max_attempts: int = 5  # transient errors (-1, 45009, flow control) retry with backoff
+    # A worker's claim on a batch; renewed while it sends, taken over this long after a crash.
+    lease_seconds: int = 90
 
 
 @dataclass

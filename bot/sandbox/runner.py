@@ -122,10 +122,10 @@ async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
     bot_port, wechat_port, sms_port = ports(config)
     host = config.server.host
     runners = []
+    wechat = create_wechat_app(APP_ID, APP_SECRET)
+    # Mass sends end with a MASSSENDJOBFINISH event posted to the bot, as WeChat does.
+    wechat[WECHAT_STATE].set_webhook(f"http://127.0.0.1:{bot_port}/wechat", config.wechat)
     try:  # from the first runner on, so a port in use leaves nothing running
-        wechat = create_wechat_app(APP_ID, APP_SECRET)
-        # Campaigns' mass sends are reported back to the bot, as WeChat does.
-        wechat[WECHAT_STATE].set_webhook(f"http://127.0.0.1:{bot_port}/wechat", config.wechat)
         for app, bind, port in (
             (wechat, "127.0.0.1", wechat_port),
             (create_sms_app(SMS_KEY_ID, SMS_KEY_SECRET, flow_control=False), "127.0.0.1", sms_port),

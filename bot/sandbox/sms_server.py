@@ -37,7 +37,8 @@ Reading what was "sent":
 * Every accepted message is also logged at INFO on ``memberbot.sandbox.sms`` as
   ``SMS to 138****8000 [SMS_xxx]: {"code": "123456"}``; in the sandbox the code is meant to be seen.
 
-Test hooks: ``outbox.fail_next(n, status=500)`` answers the next ``n`` SendSms requests with that
+Test hooks: ``outbox.latency`` (seconds each SendSms waits before answering),
+``outbox.fail_next(n, status=500)`` answers the next ``n`` SendSms requests with that
 HTTP status (JSON error body), ``outbox.fail_next(code="isv.BUSINESS_LIMIT_CONTROL")`` with that
 Aliyun Code at HTTP 200, ``outbox.fail_next(drop=True)`` closes the connection without answering.
 Injected failures are served before any checking and are counted like any other request.
@@ -45,6 +46,7 @@ Injected failures are served before any checking and are counted like any other 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -118,6 +120,8 @@ class SmsOutbox:
         self.flow_control = flow_control
         self.messages: list[dict[str, Any]] = []
         self.requests_received = 0
+        # Seconds every SendSms waits before answering: the network and Aliyun (benchmarks).
+        self.latency = 0.0
         self.outcomes: list[tuple[int, str]] = []
         self._monotonic = monotonic
         self._failures: deque[_Failure] = deque()
@@ -409,6 +413,8 @@ def create_sms_app(
 
     async def rpc(request: web.Request) -> web.StreamResponse:
         box.requests_received += 1
+        if box.latency:
+            await asyncio.sleep(box.latency)
         failure = box._next_failure()
         if failure is not None:
             return await _fake_failure(request, box, failure)

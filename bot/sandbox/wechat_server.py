@@ -567,13 +567,14 @@ async def _mass_send(state: WeChatState, request: web.Request) -> dict[str, Any]
                msg_data_id=record.msg_data_id)
 
 
-def mass_finish_xml(record: MassRecord, account: str = wire.ACCOUNT) -> str:
+def mass_finish_xml(record: MassRecord, account: str = wire.ACCOUNT,
+                    create_time: int | None = None) -> str:
     """The MASSSENDJOBFINISH event WeChat posts once a mass send is done."""
     return wire.message_xml(MASS_ASSISTANT, "event", {
         "Event": "MASSSENDJOBFINISH", "MsgID": record.msg_id, "Status": "send success",
         "TotalCount": len(record.openids) + len(record.filtered),
         "FilterCount": len(record.filtered), "SentCount": len(record.openids),
-        "ErrorCount": 0}, account=account)
+        "ErrorCount": 0}, account=account, create_time=create_time)
 
 
 async def _post_mass_finish(state: WeChatState, record: MassRecord) -> None:
@@ -583,7 +584,8 @@ async def _post_mass_finish(state: WeChatState, record: MassRecord) -> None:
     await asyncio.sleep(0.01)  # WeChat tells us after the call has been answered
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            await simulator.post(session, url, mass_finish_xml(record))
+            await simulator.post(session, url,
+                                 mass_finish_xml(record, create_time=int(state.now())))
     except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
         log.warning("MASSSENDJOBFINISH not delivered: %s", exc)
 

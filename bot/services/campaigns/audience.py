@@ -34,9 +34,6 @@ from bot.services.campaigns import lifecycle
 
 log = logging.getLogger("memberbot.campaigns")
 
-LEASE = dt.timedelta(seconds=60)
-
-
 def batch_size(bot) -> int:
     """Members per batch: a batch's WeChat members go in one mass send, so never more than
     [broadcast] mass_batch (and WeChat's 10,000)."""
@@ -44,10 +41,14 @@ def batch_size(bot) -> int:
     return max(1, min(config.batch_size, config.mass_batch, rules.MASS_MAX))
 
 
-async def _take_lease(campaign_id: int, now: dt.datetime) -> bool:
+def _lease(bot) -> dt.timedelta:
+    return dt.timedelta(seconds=bot.config.broadcast.lease_seconds)
+
+
+async def _take_lease(bot, campaign_id: int, now: dt.datetime) -> bool:
     return bool(await Campaign.filter(
         Q(lease_until__isnull=True) | Q(lease_until__lt=now), id=campaign_id,
-        audience_done=False).update(lease_until=now + LEASE))
+        audience_done=False).update(lease_until=now + _lease(bot)))
 
 
 async def write_audience(bot, campaign: Campaign) -> bool:
@@ -55,7 +56,7 @@ async def write_audience(bot, campaign: Campaign) -> bool:
     written (by anyone)."""
     if campaign.audience_done:
         return True
-    if not await _take_lease(campaign.id, bot.now()):
+    if not await _take_lease(bot, campaign.id, bot.now()):
         return False
     try:
         campaign = await Campaign.get(id=campaign.id)
@@ -74,7 +75,7 @@ async def write_audience(bot, campaign: Campaign) -> bool:
             seq += 1
             await _write_batch(campaign, seq, ids, bot.now())
             after = ids[-1]
-            await Campaign.filter(id=campaign.id).update(lease_until=bot.now() + LEASE)
+            await Campaign.filter(id=campaign.id).update(lease_until=bot.now() + _lease(bot))
         await Campaign.filter(id=campaign.id).update(audience_done=True)
         log.info("campaign %s: audience written, %s batches", campaign.id, seq)
         return True

@@ -35,8 +35,6 @@ from bot.services.campaigns.sending import Run, send_batch
 
 log = logging.getLogger("memberbot.campaigns")
 
-LEASE = dt.timedelta(seconds=90)
-RENEW_SECONDS = 20
 
 _CLAIM = """
 UPDATE campaign_batch SET worker = $1, lease_until = $2, claims = claims + 1
@@ -83,19 +81,23 @@ async def run_campaign(bot, campaign: Campaign, worker: str | None = None) -> No
     await finish_if_done(bot, campaign.id)
 
 
+def lease(bot) -> dt.timedelta:
+    return dt.timedelta(seconds=bot.config.broadcast.lease_seconds)
+
+
 async def claim(bot, campaign_id: int, worker: str) -> CampaignBatch | None:
     now = bot.now()
     lock = " FOR UPDATE SKIP LOCKED" if sql.dialect() == "postgres" else ""
-    rows = await sql.fetch(_CLAIM.format(lock=lock), worker, now + LEASE, campaign_id, now,
+    rows = await sql.fetch(_CLAIM.format(lock=lock), worker, now + lease(bot), campaign_id, now,
                            now, now)
     return await CampaignBatch.get(id=rows[0]["id"]) if rows else None
 
 
 async def _renew(bot, batch_id: int, worker: str) -> None:
     while True:
-        await asyncio.sleep(RENEW_SECONDS)
+        await asyncio.sleep(bot.config.broadcast.lease_seconds / 4)
         await CampaignBatch.filter(id=batch_id, worker=worker).update(
-            lease_until=bot.now() + LEASE)
+            lease_until=bot.now() + lease(bot))
 
 
 async def run_batch(bot, campaign: Campaign, batch: CampaignBatch, worker: str) -> None:
