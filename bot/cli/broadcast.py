@@ -103,11 +103,11 @@ async def create_campaign(args: argparse.Namespace, config: Config) -> None:
         except campaigns.CampaignError as exc:
             raise _failed(exc) from None
     print(campaign.id)
-    when = (f"scheduled for {_local(campaign.scheduled_at, config)} shop time"
-            if campaign.scheduled_at else "a draft")
-    print(f"Campaign {campaign.id} created, {when}. Check it with: memberbot broadcast "
-          f"preview {campaign.id}" + ("" if at else f"; send it with: memberbot broadcast "
-                                      f"start {campaign.id}"), file=sys.stderr)
+    then = (f"schedule it for {_local(campaign.scheduled_at, config)} shop time"
+            if campaign.scheduled_at else "send it")
+    print(f"Campaign {campaign.id} created (a draft). Check it with: memberbot broadcast "
+          f"preview {campaign.id}; {then} with: memberbot broadcast start {campaign.id}",
+          file=sys.stderr)
 
 
 async def preview(args: argparse.Namespace, config: Config) -> None:
@@ -125,7 +125,7 @@ async def preview(args: argparse.Namespace, config: Config) -> None:
     for channel, count in shown.by_channel.items():
         print(f"  {channel:<8} {count}")
     print(f"  {shown.mass_left} can still receive a WeChat mass message this month "
-          "(4 a month each; the others get SMS)")
+          f"({config.broadcast.mass_monthly_cap} a month each; then SMS, where allowed)")
 
 
 def _steer(name: str) -> Callable[[argparse.Namespace, Config], Awaitable[None]]:

@@ -50,7 +50,7 @@ async def broadcast(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
         return _refused(ctx, exc, template=wanted.template)
     ctx.dialog.set(BroadcastConfirm.confirm, campaign_id=campaign.id, total=preview.total)
     return ctx.reply("broadcast_preview.j2", campaign=campaign, preview=preview,
-                     channels=CHANNEL_NAMES)
+                     channels=CHANNEL_NAMES, cap=ctx.bot.config.broadcast.mass_monthly_cap)
 
 
 @router.question_values(BroadcastConfirm)

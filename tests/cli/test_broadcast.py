@@ -64,6 +64,7 @@ async def created(run_cli, capsys, *argv: str) -> int:
     out, err = output(capsys)
     assert re.fullmatch(r"\d+\n", out), out  # the id alone, for scripts: ID=$(memberbot …)
     assert f"memberbot broadcast preview {out.strip()}" in err
+    assert f"with: memberbot broadcast start {out.strip()}" in err
     return int(out)
 
 
@@ -78,7 +79,7 @@ async def test_create_preview_start_steer_and_status(run_cli, capsys, db_url,
     out = output(capsys)[0]
     assert f"Campaign {campaign_id}: 3 members in the segment" in out
     assert f"  | {PROMOTION}" in out and "wechat   3" in out and "sms      0" in out
-    assert "3 can still receive a WeChat mass message this month" in out
+    assert "3 can still receive a WeChat mass message this month (4 a month each" in out
     sample = re.search(r"As member (\S+) would read it", out)[1]
     assert sample in {mask_card(m.card_no) for m in gold}
 
@@ -116,8 +117,12 @@ async def test_create_preview_start_steer_and_status(run_cli, capsys, db_url,
 
 
 async def test_at_is_the_shops_local_time(run_cli, capsys, db_url):
-    campaign_id = await created(run_cli, capsys, "--segment", "all", "--text", PROMOTION,
-                                "--at", "2031-12-24 10:00", "--holdout", "10")
+    assert await run_cli("broadcast", "create", "--segment", "all", "--text", PROMOTION,
+                         "--at", "2031-12-24 10:00", "--holdout", "10") == 0
+    out, err = output(capsys)
+    campaign_id = int(out)
+    assert f"schedule it for 2031-12-24 10:00 shop time with: memberbot broadcast start " \
+           f"{campaign_id}" in err
     async with shop_db(db_url, None):
         campaign = await Campaign.get(id=campaign_id)
     assert campaign.scheduled_at == dt.datetime(2031, 12, 24, 2, 0, tzinfo=dt.UTC)
