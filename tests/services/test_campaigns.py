@@ -15,11 +15,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.config import BroadcastConfig
-from bot.models import Campaign, CampaignDelivery, Follower, MassQuota, Member
+from bot.models import (
+    AuditEntry,
+    Campaign,
+    CampaignDelivery,
+    Follower,
+    MassQuota,
+    Member,
+    Staff,
+    Store,
+)
 from bot.rules import campaigns as rules
 from bot.runtime import Bot, open_bot
 from bot.services import campaigns
-from bot.services.campaigns import CampaignError
+from bot.services.campaigns import CampaignError, audience
 from tests.support import Clock, StandIns, make_config
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -113,6 +122,21 @@ async def test_the_states_move_only_from_where_they_may(bot):
     with pytest.raises(CampaignError) as missing:
         await campaigns.status(bot, 999)
     assert missing.value.reason == "not_found"
+    # Each move is in the audit log, refused ones not.
+    assert await AuditEntry.filter(detail=f"campaign {campaign.id}").order_by("id").values_list(
+        "action", "actor") == [(f"campaign_{a}", "cli") for a in (
+            "create", "start", "pause", "resume", "cancel")]
+
+
+async def test_a_managers_move_is_audited_under_their_name(bot):
+    manager = await Staff.create(openid="o_mgr", name="小王", role="manager",
+                                 store=await Store.get(code="S001"))
+    campaign = await campaigns.create(bot, segment="all", text="hi", staff_id=manager.id)
+    await campaigns.start(bot, campaign.id, staff_id=manager.id)
+    entries = await AuditEntry.filter(staff_id=manager.id).order_by("id")
+    assert [(e.action, e.store_code) for e in entries] == [("campaign_create", "S001"),
+                                                           ("campaign_start", "S001")]
+    assert entries[1].before == {"status": "draft"} and entries[1].after == {"status": "running"}
 
 
 async def test_two_managers_starting_at_once_start_it_once(any_db, bot):
@@ -232,3 +256,50 @@ async def test_the_holdout_share_gets_nothing_and_is_counted_apart(bot, stand_in
                                                                              flat=True))
     received = {openid for job in stand_ins.wechat.mass for openid in job.openids}
     assert received and not received & held_openids
+
+
+# --- the audience ---
+
+async def test_the_audience_is_written_once_in_batches_whoever_writes_it(any_db, db_url,
+                                                                           stand_ins, clock):
+    config = campaign_config(db_url, stand_ins, batch_size=3)
+    async with open_bot(config, clock, scheduler=False) as bot:
+        members = [await new_member(bot) for _ in range(10)]
+        campaign = await campaigns.create(bot, segment="all", text="hi")
+        await campaigns.start(bot, campaign.id)
+        done = await asyncio.gather(*(audience.write_audience(bot, campaign) for _ in range(3)))
+        assert done.count(True) >= 1
+        rows = await CampaignDelivery.filter(campaign_id=campaign.id).order_by(
+            "member_id").values_list("member_id", "batch__seq")
+        assert [m for m, _ in rows] == [m.id for m in members]
+        assert [seq for _, seq in rows] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+        campaign = await campaigns.get(campaign.id)
+        assert campaign.audience_done and campaign.audience_total == 10
+
+
+async def test_a_crash_while_writing_the_audience_resumes_after_the_checkpoint(
+        db_url, stand_ins, clock, monkeypatch):
+    config = campaign_config(db_url, stand_ins, batch_size=3, lease_seconds=30)
+    async with open_bot(config, clock, scheduler=False) as bot:
+        members = [await new_member(bot) for _ in range(10)]
+        campaign = await campaigns.create(bot, segment="all", text="hi")
+        await campaigns.start(bot, campaign.id)
+        real = audience._write_batch
+        written = []
+
+        async def dies_on_the_third(campaign, seq, ids, now):
+            if seq == 3:
+                raise ConnectionError("the worker died")
+            written.append(seq)
+            await real(campaign, seq, ids, now)
+
+        monkeypatch.setattr(audience, "_write_batch", dies_on_the_third)
+        with pytest.raises(ConnectionError):
+            await audience.write_audience(bot, campaign)
+        monkeypatch.setattr(audience, "_write_batch", real)
+        campaign = await campaigns.get(campaign.id)
+        assert campaign.audience_after == members[5].id and not campaign.audience_done
+        assert await audience.write_audience(bot, campaign)
+        ids = await CampaignDelivery.filter(campaign_id=campaign.id).order_by(
+            "member_id").values_list("member_id", flat=True)
+        assert ids == [m.id for m in members]

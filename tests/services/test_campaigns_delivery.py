@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from bot.config import BroadcastConfig, SmsConfig
+from bot.jobs.scheduler import TICKS, Scheduler
 from bot.models import (
     CampaignBatch,
     CampaignDelivery,
@@ -440,3 +441,17 @@ async def test_the_coupon_is_issued_once_and_results_compare_with_the_holdout(ma
     assert results.sent.redeemed == 1 and results.sent.purchased == 2
     assert results.holdout.members == len(held) and results.holdout.delivered == 0
     assert results.holdout.purchased == 1 and results.holdout.redeemed == 0
+
+
+async def test_two_schedulers_ticking_at_once_send_the_campaign_once(any_db, make_shop):
+    h = await make_shop(batch_size=2)
+    members = [await new_member(h.bot, following=n % 2 == 0) for n in range(12)]
+    campaign = await campaigns.create(h.bot, segment="all", text="周末双倍积分")
+    await campaigns.start(h.bot, campaign.id)
+    [tick] = [t for t in TICKS if t.name == "campaigns"]
+    workers = [Scheduler(h.bot, jobs=(), worker=f"worker-{n}") for n in range(2)]
+    await asyncio.gather(*(w.tick(tick) for w in workers))
+    await h.stand_ins.wechat.drain()
+    assert sum(mass_received(h).values()) + sum(sms_received(h).values()) == len(members)
+    assert set(mass_received(h).values()) | set(sms_received(h).values()) == {1}
+    assert (await campaigns.get(campaign.id)).status == "done"

@@ -7,11 +7,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from bot.models import Campaign, CampaignDelivery, CampaignStatus, CouponTemplate, DeliveryState
+from tortoise.transactions import in_transaction
+
+from bot.models import (
+    Campaign,
+    CampaignDelivery,
+    CampaignStatus,
+    CouponTemplate,
+    DeliveryState,
+    Staff,
+)
 from bot.notifications import campaigns as texts
 from bot.rules import campaigns as rules
 from bot.services import segments
 from bot.services.campaigns.errors import CampaignError
+from bot.services.staff import Actor, audit
 
 log = logging.getLogger("memberbot.campaigns")
 
@@ -50,10 +60,16 @@ async def create(bot, *, segment: str, template: str | None = None, text: str | 
         if at < now - PAST_SLACK:
             local = at.astimezone(bot.config.shop.tz)
             raise CampaignError("past_time", f"{local:%Y-%m-%d %H:%M} has passed")
-    campaign = await Campaign.create(
-        segment=segment, template=template, text=text.strip() if text else None, coupon=coupon,
-        channels=",".join(chosen), scheduled_at=at, holdout=holdout, staff_id=staff_id,
-        created_at=now)
+    actor = await _actor(staff_id)
+    async with in_transaction():
+        campaign = await Campaign.create(
+            segment=segment, template=template, text=text.strip() if text else None,
+            coupon=coupon, channels=",".join(chosen), scheduled_at=at, holdout=holdout,
+            staff_id=staff_id, created_at=now)
+        await audit(actor, "campaign_create", after={
+            "segment": segment, "template": template, "coupon": coupon,
+            "channels": campaign.channels, "holdout": holdout,
+            "at": at.isoformat() if at else None}, detail=f"campaign {campaign.id}")
     log.info("campaign %s created for %s", campaign.id, segment)
     return campaign
 
@@ -65,15 +81,27 @@ async def get(campaign_id: int) -> Campaign:
     return campaign
 
 
+async def _actor(staff_id: int | None) -> Actor:
+    """Who moves a campaign, for the audit log: a staff member (chat), else the owner's shell."""
+    staff = await Staff.get_or_none(id=staff_id).select_related("store") if staff_id else None
+    return Actor.of(staff, staff.store) if staff else Actor.cli()
+
+
 async def _move(campaign_id: int, from_: tuple[S, ...], to: S, action: str,
-                **changes) -> Campaign:
-    moved = await Campaign.filter(id=campaign_id, status__in=list(from_)).update(status=to,
-                                                                                **changes)
+                staff_id: int | None = None, **changes) -> Campaign:
+    actor = await _actor(staff_id)
+    async with in_transaction():
+        before = await Campaign.filter(id=campaign_id).first().values_list("status", flat=True)
+        moved = await Campaign.filter(id=campaign_id, status__in=list(from_)).update(
+            status=to, **changes)
+        if moved:
+            await audit(actor, f"campaign_{action}", before={"status": before},
+                        after={"status": to}, detail=f"campaign {campaign_id}")
     campaign = await get(campaign_id)
     if not moved:
         raise CampaignError("bad_state", f"campaign {campaign_id} is {campaign.status}; "
                                          f"cannot {action} it")
-    log.info("campaign %s: %s → %s", campaign_id, "/".join(from_), to)
+    log.info("campaign %s: %s → %s", campaign_id, before, to)
     return campaign
 
 
@@ -82,28 +110,29 @@ async def start(bot, campaign_id: int, staff_id: int | None = None) -> Campaign:
     campaign = await get(campaign_id)
     now = bot.now()
     if campaign.scheduled_at is not None and campaign.scheduled_at > now:
-        return await _move(campaign_id, (S.DRAFT,), S.SCHEDULED, "start")
-    return await _move(campaign_id, (S.DRAFT,), S.RUNNING, "start", started_at=now)
+        return await _move(campaign_id, (S.DRAFT,), S.SCHEDULED, "start", staff_id)
+    return await _move(campaign_id, (S.DRAFT,), S.RUNNING, "start", staff_id, started_at=now)
 
 
 async def pause(bot, campaign_id: int, staff_id: int | None = None) -> Campaign:
     """Stops at the next member: what was sent stays sent, the rest waits for resume."""
-    return await _move(campaign_id, (S.RUNNING,), S.PAUSED, "pause")
+    return await _move(campaign_id, (S.RUNNING,), S.PAUSED, "pause", staff_id)
 
 
 async def resume(bot, campaign_id: int, staff_id: int | None = None) -> Campaign:
-    return await _move(campaign_id, (S.PAUSED,), S.RUNNING, "resume")
+    return await _move(campaign_id, (S.PAUSED,), S.RUNNING, "resume", staff_id)
 
 
 async def confirm_stale(bot, campaign_id: int, staff_id: int | None = None) -> Campaign:
     """A manager lets a missed scheduled campaign go out after all."""
-    return await _move(campaign_id, (S.STALE,), S.RUNNING, "confirm", started_at=bot.now())
+    return await _move(campaign_id, (S.STALE,), S.RUNNING, "confirm", staff_id,
+                       started_at=bot.now())
 
 
 async def cancel(bot, campaign_id: int, staff_id: int | None = None) -> Campaign:
     """Nothing more goes out; members still waiting are skipped with reason `cancelled`."""
     campaign = await _move(campaign_id, (S.DRAFT, S.SCHEDULED, S.RUNNING, S.PAUSED, S.STALE),
-                           S.CANCELLED, "cancel", finished_at=bot.now())
+                           S.CANCELLED, "cancel", staff_id, finished_at=bot.now())
     await CampaignDelivery.filter(campaign_id=campaign_id, state=DeliveryState.QUEUED).update(
         state=DeliveryState.SKIPPED, reason="cancelled", updated_at=bot.now())
     return campaign

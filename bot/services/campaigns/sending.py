@@ -86,7 +86,7 @@ async def _set(row_ids: Sequence[int], from_: tuple[D, ...], now: dt.datetime,
         updated_at=now, **changes)
 
 
-async def _pace(bot, key: str, limit: Limit) -> None:
+async def pace(bot, key: str, limit: Limit) -> None:
     """Wait for room under a rate shared by every worker (bot.limiter)."""
     while True:
         wait = await bot.limiter.hit({key: [limit]}, bot.now())
@@ -173,6 +173,8 @@ async def recover(run: Run) -> None:
         if job.retry_at is not None and job.retry_at > now:
             continue
         rows = await CampaignDelivery.filter(mass_job_id=job.id, state=D.SENDING)
+        if not rows:  # nothing left to send under it
+            continue
         if now - job.first_attempt_at > rules.CLIENT_MSG_ID_MEMORY:
             await _set([r.id for r in rows], (D.SENDING,), now, state=D.UNKNOWN,
                        error="mass send unconfirmed")
@@ -210,6 +212,10 @@ async def _send_wechat(run: Run, candidates: list[tuple[CampaignDelivery, Member
             await _call_mass(run, job, rows)
 
 
+class _Moved(Exception):
+    """Some deliveries left `queued` while a mass send was being prepared."""
+
+
 async def _claim_mass(run: Run, text: str, group: list[tuple[CampaignDelivery, Member]]
                       ) -> tuple[MassJob | None, list[CampaignDelivery]]:
     """Take the group's mass messages for the month and mark its deliveries `sending` under a
@@ -217,20 +223,26 @@ async def _claim_mass(run: Run, text: str, group: list[tuple[CampaignDelivery, M
     member, go to the SMS list."""
     now = run.now()
     by_member = {m.id: (r, m) for r, m in group}
-    async with in_transaction():
-        had_room = await quota.take(list(by_member), run.month, run.config.mass_monthly_cap)
-        taken = had_room
-        if len(taken) < rules.MASS_MIN:
-            await quota.give_back(list(taken), run.month)
-            taken = set()
-        if taken:
-            job = await MassJob.create(
-                batch_id=run.batch.id, text=text, openids=len(taken), first_attempt_at=now,
-                client_msg_id=rules.client_msg_id(run.campaign.id, run.batch.seq, text))
-            rows = [by_member[member_id][0] for member_id in sorted(taken)]
-            await _set([r.id for r in rows], (D.QUEUED,), now, state=D.SENDING,
-                       channel="wechat", mass_job_id=job.id, quota_month=run.month,
-                       attempts=F("attempts") + 1)
+    try:
+        async with in_transaction():
+            had_room = await quota.take(list(by_member), run.month,
+                                        run.config.mass_monthly_cap)
+            taken = had_room
+            if len(taken) < rules.MASS_MIN:
+                await quota.give_back(list(taken), run.month)
+                taken = set()
+            if taken:
+                job = await MassJob.create(
+                    batch_id=run.batch.id, text=text, openids=len(taken), first_attempt_at=now,
+                    client_msg_id=rules.client_msg_id(run.campaign.id, run.batch.seq, text))
+                rows = [by_member[member_id][0] for member_id in sorted(taken)]
+                marked = await _set([r.id for r in rows], (D.QUEUED,), now, state=D.SENDING,
+                                    channel="wechat", mass_job_id=job.id, quota_month=run.month,
+                                    attempts=F("attempts") + 1)
+                if marked != len(rows):
+                    raise _Moved  # a cancel got to some of them first: undo it all
+    except _Moved:
+        return None, []
     for member_id, (row, member) in by_member.items():
         if member_id in taken:
             continue
@@ -248,7 +260,7 @@ async def _call_mass(run: Run, job: MassJob, rows: list[CampaignDelivery]) -> No
     member_ids = [r.member_id for r in rows]
     openids = list(await Follower.filter(member_id__in=member_ids)
                    .order_by("member_id").values_list("openid", flat=True))
-    await _pace(run.bot, MASS_PACE_KEY, Limit(run.config.mass_per_minute, 60))
+    await pace(run.bot, MASS_PACE_KEY, Limit(run.config.mass_per_minute, 60))
     await MassJob.filter(id=job.id).update(attempts=F("attempts") + 1)
     try:
         answer = await run.bot.wechat.mass_send(openids, job.text, client_msg_id=job.client_msg_id)
@@ -329,7 +341,7 @@ async def _send_sms(run: Run, row: CampaignDelivery, member: Member) -> None:
         # Outside the sending window: this one waits for the morning.
         await _set([row.id], (D.QUEUED,), now, not_before=opens)
         return
-    await _pace(bot, SMS_PACE_KEY, Limit(run.config.sms_per_second, 1))
+    await pace(bot, SMS_PACE_KEY, Limit(run.config.sms_per_second, 1))
     if refused := await _fresh_refusals([member.id]):
         # An uplink TD, a 退订 or an erasure since the batch began: at once.
         await _set([row.id], (D.QUEUED,), bot.now(), state=D.SKIPPED, reason=refused[member.id])
