@@ -18,7 +18,7 @@ from bot.chat.states import BroadcastConfirm
 from bot.models import Campaign
 from bot.notifications.replies import Reply
 from bot.rules import broadcast as request_rule
-from bot.services import broadcasts, campaigns
+from bot.services import campaigns
 from bot.services.staff import Actor
 
 router = Router("broadcast")
@@ -43,8 +43,9 @@ async def broadcast(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     if wanted is None:
         return ctx.reply("broadcast_usage.j2", text=parts[0] if parts else "")
     try:
-        campaign = await broadcasts.create(ctx.bot, actor, segment=wanted.segment,
-                                           template=wanted.template, text=wanted.text)
+        campaign = await campaigns.create(ctx.bot, segment=wanted.segment,
+                                          template=wanted.template, text=wanted.text,
+                                          staff_id=actor.staff.id)
         preview = await campaigns.preview(ctx.bot, campaign.id)
     except campaigns.CampaignError as exc:
         return _refused(ctx, exc, template=wanted.template)
@@ -65,7 +66,7 @@ async def confirmed(ctx: Context) -> Reply:
     if refusal is not None:
         return refusal
     try:
-        campaign = await broadcasts.steer(ctx.bot, actor, "start", data["campaign_id"])
+        campaign = await campaigns.start(ctx.bot, data["campaign_id"], staff_id=actor.staff.id)
     except campaigns.CampaignError as exc:
         # Moved meanwhile (cancelled from the shell, say): tell what it is now.
         found = await Campaign.get_or_none(id=data["campaign_id"])
@@ -83,7 +84,7 @@ async def cancelled(ctx: Context) -> Reply:
     if campaign_id is not None and found is not None:
         # Already cancelled or gone: nothing will be sent either way.
         with contextlib.suppress(campaigns.CampaignError):
-            await broadcasts.steer(ctx.bot, Actor.of(*found), "cancel", campaign_id)
+            await campaigns.cancel(ctx.bot, campaign_id, staff_id=found[0].id)
     return ctx.reply(BroadcastConfirm.cancelled)
 
 

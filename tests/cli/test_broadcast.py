@@ -110,9 +110,9 @@ async def test_create_preview_start_steer_and_status(run_cli, capsys, db_url,
     assert line.split()[:2] == [str(campaign_id), "done"] and PROMOTION in line
 
     async with shop_db(db_url, stand_ins):
-        actions = await AuditEntry.filter(action__startswith="broadcast").order_by("id") \
+        actions = await AuditEntry.filter(action__startswith="campaign_").order_by("id") \
             .values_list("action", "actor")
-    assert actions == [(f"broadcast_{a}", "cli")
+    assert actions == [(f"campaign_{a}", "cli")
                        for a in ("create", "start", "pause", "resume")]
 
 

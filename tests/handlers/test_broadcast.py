@@ -123,10 +123,11 @@ async def test_a_manager_sends_a_promotion_to_gold_members_each_once_by_the_righ
     assert sum(len(mass_received(shop, o)) for o in ("o_gold_0", "o_gold_1", "o_gold_2")) == 3
     assert len(sms_received(shop, PHONES["sms"])) == 1
 
-    audit = await AuditEntry.filter(action__startswith="broadcast").order_by("id")
+    audit = await AuditEntry.filter(action__startswith="campaign_").order_by("id")
     assert [(e.action, e.staff_id, e.store_code) for e in audit] == [
-        ("broadcast_create", manager.id, "S001"), ("broadcast_start", manager.id, "S001")]
-    assert audit[0].detail == f"campaign:{campaign.id} text segment=tier:{GOLD}"
+        ("campaign_create", manager.id, "S001"), ("campaign_start", manager.id, "S001")]
+    assert audit[0].detail == f"campaign {campaign.id}"
+    assert audit[0].after["segment"] == f"tier:{GOLD}"
 
 
 async def test_a_repeated_confirm_from_wechat_starts_it_once(shop, gold, manager):
@@ -135,7 +136,7 @@ async def test_a_repeated_confirm_from_wechat_starts_it_once(shop, gold, manager
     confirm = wire.text("o_manager", "确认")
     first, again = await shop.post(confirm), await shop.post(confirm)
     assert first == again and "已开始" in first["Content"]
-    assert await AuditEntry.filter(action="broadcast_start").count() == 1
+    assert await AuditEntry.filter(action="campaign_start").count() == 1
 
 
 # --- 取消, refusals, and reading what was meant ---
@@ -149,7 +150,7 @@ async def test_cancel_drops_the_draft_and_nothing_is_sent(shop, gold, manager):
     await campaigns.tick(shop.bot)
     assert not [m for m in shop.stand_ins.wechat.messages if m.via == "mass"]
     assert not [m for m in shop.stand_ins.sms.messages if m["template_code"] == PROMO_SMS]
-    assert await AuditEntry.filter(action="broadcast_cancel", staff_id=manager.id).count() == 1
+    assert await AuditEntry.filter(action="campaign_cancel", staff_id=manager.id).count() == 1
     # The dialog is over: 确认 now is just a word.
     assert ASKS_TO_CONFIRM not in (await shop.say("o_manager", "确认") or "")
     assert (await Campaign.get(id=campaign.id)).status == "cancelled"
@@ -207,7 +208,7 @@ async def test_confirm_checks_the_employee_again(shop, gold, manager):
     await Staff.filter(id=manager.id).update(active=False)
     assert "员工权限已停用" in await shop.say("o_manager", "确认")
     assert set(await Campaign.all().values_list("status", flat=True)) == {"draft"}
-    assert not await AuditEntry.filter(action="broadcast_start").exists()
+    assert not await AuditEntry.filter(action="campaign_start").exists()
 
 
 async def test_a_global_command_answers_and_the_question_waits(shop, gold, manager):
