@@ -26,9 +26,16 @@ staff_command = functools.partial(_staff_command, on=router)
 
 USAGE = "群发 <分群> <模板名或文字>"
 CHANNEL_NAMES = {"wechat": "公众号群发", "sms": "短信", "none": "无法送达（未关注、也没有手机号）"}
-STATE_NAMES = {"draft": "是草稿", "scheduled": "已排期", "running": "在发送中",
-               "paused": "已暂停", "stale": "已错过排期", "done": "发送完毕",
-               "cancelled": "取消"}
+STATE_NAMES = {"draft": "草稿，还没开始", "scheduled": "已排期", "running": "发送中",
+               "paused": "已暂停", "stale": "错过了排期，等店长确认", "done": "已发完",
+               "cancelled": "已取消"}
+
+
+SKIP_REASONS = {"holdout": "对照组", "opted_out": "已退订", "erased": "已注销",
+                "cancelled": "群发已取消", "mass_cap": "本月群发已满且不发短信",
+                "not_following": "未关注且不发短信", "no_phone": "没有手机号",
+                "no_coupon": "优惠券已发完", "no_sms_template": "未配置营销短信模板"}
+PROGRESS_USAGE = "群发进度 <编号>"
 
 
 def _refused(ctx: Context, exc: campaigns.CampaignError, **values) -> Reply:
@@ -52,6 +59,21 @@ async def broadcast(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     ctx.dialog.set(BroadcastConfirm.confirm, campaign_id=campaign.id, total=preview.total)
     return ctx.reply("broadcast_preview.j2", campaign=campaign, preview=preview,
                      channels=CHANNEL_NAMES, cap=ctx.bot.config.broadcast.mass_monthly_cap)
+
+
+@staff_command("群发进度", action="broadcast", usage=PROGRESS_USAGE, args=(1, 1))
+async def progress(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    """How a campaign is going, for a manager away from the shell: the same numbers as
+    `memberbot broadcast status`."""
+    number = parts[0].lstrip("#第").removesuffix("号")
+    if not number.isascii() or not number.isdigit() or len(number) > 9:
+        return ctx.reply("staff_usage.j2", usage=PROGRESS_USAGE)
+    try:
+        status = await campaigns.status(ctx.bot, int(number))
+    except campaigns.CampaignError as exc:
+        return _refused(ctx, exc)
+    return ctx.reply("broadcast_status.j2", status=status, states=STATE_NAMES,
+                     reasons=SKIP_REASONS)
 
 
 @router.question_values(BroadcastConfirm)

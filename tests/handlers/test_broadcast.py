@@ -12,6 +12,7 @@ import tortoise.timezone
 
 from bot.clock import local_midnight
 from bot.config import SmsConfig
+from bot.infra.vault import mask_card
 from bot.models import AuditEntry, Campaign, CampaignDelivery, Member, Staff
 from bot.sandbox import wechat_client as wire
 from bot.services import campaigns, members
@@ -116,6 +117,10 @@ async def test_a_manager_sends_a_promotion_to_gold_members_each_once_by_the_righ
                     .values_list("member_id", "channel"))
     assert channels == {gold[k].id: "wechat" for k in ("o_gold_0", "o_gold_1", "o_gold_2")} \
         | {gold["sms"].id: "sms"}
+
+    progress = await shop.say("o_manager", f"群发进度 {campaign.id}")
+    assert progress.startswith(f"📊 第 {campaign.id} 号群发：已发完"), progress
+    assert "进度：4 / 4" in progress and "已送达：4 人" in progress
 
     # Nothing goes twice: another tick, and a second 确认 (no dialog left), send nothing more.
     await campaigns.tick(shop.bot)
@@ -224,5 +229,29 @@ async def test_confirm_after_the_campaign_was_cancelled_elsewhere_says_so(shop, 
     await shop.say("o_manager", f"群发 {GOLD} {PROMOTION}")
     campaign = await Campaign.get()
     await campaigns.cancel(shop.bot, campaign.id)  # from the shell, meanwhile
-    assert await shop.say("o_manager", "确认") == "这次群发已经取消，不能再开始。"
+    assert await shop.say("o_manager", "确认") == "这次群发现在是「已取消」，不能再开始。"
     assert (await Campaign.get(id=campaign.id)).status == "cancelled"
+
+
+async def test_progress_lists_skips_by_reason_and_unknown_outcomes_masked(shop, gold, manager):
+    await shop.say("o_manager", f"群发 {GOLD} {PROMOTION}")
+    campaign = await Campaign.get()
+    await shop.say("o_manager", "确认")
+    running = await shop.say("o_manager", f"群发进度 {campaign.id}")
+    assert running.startswith(f"📊 第 {campaign.id} 号群发：发送中"), running
+    await run_until_done(shop, campaign.id)
+    # What the engine records in those cases (its own tests make them happen): one member
+    # said 退订 before their turn, one send's answer was lost in a crash.
+    await CampaignDelivery.filter(campaign_id=campaign.id, member_id=gold["o_gold_1"].id) \
+        .update(state="skipped", reason="opted_out")
+    await CampaignDelivery.filter(campaign_id=campaign.id, member_id=gold["sms"].id).update(
+        state="unknown")
+    shown = await shop.say("o_manager", f"群发进度 第{campaign.id}号")
+    assert "进度：4 / 4\n· 已送达：2 人\n· 未发送：1 人（已退订 1）\n" in shown, shown
+    masked = mask_card(gold["sms"].card_no)
+    assert f"结果不明（可能已收到，不会重发，请人工确认）：1 人 {masked}" in shown
+    assert gold["sms"].card_no not in shown
+    assert await shop.say("o_manager", "群发进度 999") == "找不到这次群发，请核对编号。"
+    assert "格式：群发进度 <编号>" in await shop.say("o_manager", "群发进度 最新")
+    await add_staff("o_clerk", "clerk")
+    assert "店员没有权限执行「群发进度」" in await shop.say("o_clerk", f"群发进度 {campaign.id}")
