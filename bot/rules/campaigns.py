@@ -27,6 +27,8 @@ WECHAT_TRANSIENT = frozenset({-1, 45009, 45011, 45066})
 # Not following, refused messages, blocked the account's messages.
 WECHAT_REFUSED = frozenset({43004, 43101, 48002})
 WECHAT_DUPLICATE = 45065
+# What our client reports when no answer came back (a timeout, a dropped connection).
+WECHAT_LOST = -1
 
 # Aliyun's flow control and throttling; a network error may have sent the SMS (no idempotency).
 SMS_TRANSIENT = frozenset({"isv.BUSINESS_LIMIT_CONTROL", "Throttling", "Throttling.User",

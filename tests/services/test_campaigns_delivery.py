@@ -18,6 +18,7 @@ from bot.models import (
     CampaignBatch,
     CampaignDelivery,
     Coupon,
+    CouponTemplate,
     Follower,
     MassJob,
     MassQuota,
@@ -215,18 +216,24 @@ async def test_a_transient_error_is_retried_after_a_backoff_and_sends_once(shop,
     assert (await campaigns.get(campaign_id)).status == "done"
 
 
-async def test_transient_errors_stop_after_max_attempts_and_say_so(make_shop):
+@pytest.mark.parametrize(("errcode", "state", "counted"), [(45009, "failed", 0),
+                                                           (-1, "unknown", 1)])
+async def test_transient_errors_stop_after_max_attempts_and_say_so(make_shop, errcode, state,
+                                                                   counted):
+    """45009 (the day's quota) means nothing went out; -1 every time means no answer ever came
+    back, and any attempt may have gone out: unknown, its month's count kept."""
     h = await make_shop(max_attempts=2)
     members = [await new_member(h.bot) for _ in range(2)]
-    h.stand_ins.wechat.fail_next(MASS, -1, times=5)
+    h.stand_ins.wechat.fail_next(MASS, errcode, times=5)
     campaign_id = await send(h)
     h.clock.advance(seconds=60)
     await campaigns.tick(h.bot)
     got = await states(campaign_id)
-    assert {got[m.id][0] for m in members} == {"failed"}
+    assert {got[m.id][0] for m in members} == {state}
     assert h.stand_ins.wechat.calls[MASS] == 2
     assert (await campaigns.get(campaign_id)).status == "done"
-    assert set(await MassQuota.all().values_list("count", flat=True)) == {0}
+    assert set(await MassQuota.all().values_list("count", flat=True)) == {counted}
+    assert len((await campaigns.status(h.bot, campaign_id)).unknown) == (2 if counted else 0)
 
 
 async def test_a_repeated_batch_is_refused_with_45065_and_counts_as_sent(shop):
@@ -455,3 +462,31 @@ async def test_two_schedulers_ticking_at_once_send_the_campaign_once(any_db, mak
     assert sum(mass_received(h).values()) + sum(sms_received(h).values()) == len(members)
     assert set(mass_received(h).values()) | set(sms_received(h).values()) == {1}
     assert (await campaigns.get(campaign.id)).status == "done"
+
+
+async def test_a_coupon_that_runs_out_skips_the_rest_rather_than_promise_nothing(shop):
+    h = shop
+    await CouponTemplate.create(code="LAST1", name="最后一张", kind="gift", gift="护理一次",
+                                valid_days=30, stock=1)
+    members = [await new_member(h.bot) for _ in range(3)]
+    campaign_id = await send(h, text=None, template="winter_care", coupon="LAST1")
+    got = await states(campaign_id)
+    assert sorted(s for s in got.values()) == [("sent", "sms", None), ("skipped", None,
+                                                                         "no_coupon"),
+                                               ("skipped", None, "no_coupon")]
+    [coupon] = await Coupon.filter(issue_key__startswith=f"campaign:{campaign_id}:")
+    assert got[coupon.member_id][0] == "sent" and len(members) == 3
+
+
+async def test_without_sms_a_lone_member_or_a_missing_template_is_a_reason(make_shop):
+    h = await make_shop()
+    await new_member(h.bot, tier="金卡会员")
+    await new_member(h.bot)
+    await new_member(h.bot)
+    wechat_only = await send(h, text=None, template="double_points", channels=("wechat",))
+    reasons = Counter(s[2] for s in (await states(wechat_only)).values())
+    assert reasons == Counter({"single_openid": 1, None: 2})
+    h.bot.config.sms.template_marketing = ""
+    away = await new_member(h.bot, following=False)
+    no_template = await send(h, text="hi")
+    assert (await states(no_template))[away.id] == ("skipped", None, "no_sms_template")

@@ -290,6 +290,14 @@ async def _mass_failed(run: Run, job: MassJob, rows: list[CampaignDelivery],
         await MassJob.filter(id=job.id).update(retry_at=now + rules.backoff(attempts),
                                                error=str(exc)[:255])
         return
+    if exc.errcode == rules.WECHAT_LOST:
+        # Every attempt ended without an answer: any of them may have gone out (a repeat
+        # would then have been refused, but that answer was lost too). Not resent, not given
+        # back: listed for the manager.
+        async with in_transaction():
+            await MassJob.filter(id=job.id).update(state="failed", error=str(exc)[:255])
+            await _set(ids, (D.SENDING,), now, state=D.UNKNOWN, error=str(exc)[:255])
+        return
     async with in_transaction():
         await quota.give_back([r.member_id for r in rows], job_month(rows, run.month))
         await MassJob.filter(id=job.id).update(state="failed", error=str(exc)[:255])
