@@ -34,6 +34,7 @@ STATE_NAMES = {"draft": "草稿，还没开始", "scheduled": "已排期", "runn
 SKIP_REASONS = {"holdout": "对照组", "opted_out": "已退订", "erased": "已注销",
                 "cancelled": "群发已取消", "mass_cap": "本月群发已满且不发短信",
                 "not_following": "未关注且不发短信", "no_phone": "没有手机号",
+                "single_openid": "只有一位粉丝无法群发且不发短信",
                 "no_coupon": "优惠券已发完", "no_sms_template": "未配置营销短信模板"}
 PROGRESS_USAGE = "群发进度 <编号>"
 
