@@ -171,8 +171,10 @@ async def _watch(bot, status):
     """Redraw one line until the campaign is done or no longer running."""
     tty = sys.stdout.isatty()
     while True:
-        line = f"{status.campaign.status:<9} " + progress_bar(
-            finished_count(status.counts), status.total)
+        line = f"{status.campaign.status:<9} " + (
+            progress_bar(finished_count(status.counts), status.total) if status.total
+            else "waiting for a worker to read the segment (`memberbot serve` or `worker` "
+                 "sends campaigns)")
         print(f"\r{line}" if tty else line, end="" if tty else "\n", flush=True)
         if status.done or status.campaign.status not in ("running", "scheduled"):
             if tty:
