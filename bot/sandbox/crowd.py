@@ -25,6 +25,7 @@ from bot.rules.cards import card_number
 CROWD_SIZE = 60
 SEED = 20261224
 PHONE_PREFIX = "1370000"  # 13700000001 … : no real person's numbers
+OPENID_PREFIX = "o_demo_crowd_"
 SURNAMES = "张王李赵刘陈杨黄周吴徐孙马朱胡郭何林罗高"
 TITLES = ("女士", "先生")
 # Yuan a member spends over the year, per tier they should end up in (index into [[tiers]]);
@@ -34,7 +35,7 @@ TIER_WEIGHTS = (5, 4, 3, 2)
 
 
 def crowd_openid(number: int) -> str:
-    return f"o_demo_crowd_{number:02d}"
+    return f"{OPENID_PREFIX}{number:02d}"
 
 
 def crowd_phone(number: int) -> str:
@@ -48,8 +49,9 @@ def wechat_of(number: int) -> str | None:
 
 def phone_of_openid(openid: str, size: int = CROWD_SIZE) -> str | None:
     """The phone of the crowd member whose WeChat account this is (None: no one's)."""
-    digits = openid.removeprefix(crowd_openid(0)[:-2])
-    if digits == openid or not digits.isdigit() or not 0 < int(digits) <= size:
+    digits = openid.removeprefix(OPENID_PREFIX)
+    if digits == openid or not digits.isascii() or not digits.isdigit() \
+            or not 0 < int(digits) <= size:
         return None
     return crowd_phone(int(digits)) if wechat_of(int(digits)) == openid else None
 

@@ -12,6 +12,7 @@ from bot.infra.vault import Vault
 from bot.models import Follower, Member, PointsEntry, Purchase
 from bot.rules import tiers
 from bot.sandbox.crowd import CROWD_SIZE, crowd, seed_crowd
+from bot.sandbox.runner import DEMO_MEMBERS, demo_phone
 from tests.support import REPO_CONFIG
 
 TODAY = dt.date(2026, 12, 2)
@@ -63,3 +64,16 @@ async def test_seeding_twice_writes_the_crowd_once_with_ledgers_that_add_up(shop
         assert (follower.openid if follower else None) == person.openid
         if follower:
             assert follower.following == person.following
+
+
+def test_a_chat_knows_the_phone_of_each_seeded_wechat_account():
+    """What `memberbot chat --openid …` shows the SMS of: the seeded member's own phone."""
+    for person in crowd(TODAY):
+        if person.openid:
+            assert demo_phone(person.openid) == person.phone
+    for openid, phone, _, _ in DEMO_MEMBERS:
+        if openid:
+            assert demo_phone(openid) == phone
+    for stranger in ("o_demo_1", "o_demo_crowd_5", "o_demo_crowd_07", "o_demo_crowd_61",
+                     "o_demo_crowd_٠٥"):
+        assert demo_phone(stranger) is None, stranger
