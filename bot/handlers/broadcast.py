@@ -57,6 +57,10 @@ async def broadcast(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
         preview = await campaigns.preview(ctx.bot, campaign.id)
     except campaigns.CampaignError as exc:
         return _refused(ctx, exc, template=wanted.template)
+    if preview.total == 0:
+        # Nobody to send to: no draft left lying around, no question to answer.
+        await campaigns.cancel(ctx.bot, campaign.id, staff_id=actor.staff.id)
+        return ctx.reply("broadcast_empty.j2", segment=campaign.segment)
     ctx.dialog.set(BroadcastConfirm.confirm, campaign_id=campaign.id, total=preview.total)
     return ctx.reply("broadcast_preview.j2", campaign=campaign, preview=preview,
                      channels=CHANNEL_NAMES, cap=ctx.bot.config.broadcast.mass_monthly_cap)

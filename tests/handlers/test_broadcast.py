@@ -255,3 +255,10 @@ async def test_progress_lists_skips_by_reason_and_unknown_outcomes_masked(shop, 
     assert "格式：群发进度 <编号>" in await shop.say("o_manager", "群发进度 最新")
     await add_staff("o_clerk", "clerk")
     assert "店员没有权限执行「群发进度」" in await shop.say("o_clerk", f"群发进度 {campaign.id}")
+
+
+async def test_a_segment_with_nobody_in_it_asks_nothing(shop, gold, manager):
+    reply = await shop.say("o_manager", "群发 钻石会员 新品到店")
+    assert reply == "分群「tier:钻石会员」里现在没有可以接收群发的会员，没有发送。"
+    assert await Campaign.filter(status="cancelled").count() == 1
+    assert "没看懂" in await shop.say("o_manager", "确认")  # no question was left open
