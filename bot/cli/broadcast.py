@@ -197,6 +197,12 @@ def _print_status(status, config: Config) -> None:
             why = "  (" + ", ".join(f"{reason or '-'} {n}" for reason, n
                                     in sorted(status.skipped.items())) + ")"
         print(f"  {state:<8} {count}{why}")
+    mass = status.mass
+    if mass.get("calls"):
+        reported = (f"WeChat reported {mass['sent']} sent, {mass['filtered']} filtered out, "
+                    f"{mass['errors']} failed" if mass.get("total")
+                    else "no report from WeChat yet")
+        print(f"  WeChat mass sends: {mass['calls']}; {reported}")
     results = status.results
     print("  results        sent     holdout")
     for label, sent, held in _result_rows(results):

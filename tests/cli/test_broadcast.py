@@ -16,7 +16,7 @@ import pytest
 
 from bot.config import SecurityConfig
 from bot.infra.vault import mask_card
-from bot.models import AuditEntry, Campaign, CampaignDelivery, Member
+from bot.models import AuditEntry, Campaign, CampaignDelivery, MassJob, Member
 from bot.runtime import Bot, open_bot
 from bot.services import campaigns, members
 from tests.cli import test_staff
@@ -68,6 +68,11 @@ async def created(run_cli, capsys, *argv: str) -> int:
     return int(out)
 
 
+async def _status_line(run_cli, capsys, campaign_id: int) -> str:
+    assert await run_cli("broadcast", "status", str(campaign_id)) == 0
+    return output(capsys)[0]
+
+
 async def test_create_preview_start_steer_and_status(run_cli, capsys, db_url,
                                                      stand_ins):
     async with shop_db(db_url, stand_ins) as bot:
@@ -89,6 +94,12 @@ async def test_create_preview_start_steer_and_status(run_cli, capsys, db_url,
 
     async with shop_db(db_url, stand_ins) as bot:
         await run_engine(bot, campaign_id)
+    assert "no report from WeChat yet" in await _status_line(run_cli, capsys, campaign_id)
+    async with shop_db(db_url, stand_ins) as bot:
+        [job] = await MassJob.all()
+        # WeChat's MASSSENDJOBFINISH: one of the three was filtered out (its monthly cap).
+        await campaigns.record_mass_job_finish(bot, job.msg_id, status="send success",
+                                               total=3, filtered=1, sent=2, errors=0)
         # One member's send had an unknown outcome (a crash while WeChat answered).
         await CampaignDelivery.filter(campaign_id=campaign_id, member_id=gold[0].id).update(
             state="unknown")
@@ -100,6 +111,7 @@ async def test_create_preview_start_steer_and_status(run_cli, capsys, db_url,
     assert re.search(r"^  sent +2$", out, re.M) and re.search(r"^  unknown +1$", out, re.M)
     assert re.search(r"^  members +3 +0$", out, re.M) and re.search(r"^  delivered +2 +0$",
                                                                         out, re.M)
+    assert "  WeChat mass sends: 1; WeChat reported 2 sent, 1 filtered out, 0 failed\n" in out
     assert "1 with an unknown outcome" in out and mask_card(gold[0].card_no) in out
     assert gold[0].card_no not in out
     mass = [m.openid for m in stand_ins.wechat.messages if m.via == "mass"]
