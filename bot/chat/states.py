@@ -166,3 +166,12 @@ class PunchSale(Dialogs, prefix="punch", title="开卡", cancelled="punch_sale_c
     (bot/handlers/staff.py)."""
 
     confirm = State("punch_sale_confirm_unclear.j2")
+
+
+class BroadcastConfirm(Dialogs, prefix="broadcast", title="群发",
+                       cancelled="broadcast_cancelled.j2", idle=dt.timedelta(minutes=10),
+                       staff=True):
+    """群发 <分群> <模板名或文字>: the preview is shown, 确认 starts the campaign, 取消 cancels
+    it (bot/handlers/broadcast.py)."""
+
+    confirm = State("broadcast_confirm_unclear.j2")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.cli import (
     audit,
+    broadcast,
     coupons,
     jobs,
     menu,
@@ -36,8 +37,8 @@ from bot.sandbox.runner import sandbox_config
 # Each group registers its subcommands, each with set_defaults(run=..., needs=...): run(args,
 # config) does the work and returns the exit status (None: 0) or raises CliError; needs says
 # what of the configuration it uses, checked once in main() before it runs.
-GROUPS = (serve, sandbox, staff, purchases, audit, menu, qrcode, coupons, ops, security,
-          segments, jobs)
+GROUPS = (serve, sandbox, staff, purchases, audit, menu, qrcode, coupons, broadcast, segments,
+          ops, security, jobs)
 
 NEEDS: dict[str, Callable[[Config], None]] = {
     "none": lambda config: None,  # the config file alone (backup, restore, sandbox, new-key)

@@ -7,6 +7,7 @@ from bot.chat.routing import Router
 
 def build_router() -> Router:
     from bot.handlers import (
+        broadcast,
         card,
         card_transfer,
         coupons,
@@ -24,7 +25,8 @@ def build_router() -> Router:
     # Dialog steps first: inside a dialog, an answer to its question wins; the global commands
     # come next and the dialogs' "not understood" replies after them (bot/chat/routing.py).
     # Staff commands pass anything from non-staff on, so members' words reach the others.
-    root.include(registration.router, staff.router, tags.router, card_transfer.router,
+    root.include(registration.router, staff.router, tags.router, broadcast.router,
+                 card_transfer.router,
                  coupons.router, privacy.router, mass_events.router, follow.router,
                  engagement.router, card.router, help.router)
     return root

@@ -1,11 +1,15 @@
 """`memberbot chat`: a terminal that acts as one WeChat user. What you type is signed and
 AES-encrypted exactly as WeChat does and POSTed to the bot; the passive reply is decrypted and
-shown, and so are messages the bot sends later (customer-service messages) and the SMS it
-"sends" through the sandbox.
+shown, and so are messages the bot sends later (customer-service messages, service notices,
+campaigns' mass sends) and the SMS it "sends" through the sandbox to this user's phone.
+
+Which phone is this user's: a seeded demo member's own, any number typed as a message of its
+own (as registration asks for it), and numbers added with /phone. SMS to other people's phones
+(a clerk types theirs in 消费 …) are not shown, as they would not reach this person.
 
 Commands: /scan <scene> (scan a poster QR: follows first if needed), /follow, /unfollow,
 /click <KEY>, /scancode <text> (what a scan button's camera read), /voice <text>, /location,
-/image, /help, /quit. Anything else is a text message.
+/image, /phone <number>, /help, /quit. Anything else is a text message.
 
 Images the bot sends are fetched from the WeChat stand-in and saved under data/chat-images/;
 a QR code in one is drawn in the terminal from the payload the poster renderer writes into
@@ -31,8 +35,9 @@ from PIL import Image, UnidentifiedImageError
 from bot.config import Config
 from bot.infra.vault import mask_phone
 from bot.notifications.poster import QR_PAYLOAD_KEY
+from bot.rules.parsing import normalize_phone
 from bot.sandbox import wechat_client as wire
-from bot.sandbox.runner import ports, sandbox_config
+from bot.sandbox.runner import demo_phone, ports, sandbox_config
 
 HELP = """Commands:
   /scan store:S001   scan a poster QR code (follows the account first if you don't yet)
@@ -43,6 +48,7 @@ HELP = """Commands:
                      STAFF_SCAN): e.g. /scancode <券码> as a clerk redeems a coupon
   /voice 我的积分     send a voice message (WeChat's speech recognition text)
   /image, /location  send a picture or a location
+  /phone 13700000001 also show the SMS sent to this number (yours, registered earlier)
   /quit              leave
 Anything else is sent as a text message. Images the bot sends are saved under
 data/chat-images/ and QR codes are drawn here."""
@@ -91,8 +97,11 @@ class ChatSession:
     _down: bool = False
     _polling: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _instances: dict[str, str | None] = field(default_factory=dict, repr=False)
+    phones: set[str] = field(default_factory=set)  # whose SMS this user sees
 
     def __post_init__(self) -> None:
+        if own := demo_phone(self.openid):
+            self.phones.add(own)
         self.simulator = wire.WeChatSimulator(self.config.wechat, self.mode)
         bot_port, wechat_port, sms_port = ports(self.config)
         self.bot_url = f"http://127.0.0.1:{bot_port}/wechat"
@@ -198,6 +207,8 @@ class ChatSession:
         if not line:
             return []
         if not line.startswith("/"):
+            if phone := normalize_phone(line):
+                self.phones.add(phone)  # giving one's number (registration, 换绑)
             return await self._post(wire.text(self.openid, line))
         command, _, arg = line.partition(" ")
         arg = arg.strip()
@@ -226,6 +237,9 @@ class ChatSession:
                 return [NO_SCAN_BUTTON]
             return await self._post(wire.scancode(self.openid, button["key"], arg,
                                                   kind=button["type"]))
+        if command == "/phone" and normalize_phone(arg):
+            self.phones.add(normalize_phone(arg))
+            return [f"(SMS to {mask_phone(normalize_phone(arg))} are shown here from now on.)"]
         if command == "/voice" and arg:
             return await self._post(wire.voice(self.openid, arg))
         if command == "/image":
@@ -288,6 +302,8 @@ class ChatSession:
             fields = "，".join(f"{k}：{v}" for k, v in notice["data"].items())
             lines.append(f"📋 服务通知 [{notice['template_id']}] {fields}")
         for sms in await self._entries(self.sms_url, "_sms_seq", {}):
+            if sms["phone"] not in self.phones:
+                continue
             params = json.dumps(sms["params"], ensure_ascii=False)
             lines.append(f"📱 短信 → {mask_phone(sms['phone'])} [{sms['template_code']}] "
                          f"{params}")

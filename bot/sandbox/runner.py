@@ -12,11 +12,13 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.app import create_app
-from bot.config import Config, DatabaseConfig, SmsConfig, WeChatConfig
+from bot.clock import local_today, utcnow
+from bot.config import Config, DatabaseConfig, WeChatConfig
 from bot.infra.db import IntegrityError
 from bot.infra.vault import Vault, new_data_key
 from bot.models import Follower, Member, PointsKind, Role, Staff, Store
 from bot.notifications import notices
+from bot.sandbox.crowd import CROWD_SIZE, crowd_openid, phone_of_openid, seed_crowd
 from bot.sandbox.sms_server import create_sms_app
 from bot.sandbox.wechat_server import WECHAT_STATE, create_wechat_app
 from bot.services import loyalty, members
@@ -59,10 +61,10 @@ def sandbox_config(config: Config, data_dir: Path = Path("data")) -> Config:
         wechat=WeChatConfig(app_id=APP_ID, app_secret=APP_SECRET, token=TOKEN,
                             encoding_aes_key=ENCODING_AES_KEY,
                             api_base_url=f"http://{host}:{wechat_port}"),
-        sms=SmsConfig(access_key_id=SMS_KEY_ID, access_key_secret=SMS_KEY_SECRET,
-                      sign_name=config.shop.name, endpoint=f"http://{host}:{sms_port}",
-                      template_verify=TEMPLATE_VERIFY, template_welcome=TEMPLATE_WELCOME,
-                      template_marketing=TEMPLATE_MARKETING),
+        sms=replace(config.sms, access_key_id=SMS_KEY_ID, access_key_secret=SMS_KEY_SECRET,
+                    sign_name=config.shop.name, endpoint=f"http://{host}:{sms_port}",
+                    template_verify=TEMPLATE_VERIFY, template_welcome=TEMPLATE_WELCOME,
+                    template_marketing=TEMPLATE_MARKETING),
         security=replace(config.security, data_key=data_key(data_dir)),
         database=DatabaseConfig(f"sqlite://{data_dir}/sandbox.db"),
         notices=SANDBOX_NOTICES,
@@ -86,6 +88,14 @@ DEMO_MEMBERS = [
 ]
 
 
+def demo_phone(openid: str) -> str | None:
+    """The phone number of a seeded demo member's WeChat account (None for any other)."""
+    for demo_openid, phone, _, _ in DEMO_MEMBERS:
+        if demo_openid == openid:
+            return phone
+    return phone_of_openid(openid)
+
+
 async def seed_demo(config: Config) -> None:
     """Demo members for the chat to find; safe to run on every start."""
     vault = Vault(config.security.data_key_bytes)
@@ -107,6 +117,7 @@ async def seed_demo(config: Config) -> None:
     if store and not await Staff.exists(openid=DEMO_STAFF):
         await Staff.create(openid=DEMO_STAFF, name="小王", store=store, role=Role.MANAGER)
         await members.ensure_follower(DEMO_STAFF)
+    await seed_crowd(config, vault, local_today(utcnow(), config.shop.tz))
 
 
 async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
@@ -139,6 +150,11 @@ async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
             "the chat. Demo members: o_demo_member_1 and o_demo_member_2 (try 积分).\n"
             f"Act as staff with --openid {DEMO_STAFF} (a manager): 员工帮助, "
             "消费 13900139001 128.50, 查询 13900139001.\n"
+            f"{CROWD_SIZE} more demo members in every tier ({crowd_openid(1)} …) are there to "
+            "try a campaign:\n"
+            "  .venv/bin/memberbot --sandbox broadcast create --segment tier=金卡会员 "
+            "--text \"本周末会员日全场9折\"\n"
+            "or, as the manager in the chat: 群发 金卡会员 本周末会员日全场9折\n"
             "Owner commands work on this sandbox with --sandbox first, e.g.\n"
             "  .venv/bin/memberbot --sandbox staff invite --store S001 --role clerk\n"
             "Press Ctrl+C to stop.\n",

@@ -142,6 +142,10 @@ async def _second_punch_card(user: User) -> None:
     assert "还没有再开卡" in await user.say(f"开卡 {TARGET_PHONE} WASH10")
 
 
+async def _broadcast_preview(user: User) -> None:
+    assert "回复「确认」开始群发" in await user.say("群发 普通会员 会员日快乐")
+
+
 Walk = Callable[[User], Awaitable[None]]
 WALKS: dict[str, tuple[Callable, Walk]] = {
     "reg.consent": (guest, lambda u: _registration(u, "consent")),
@@ -158,6 +162,7 @@ WALKS: dict[str, tuple[Callable, Walk]] = {
     "redeem.amount": (staff_member, _threshold_coupon),
     "redeem.big": (staff_member, _big_redemption),
     "punch.confirm": (staff_member, _second_punch_card),
+    "broadcast.confirm": (staff_member, _broadcast_preview),
 }
 
 

@@ -299,7 +299,9 @@ def test_every_subcommand_registers_its_run_function():
         "purchase", "audit", "menu push", "menu show", "qrcode", "coupon template add",
         "coupon template list", "coupon template disable", "coupon issue", "backup", "restore",
         "export", "import", "security new-key", "security rotate-key", "segment count",
-        "segment show", "jobs list", "jobs run"])
+        "segment show", "jobs list", "jobs run", "broadcast create",
+        "broadcast preview", "broadcast start", "broadcast pause", "broadcast resume",
+        "broadcast cancel", "broadcast confirm", "broadcast status", "broadcast list"])
     assert all(callable(run) for run in found.values()), found
 
 

@@ -14,8 +14,9 @@ import pytest
 from bot import cli
 from bot.config import load_config
 from bot.infra.vault import new_data_key
-from bot.models import Member, Purchase, Staff
+from bot.models import Campaign, Member, Purchase, Staff
 from bot.runtime import open_bot
+from bot.sandbox.crowd import CROWD_SIZE
 from bot.sandbox.runner import sandbox_config, seed_demo
 from tests.cli.test_cli import leaves
 
@@ -119,12 +120,20 @@ async def test_sandbox_commands_use_the_sandboxs_database_and_key(shop, capsys):
     assert SANDBOX_PHONE in (shop / "members.csv").read_text(encoding="utf-8-sig")
     assert await run("--sandbox", "backup") == 0
     assert list((shop / "data" / "backups").glob("sandbox-*.db"))
+    capsys.readouterr()
+    assert await run("--sandbox", "broadcast", "create", "--segment", "tier:金卡会员",
+                     "--text", "会员日全场9折") == 0
+    campaign_id = capsys.readouterr().out.strip()
+    assert await run("--sandbox", "broadcast", "preview", campaign_id) == 0
+    found = re.search(r"(\d+) members in the segment", capsys.readouterr().out)
+    assert found and int(found[1]) > 0  # the demo crowd's gold members
     # All of it went to data/sandbox.db, none to the shop's own database.
     config = sandbox_config(load_config(shop / "config.toml"), shop / "data")
     async with open_bot(config, scheduler=False):
-        assert await Purchase.all().count() == 1
-        assert await Member.all().count() == 3
+        assert await Purchase.exclude(idempotency_key__startswith="sandbox-crowd:").count() == 1
+        assert await Member.all().count() == 3 + CROWD_SIZE
         assert await Staff.filter(name="小王").exists()
+        assert await Campaign.filter(id=int(campaign_id)).exists()
     assert await run("staff", "list") == 0
     assert "No staff yet" in capsys.readouterr().out
     assert code

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime as dt
 import gc
 import json
 import logging
@@ -25,6 +27,7 @@ from PIL import Image
 from bot.config import Config, ServerConfig, load_config
 from bot.infra.vault import mask_phone
 from bot.notifications.poster import QR_PAYLOAD_KEY
+from bot.rules import tiers
 from bot.rules.cards import is_valid_card_number
 from bot.sandbox import chat as chat_module
 from bot.sandbox.chat import (
@@ -35,12 +38,21 @@ from bot.sandbox.chat import (
     ChatSession,
     SandboxDown,
 )
-from bot.sandbox.runner import TEMPLATE_VERIFY, TEMPLATE_WELCOME, run_sandbox, sandbox_config
+from bot.sandbox.crowd import crowd
+from bot.sandbox.runner import (
+    DEMO_STAFF,
+    TEMPLATE_MARKETING,
+    TEMPLATE_VERIFY,
+    TEMPLATE_WELCOME,
+    run_sandbox,
+    sandbox_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 15.0
 SMS_LINE = re.compile(r"📱 短信 → (?P<masked>\S+) \[(?P<template>[^\]]+)\] (?P<params>\{.*\})")
 CARD_LINE = re.compile(r"(?:会员卡号|卡号)：(?P<card>\d+)")
+REPO_TIERS = load_config(ROOT / "config.toml", environ={}).tiers
 
 
 def _free(port: int) -> bool:
@@ -82,13 +94,14 @@ class Sandbox:
 
 
 @contextlib.asynccontextmanager
-async def running_sandbox(data_dir: Path, capsys, port: int | None = None
+async def running_sandbox(data_dir: Path, capsys, port: int | None = None, **changes
                           ) -> AsyncIterator[Sandbox]:
     """run_sandbox as a task; yields once /healthz answers and the demo data is seeded; on the
-    way out cancels it and checks that nothing is left behind."""
+    way out cancels it and checks that nothing is left behind. `changes` replace sections of
+    the repository's config."""
     port = port or free_base_port()
     base = load_config(ROOT / "config.toml", environ={})
-    config = base.replace(server=ServerConfig(port=port))
+    config = base.replace(server=ServerConfig(port=port), **changes)
     task = asyncio.create_task(run_sandbox(config, data_dir), name="sandbox")
     output: list[str] = []
     try:
@@ -388,3 +401,53 @@ async def test_after_a_sandbox_restart_the_chat_still_sees_new_messages(tmp_path
             await poll_until(chat, lambda line: line == invitation and line)
     finally:
         await chat.__aexit__(None, None, None)
+
+
+async def test_a_chat_shows_the_sms_to_its_own_phone_only(tmp_path, capsys):
+    """Marketing SMS go to dozens of demo members at once: each chat shows only what reaches
+    its own user (their seeded phone, the number they typed, or one added with /phone)."""
+    async with running_sandbox(tmp_path / "data", capsys) as sandbox, \
+            sandbox.chat("o_demo_member_1") as member, sandbox.chat("o_demo_sms") as newcomer, \
+            sandbox.chat("o_demo_onlooker") as onlooker, sandbox.chat("o_demo_other") as other:
+        assert member.phones == {"13900139001"} and not other.phones
+        added = await onlooker.handle("/phone 13700137009")
+        assert added == [f"(SMS to {mask_phone('13700137009')} are shown here from now on.)"]
+        await register(newcomer, "13700137009")  # reads its code from its own chat
+        await say(newcomer, "赵六")
+        card_no = card_number_in(await say(newcomer, "跳过"))
+        await poll_until(newcomer, lambda line: TEMPLATE_WELCOME in line and card_no in line)
+
+        await poll_until(onlooker, lambda line: TEMPLATE_WELCOME in line and card_no in line)
+        for chat in (member, other):
+            assert not [line for line in await chat.poll() if line.startswith("📱")]
+
+
+async def test_a_managers_broadcast_reaches_the_demo_crowd_in_their_chats(tmp_path, capsys):
+    """The sandbox is enough to try a campaign: 群发 to the crowd's gold members from the demo
+    manager's chat; a gold follower's chat shows the mass message, the chat of a gold member
+    who has only a phone shows the SMS, one who said 退订 gets nothing. SMS are allowed all day
+    here, so the test does not depend on the hour it runs at."""
+    all_day = dataclasses.replace(load_config(ROOT / "config.toml", environ={}).sms,
+                                  send_from="00:00", send_until="23:59")
+    gold = [p for p in crowd(dt.date.today())
+            if tiers.tier_for(REPO_TIERS, p.spend) == "金卡会员"]
+    follower = next(p for p in gold if p.openid and p.following and not p.opted_out)
+    phone_only = next(p for p in gold if p.openid is None and not p.opted_out)
+    opted_out = next(p for p in gold if p.openid and p.opted_out)
+    reachable = sum(not p.opted_out for p in gold)
+    async with running_sandbox(tmp_path / "data", capsys, sms=all_day) as sandbox, \
+            sandbox.chat(DEMO_STAFF) as manager, sandbox.chat(follower.openid) as member, \
+            sandbox.chat("o_demo_phone_only") as texted, \
+            sandbox.chat(opted_out.openid) as silent:
+        await texted.handle(f"/phone {phone_only.phone}")
+        preview = await say(manager, "群发 金卡会员 圣诞快乐，到店有礼")
+        assert f"共 {reachable} 人" in preview and "回复「确认」开始群发" in preview, preview
+        assert "已开始" in await say(manager, "确认")
+
+        # The sandbox's scheduler runs the engine every few seconds.
+        await poll_until(member, lambda line: line == "📣 群发 圣诞快乐，到店有礼", within=20)
+        match, _ = await poll_until(texted, SMS_LINE.search, within=20)
+        assert match["template"] == TEMPLATE_MARKETING
+        assert json.loads(match["params"]) == {"text": "圣诞快乐，到店有礼"}
+        await asyncio.sleep(1)
+        assert await silent.poll() == []
