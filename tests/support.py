@@ -108,6 +108,17 @@ def make_config(db_url: str, stand_ins: StandIns | None = None, **overrides: Any
     return config.replace(**overrides) if overrides else config
 
 
+# The shop's zone in the repository's config (fixed +08:00: China keeps no summer time).
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def at_local(clock: Clock, day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+    """Move the clock so that it reads `day hour:minute` in the shop's time zone."""
+    target = dt.datetime.combine(day, dt.time(hour, minute), SHANGHAI)
+    clock.offset = target - dt.datetime.now(dt.UTC)
+    return target
+
+
 class Clock:
     """A settable clock for the bot (real time plus an offset)."""
 

@@ -35,9 +35,8 @@ from bot.rules.cards import card_number
 from bot.sandbox import wechat_client as wire
 from bot.services import loyalty, purchases, wallet
 from bot.services.staff import Actor
-from tests.support import Clock, Harness
+from tests.support import Harness, at_local
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 DAY = dt.date(2031, 3, 10)
 assert DAY.isoweekday() == 1
 
@@ -49,11 +48,6 @@ INVITE_FAILED = "邀请码暂时生成失败，请稍后再试。"
 
 _phones = itertools.count(1)
 _event_times = itertools.count(int(time.time()))
-
-
-def at_local(clock: Clock, day: dt.date, hour: int, minute: int = 0) -> None:
-    target = dt.datetime.combine(day, dt.time(hour, minute), SHANGHAI)
-    clock.offset = target - dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture

@@ -42,9 +42,8 @@ from bot.models import (
 )
 from bot.runtime import Bot, open_bot
 from bot.services import expiry, loyalty
-from tests.support import REPO_CONFIG, Clock, make_config
+from tests.support import REPO_CONFIG, Clock, at_local, make_config
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 DAY = dt.date(2031, 3, 12)
 _serials = itertools.count(1)
 
@@ -57,13 +56,6 @@ assert (EXPIRY_JOB.hour, EXPIRY_JOB.minute) == (0, 10)
 def due_by(hour: int, minute: int) -> set[str]:
     """The jobs whose daily time has come by hour:minute (local)."""
     return {job.name for job in JOBS if job.time(REPO_CONFIG) <= dt.time(hour, minute)}
-
-
-def at_local(clock: Clock, day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
-    """Move the clock so that it reads `day hour:minute` in the store's time zone."""
-    target = dt.datetime.combine(day, dt.time(hour, minute), SHANGHAI)
-    clock.offset = target - dt.datetime.now(dt.UTC)
-    return target
 
 
 class PinnedClock(Clock):

@@ -23,9 +23,8 @@ from bot.models import Delivery, Follower, Member
 from bot.notifications.outbox import SENDING_LEASE
 from bot.runtime import Bot, open_bot
 from bot.services import privacy, verification
-from tests.support import Clock, make_config
+from tests.support import SHANGHAI, Clock, at_local, make_config
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 DAY = dt.date(2031, 3, 12)
 SEND = "/cgi-bin/message/custom/send"
 TEMPLATE_SEND = "/cgi-bin/message/template/send"
@@ -48,13 +47,6 @@ NOTICES = {
 _serials = itertools.count(1)
 
 QUEUED_SMS = next(tick for tick in TICKS if tick.name == "queued_sms")
-
-
-def at_local(clock: Clock, day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
-    """Move the clock so that it reads `day hour:minute` in the store's time zone."""
-    target = dt.datetime.combine(day, dt.time(hour, minute), SHANGHAI)
-    clock.offset = target - dt.datetime.now(dt.UTC)
-    return target
 
 
 @pytest.fixture

@@ -30,16 +30,10 @@ from bot.models import (
 from bot.rules import tiers
 from bot.runtime import Bot, open_bot
 from bot.services import birthdays, coupons, loyalty
-from tests.support import REPO_CONFIG, Clock, make_config
+from tests.support import REPO_CONFIG, SHANGHAI, Clock, at_local, make_config
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 DAY = dt.date(2031, 5, 20)
 _serials = itertools.count(1)
-
-
-def at_local(clock: Clock, day: dt.date, hour: int, minute: int = 0) -> None:
-    target = dt.datetime.combine(day, dt.time(hour, minute), SHANGHAI)
-    clock.offset = target - dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture

@@ -29,16 +29,9 @@ from bot.rules import campaigns as rules
 from bot.runtime import Bot, open_bot
 from bot.services import campaigns
 from bot.services.campaigns import CampaignError, audience
-from tests.support import Clock, StandIns, make_config
+from tests.support import SHANGHAI, Clock, StandIns, at_local, make_config
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 _serials = itertools.count(1)
-
-
-def at_local(clock: Clock, day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
-    target = dt.datetime.combine(day, dt.time(hour, minute), SHANGHAI)
-    clock.offset = target - dt.datetime.now(dt.UTC)
-    return target
 
 
 def campaign_config(db_url: str, stand_ins: StandIns, **broadcast):

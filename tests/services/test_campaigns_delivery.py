@@ -30,17 +30,11 @@ from bot.runtime import Bot
 from bot.services import campaigns
 from bot.services.campaigns import audience, engine
 from tests.channels.test_sms import push, uplink
-from tests.support import SMS_ID, SMS_SECRET, Clock, Harness
+from tests.support import SHANGHAI, SMS_ID, SMS_SECRET, Harness, at_local
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 DAY = dt.date(2031, 3, 12)
 MASS = "/cgi-bin/message/mass/send"
 _serials = itertools.count(1)
-
-
-def at_local(clock: Clock, day: dt.date, hour: int, minute: int = 0) -> None:
-    target = dt.datetime.combine(day, dt.time(hour, minute), SHANGHAI)
-    clock.offset = target - dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture
