@@ -92,7 +92,7 @@ async def test_a_manager_sends_a_promotion_to_gold_members_each_once_by_the_righ
     preview = await shop.say("o_manager", f"群发 {GOLD} {PROMOTION}")
     assert ASKS_TO_CONFIRM in preview, preview
     # The segment holds the four gold members who may get marketing (not the one who said 退订).
-    assert "共 4 人" in preview and "公众号群发：3 人" in preview and "短信：1 人" in preview
+    assert "共 4 人" in preview and "\n· 公众号群发：3 人\n· 短信：1 人\n" in preview
     assert "本月还能收群发消息的粉丝：3 人" in preview and PROMOTION in preview
     campaign = await Campaign.get()
     assert (campaign.status, campaign.segment, campaign.text) == ("draft", f"tier:{GOLD}",

@@ -33,6 +33,8 @@ async def test_my_data_shows_what_is_stored_with_the_phone_masked(harness):
     assert member.card_no in reply and "周女士" in reply and "1990年5月1日" in reply
     assert "138****8011" in reply and "13800138011" not in reply
     assert "示例门店·总店" in reply and harness.config.shop.privacy_url in reply
+    # One fact a line: the marketing line and the policy link are not run together.
+    assert f"\n隐私政策：{harness.config.shop.privacy_url}" in reply
 
 
 async def test_erasure_removes_personal_data_and_keeps_the_ledger_adding_up(harness):
