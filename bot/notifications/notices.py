@@ -32,7 +32,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "points_adjust": ("points", "reason", "balance", "time"),
     "tier_change": ("tier", "previous", "time"),
     "stored_value": ("change", "amount", "bonus", "balance", "time"),
-    "punch_sold": ("card", "visits", "expires_on", "amount", "time"),
+    "punch_sold": ("card", "visits", "expires_on", "amount", "points", "balance", "time"),
     "referral_reward": ("friend", "points", "balance", "coupon"),
     "birthday": ("name", "points", "coupon", "date"),
 }
@@ -142,6 +142,9 @@ async def punch_sold(bot, sale, at: dt.datetime) -> Outcome:
     if sale.purchase is not None:
         values |= {"points": str(sale.purchase.points),
                    "balance": str(sale.purchase.member.points)}
+    else:  # given away: no purchase, no points earned
+        member = await Member.get(id=card.member_id)
+        values |= {"points": "0", "balance": str(member.points)}
     return await bot.outbox.notify(card.member_id, text, purpose="punch_sold",
                                    key=f"notice:punch-sold:{card.id}", values=values)
 
