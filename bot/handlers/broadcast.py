@@ -105,14 +105,21 @@ async def confirmed(ctx: Context) -> Reply:
 async def cancelled(ctx: Context) -> Reply:
     """取消 ends the dialog as everywhere, and the draft it made is cancelled too, so it cannot
     be started later by mistake."""
-    campaign_id = ctx.dialog.data.get("campaign_id")
+    data = dict(ctx.dialog.data)
     ctx.dialog.clear()
+    await _drop_draft(ctx, data)
+    return ctx.reply(BroadcastConfirm.cancelled)
+
+
+@router.dropped(BroadcastConfirm)
+async def _drop_draft(ctx: Context, data: dict) -> None:
+    """The draft of a preview left unanswered (取消, or another 群发 asked in its place)."""
+    campaign_id = data.get("campaign_id")
     found = await ctx.staff_account()  # a revoked account may still drop its own draft
     if campaign_id is not None and found is not None:
         # Already cancelled or gone: nothing will be sent either way.
         with contextlib.suppress(campaigns.CampaignError):
             await campaigns.cancel(ctx.bot, campaign_id, staff_id=found[0].id)
-    return ctx.reply(BroadcastConfirm.cancelled)
 
 
 @router.message(state=BroadcastConfirm.confirm)

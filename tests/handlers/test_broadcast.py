@@ -225,6 +225,30 @@ async def test_a_global_command_answers_and_the_question_waits(shop, gold, manag
     assert "已开始" in await shop.say("o_manager", "确认")
 
 
+async def test_a_staff_command_answers_and_the_question_waits(shop, gold, manager, any_db):
+    await shop.say("o_manager", f"群发 {GOLD} {PROMOTION}")
+    campaign = await Campaign.get()
+    looked_up = await shop.say("o_manager", f"查询 {PHONES['o_gold_0']}")
+    asked = (f"继续群发：第 {campaign.id} 号群发（4 人）还没开始：回复「确认」开始群发，"
+             "或回复「取消」放弃。")
+    assert PHONES["o_gold_0"] not in looked_up and looked_up.endswith(asked), looked_up
+    assert f"第 {campaign.id} 号群发：草稿" in await shop.say("o_manager",
+                                                            f"群发进度 {campaign.id}")
+    assert "已开始" in await shop.say("o_manager", "确认")
+    assert (await Campaign.get(id=campaign.id)).status != "draft"
+
+
+async def test_another_broadcast_replaces_the_question_and_says_so(shop, gold, manager):
+    await shop.say("o_manager", f"群发 {GOLD} {PROMOTION}")
+    second = await shop.say("o_manager", f"群发 {GOLD} 另一条消息")
+    assert second.startswith("（上一个「群发」还没确认，已作废，以这次为准）\n"), second
+    assert ASKS_TO_CONFIRM in second and "另一条消息" in second
+    assert "已开始" in await shop.say("o_manager", "确认")
+    # The first preview's draft is cancelled with its question: no draft is left lying around.
+    assert await Campaign.all().order_by("id").values_list("text", "status") == [
+        (PROMOTION, "cancelled"), ("另一条消息", "running")]
+
+
 async def test_confirm_after_the_campaign_was_cancelled_elsewhere_says_so(shop, gold, manager):
     await shop.say("o_manager", f"群发 {GOLD} {PROMOTION}")
     campaign = await Campaign.get()
