@@ -40,8 +40,9 @@ PROGRESS_USAGE = "群发进度 <编号>"
 
 
 def _refused(ctx: Context, exc: campaigns.CampaignError, **values) -> Reply:
-    return ctx.reply("broadcast_refused.j2", reason=exc.reason, detail=str(exc),
-                     states=STATE_NAMES, **values)
+    """The refusal in Chinese: each reason has its sentence, from what the error carries."""
+    return ctx.reply("broadcast_refused.j2", reason=exc.reason, states=STATE_NAMES,
+                     **{**exc.values, **values})
 
 
 @staff_command("群发", action="broadcast", usage=USAGE, args=(0, 1))
@@ -56,7 +57,7 @@ async def broadcast(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
                                           staff_id=actor.staff.id)
         preview = await campaigns.preview(ctx.bot, campaign.id)
     except campaigns.CampaignError as exc:
-        return _refused(ctx, exc, template=wanted.template)
+        return _refused(ctx, exc)
     if preview.total == 0:
         # Nobody to send to: no draft left lying around, no question to answer.
         await campaigns.cancel(ctx.bot, campaign.id, staff_id=actor.staff.id)

@@ -6,6 +6,7 @@ campaign is done, against the WeChat and Aliyun stand-ins)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 import tortoise.timezone
@@ -13,7 +14,7 @@ import tortoise.timezone
 from bot.clock import local_midnight
 from bot.config import SmsConfig
 from bot.infra.vault import mask_card
-from bot.models import AuditEntry, Campaign, CampaignDelivery, Member, Staff
+from bot.models import AuditEntry, Campaign, CampaignDelivery, Member, MemberTag, Staff
 from bot.sandbox import wechat_client as wire
 from bot.services import campaigns, members
 from tests.support import SMS_ID, SMS_SECRET, STEADY_POINTS, Harness, add_staff
@@ -189,6 +190,50 @@ async def test_a_bad_segment_or_template_says_which(shop, manager):
     unknown = await shop.say("o_manager", f"群发 {GOLD} no_such_promo")
     assert "没有名为「no_such_promo」的群发模板" in unknown
     assert await Campaign.all().count() == 0
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("群发 tier=黑卡 你好", "分群写法有误：没有「黑卡」这个会员等级（现有：普通会员、银卡会员、"
+     "金卡会员、钻石会员）。\ntier=👉黑卡\n这里可以写：tier=普通会员\n"),
+    ("群发 store=S009 你好", "没有「S009」这个门店（现有：S001"),
+    ("群发 tag=瑜珈 你好", "没有会员带「瑜珈」这个标签（现在还没有会员有标签）。\ntag=👉瑜珈\n"),
+    ("群发 colour=red 你好", "不认识「colour」这个条件，可用的有：tier（会员等级）、"),
+    ("群发 tier>金卡会员 你好", "tier（会员等级）不能用「>」，只能用 = !=。\ntier👉>金卡会员\n"),
+    ("群发 last_visit>30 你好", "last_visit（距上次到店）要写天数，如 30d，「30」不行。\n"
+     "last_visit>👉30\n这里可以写：last_visit>30d"),
+    ("群发 rfm=重要客户 你好", "rfm（RFM 分类）要写以下之一：重要价值、一般价值、"),
+    ("群发 all tier=金卡会员 你好", "all（所有会员）不能和别的条件写在一起。\n👉all tier=金卡会员"),
+])
+async def test_a_bad_segment_is_explained_in_chinese_where_it_goes_wrong(shop, manager, text,
+                                                                        said):
+    reply = await shop.say("o_manager", text)
+    assert reply.startswith("分群写法有误：") and said in reply, reply
+    assert reply.endswith("例如：群发 tier=金卡会员 last_visit>30d 本周末全场9折")
+    # None of the English message the CLI shows.
+    assert not re.search(r"column|known|segment|e\.g\.|needs|takes|expected", reply), reply
+    assert await Campaign.all().count() == 0
+
+
+async def test_an_unknown_tag_names_tags_that_exist(shop, gold, manager):
+    await MemberTag.create(member=gold["o_gold_0"], tag="瑜伽")
+    reply = await shop.say("o_manager", "群发 tag=瑜珈 你好")
+    assert ("没有会员带「瑜珈」这个标签（现有标签如：瑜伽）。\ntag=👉瑜珈\n"
+            "这里可以写：tag=瑜伽") in reply
+
+
+@pytest.mark.parametrize(("asked", "said"), [
+    ({"coupon": "NOPE"}, "没有「NOPE」这种可用的优惠券。"),
+    ({"channels": ("fax",)}, "发送渠道只能是公众号群发和（或）短信。"),
+    ({"holdout": 90}, "对照组比例要在 0 到 50% 之间。"),
+    ({"at": dt.datetime(2020, 1, 1, 9, 0)}, "2020-01-01 09:00 已经过去了，请换一个时间。"),
+])
+async def test_every_refusal_of_create_has_its_chinese_sentence(shop, asked, said):
+    """The reasons chat cannot reach today (the CLI's options) still read in Chinese."""
+    with pytest.raises(campaigns.CampaignError) as caught:
+        await campaigns.create(shop.bot, segment="all", text="你好", **asked)
+    exc = caught.value
+    assert shop.bot.templates.render("broadcast_refused.j2", reason=exc.reason, states={},
+                                     **exc.values) == said
 
 
 async def test_a_template_by_name_and_a_bar_before_a_text_that_looks_like_a_condition(
