@@ -331,3 +331,63 @@ async def test_a_segment_with_nobody_in_it_asks_nothing(shop, gold, manager):
     assert reply == "分群「tier:钻石会员」里现在没有可以接收群发的会员，没有发送。"
     assert await Campaign.filter(status="cancelled").count() == 1
     assert "没看懂" in await shop.say("o_manager", "确认")  # no question was left open
+
+
+# --- a missed schedule, let go or dropped from chat ---
+
+async def stale_campaign(shop: Harness) -> Campaign:
+    """A campaign scheduled for ten minutes from now, the server down past stale_after."""
+    campaign = await campaigns.create(shop.bot, segment=f"tier:{GOLD}", text=PROMOTION,
+                                      at=shop.bot.now() + dt.timedelta(minutes=10))
+    await campaigns.start(shop.bot, campaign.id)
+    shop.clock.advance(minutes=10 + shop.config.broadcast.stale_after_minutes + 1)
+    await campaigns.tick(shop.bot)
+    assert (await Campaign.get(id=campaign.id)).status == "stale"
+    return campaign
+
+
+async def test_progress_of_a_stale_campaign_says_how_to_release_or_cancel_it(
+        shop, gold, manager, any_db):
+    campaign = await stale_campaign(shop)
+    shown = await shop.say("o_manager", f"群发进度 {campaign.id}")
+    assert shown.startswith(f"📊 第 {campaign.id} 号群发：错过了排期，等店长确认"), shown
+    planned = campaign.scheduled_at.astimezone(shop.config.shop.tz)
+    assert f"原定 {planned:%Y-%m-%d %H:%M} 发送" in shown
+    assert (f"请回复「群发放行 {campaign.id}」" in shown
+            and f"请回复「群发取消 {campaign.id}」" in shown), shown
+    released = await shop.say("o_manager", f"群发放行 {campaign.id}")
+    assert released.startswith(f"▶️ 第 {campaign.id} 号群发已放行"), released
+    assert await AuditEntry.filter(action="campaign_confirm", staff_id=manager.id).count() == 1
+    status = await run_until_done(shop, campaign.id)
+    assert status.counts["sent"] == 4
+    assert "群发放行" not in await shop.say("o_manager", f"群发进度 {campaign.id}")
+    # Done: neither can move it now, and each says so in Chinese.
+    assert await shop.say("o_manager", f"群发放行 第{campaign.id}号") == \
+        "这次群发现在是「已发完」，不能再放行。"
+    assert await shop.say("o_manager", f"群发取消 {campaign.id}") == \
+        "这次群发现在是「已发完」，不能再取消。"
+
+
+async def test_a_stale_campaign_cancelled_from_chat_sends_nothing(shop, gold, manager):
+    campaign = await stale_campaign(shop)
+    stopped = await shop.say("o_manager", f"群发取消 {campaign.id}")
+    assert stopped == f"⏹ 第 {campaign.id} 号群发已取消，还没发出的不会再发。"
+    assert (await Campaign.get(id=campaign.id)).status == "cancelled"
+    await campaigns.tick(shop.bot)
+    assert not [m for m in shop.stand_ins.wechat.messages if m.via == "mass"]
+    assert not [m for m in shop.stand_ins.sms.messages if m["template_code"] == PROMO_SMS]
+    assert await AuditEntry.filter(action="campaign_cancel", staff_id=manager.id).count() == 1
+    assert await shop.say("o_manager", "群发放行 999") == "找不到这次群发，请核对编号。"
+    assert "格式：群发取消 <编号>" in await shop.say("o_manager", "群发取消 最新")
+
+
+async def test_only_managers_release_or_cancel_and_staff_help_lists_both(shop, gold, manager):
+    campaign = await stale_campaign(shop)
+    await add_staff("o_clerk", "clerk")
+    for command in ("群发放行", "群发取消"):
+        refused = await shop.say("o_clerk", f"{command} {campaign.id}")
+        assert f"店员没有权限执行「{command}」" in refused, refused
+        assert command not in await shop.say("o_clerk", "员工帮助")
+    assert (await Campaign.get(id=campaign.id)).status == "stale"
+    helped = await shop.say("o_manager", "员工帮助")
+    assert "群发放行 <编号>" in helped and "群发取消 <编号>" in helped, helped
