@@ -2,7 +2,9 @@
 
 Two kinds. An interrupting command ends the dialog (or, for staff commands, suspends it: the
 dialog waits for its next answer), then does its job as if there had been no dialog (取消 only
-ends it, with the dialog's own goodbye). A non-interrupting one answers, and the
+ends it, with the dialog's own goodbye). In a till dialog (a staff one) a staff command is
+answered like a non-interrupting one, unless it asks a question of its own, which replaces the
+dialog's. A non-interrupting one answers, and the
 engine re-asks the dialog's current question in the same reply ("…\n\n继续注册：请输入您的手机号").
 A dialog's own answers (a phone number, a code, 同意) still go to the dialog first; the handlers
 that do each command's job register with `router.global_command(...)` (bot/chat/routing.py).

@@ -17,7 +17,8 @@ commands (bot/chat/commands.py) are tried just before the first catch-all of the
 dialog's "I did not understand that" answers. An interrupting command ends the dialog (a
 suspending one only sets it aside until it is done) and the message is routed again as if there
 had been none; a non-interrupting one answers and the engine re-asks the dialog's current
-question in the same reply.
+question in the same reply. A staff command in a till dialog is re-asked after too, unless it
+began a dialog of its own, which takes the till dialog's place.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ log = logging.getLogger("memberbot.routing")
 Handler = Callable[["Context"], Awaitable[Reply | None]]
 Predicate = Callable[["Context"], bool]
 QuestionValues = Callable[["Context"], dict[str, Any]]
+Dropped = Callable[["Context", dict[str, Any]], Awaitable[None]]
 StateFilter = str | State | type[Dialogs] | None | tuple
 Audience = Literal["members", "guests", "everyone"]  # guests: not members yet
 
@@ -144,6 +146,7 @@ class Router:
         self._routes: list[Route] = []
         self._children: list[Router] = []
         self._questions: dict[str, QuestionValues] = {}
+        self._dropped: dict[str, Dropped] = {}
         self._index: dict[tuple, list[tuple[int, Route]]] | None = None
         self._lookups: dict[tuple, tuple[Route, ...]] = {}
         self._words: tuple[frozenset[str], frozenset[str]] | None = None
@@ -256,14 +259,14 @@ class Router:
             if command.staff and await ctx.staff_account() is None:
                 continue  # a member typing 消费 … is answering the dialog
             if command.interrupts:
+                if command.suspends and state is not None and state.group.staff:
+                    return True, await self._beside_till_dialog(ctx, state)
                 kept = (ctx.dialog.state, dict(ctx.dialog.data))
-                # A member's dialog waits for a staff command; a till dialog is simply left.
-                waits = command.suspends and not (state is not None and state.group.staff)
                 ctx.dialog.clear()
                 reply = await self._first_match(ctx, self.candidates(ctx))
-                if waits and ctx.dialog.state is None:
+                if command.suspends and ctx.dialog.state is None:
                     ctx.dialog.set(kept[0], **kept[1])
-                elif waits:  # it began a dialog of its own: ours waits inside it
+                elif command.suspends:  # it began a dialog of its own: ours waits inside it
                     ctx.dialog.update(**{SUSPENDED: {"state": kept[0], "data": kept[1]}})
                 return True, reply
             before = ctx.dialog.state
@@ -275,6 +278,27 @@ class Router:
                 return True, reply
             return True, await self._reask(ctx, state, reply)
         return False, None
+
+    async def _beside_till_dialog(self, ctx: Context, state: State) -> Reply | None:
+        """A staff command while a till dialog waits for 确认 (or an amount): the command does
+        its job and the question is asked again, the dialog kept; a command that asks a question
+        of its own (another big 消费, another 群发) replaces the dialog, and says so."""
+        kept = (ctx.dialog.state, dict(ctx.dialog.data))
+        ctx.dialog.clear()
+        reply = await self._first_match(ctx, self.candidates(ctx))
+        if ctx.dialog.state is None:
+            ctx.dialog.set(kept[0], **kept[1])
+            return await self._reask(ctx, state, reply)
+        dropped = self._dropped_handler(state.group)
+        if dropped is not None:
+            await dropped(ctx, kept[1])
+        if SUSPENDED in kept[1] and SUSPENDED not in ctx.dialog.data:
+            # A member's dialog set aside under the old one waits under the new one instead.
+            ctx.dialog.update(**{SUSPENDED: kept[1][SUSPENDED]})
+        if isinstance(reply, Text):
+            return Text(ctx.render("dialog_replaced.j2", title=state.group.title,
+                                   answer=reply.content))
+        return reply
 
     async def _reask(self, ctx: Context, state: State, reply: Reply | None) -> Reply | None:
         def continued(answer: str) -> Text:
@@ -302,6 +326,25 @@ class Router:
             return values
 
         return decorator
+
+    def dropped(self, group: type[Dialogs]):
+        """Register what undoes a till dialog's leftovers (群发's draft) when a staff command's own
+        dialog takes its place; it gets the data the dialog kept."""
+
+        def decorator(handler: Dropped) -> Dropped:
+            self._dropped[group.prefix] = handler
+            return handler
+
+        return decorator
+
+    def _dropped_handler(self, group: type[Dialogs]) -> Dropped | None:
+        if group.prefix in self._dropped:
+            return self._dropped[group.prefix]
+        for child in self._children:
+            found = child._dropped_handler(group)
+            if found is not None:
+                return found
+        return None
 
     def _question_values(self, state: State) -> QuestionValues | None:
         if state.name in self._questions:

@@ -58,7 +58,7 @@ class Dialogs:
     greeting: ClassVar[str | None]
     idle: ClassVar[dt.timedelta | None]
     states: ClassVar[tuple[State, ...]]
-    staff: ClassVar[bool]  # a till dialog: the next staff command ends it rather than waits
+    staff: ClassVar[bool]  # a till dialog: a staff command meanwhile answers, then it re-asks
 
     def __init_subclass__(cls, *, prefix: str, title: str, cancelled: str,
                           greeting: str | None = None, idle: dt.timedelta | None = None,

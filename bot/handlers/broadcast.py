@@ -37,11 +37,14 @@ SKIP_REASONS = {"holdout": "对照组", "opted_out": "已退订", "erased": "已
                 "single_openid": "只有一位粉丝无法群发且不发短信",
                 "no_coupon": "优惠券已发完", "no_sms_template": "未配置营销短信模板"}
 PROGRESS_USAGE = "群发进度 <编号>"
+RELEASE_USAGE = "群发放行 <编号>"
+STOP_USAGE = "群发取消 <编号>"
 
 
 def _refused(ctx: Context, exc: campaigns.CampaignError, **values) -> Reply:
-    return ctx.reply("broadcast_refused.j2", reason=exc.reason, detail=str(exc),
-                     states=STATE_NAMES, **values)
+    """The refusal in Chinese: each reason has its sentence, from what the error carries."""
+    return ctx.reply("broadcast_refused.j2", reason=exc.reason, states=STATE_NAMES,
+                     **{**exc.values, **values})
 
 
 @staff_command("群发", action="broadcast", usage=USAGE, args=(0, 1))
@@ -56,7 +59,7 @@ async def broadcast(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
                                           staff_id=actor.staff.id)
         preview = await campaigns.preview(ctx.bot, campaign.id)
     except campaigns.CampaignError as exc:
-        return _refused(ctx, exc, template=wanted.template)
+        return _refused(ctx, exc)
     if preview.total == 0:
         # Nobody to send to: no draft left lying around, no question to answer.
         await campaigns.cancel(ctx.bot, campaign.id, staff_id=actor.staff.id)
@@ -66,19 +69,55 @@ async def broadcast(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
                      channels=CHANNEL_NAMES, cap=ctx.bot.config.broadcast.mass_monthly_cap)
 
 
+def _number(text: str) -> int | None:
+    """A campaign's number as typed: 12, #12, 第12号."""
+    number = text.lstrip("#第").removesuffix("号")
+    if not number.isascii() or not number.isdigit() or len(number) > 9:
+        return None
+    return int(number)
+
+
 @staff_command("群发进度", action="broadcast", usage=PROGRESS_USAGE, args=(1, 1))
 async def progress(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     """How a campaign is going, for a manager away from the shell: the same numbers as
-    `memberbot broadcast status`."""
-    number = parts[0].lstrip("#第").removesuffix("号")
-    if not number.isascii() or not number.isdigit() or len(number) > 9:
+    `memberbot broadcast status`; a stale one says how to let it go or drop it."""
+    number = _number(parts[0])
+    if number is None:
         return ctx.reply("staff_usage.j2", usage=PROGRESS_USAGE)
     try:
-        status = await campaigns.status(ctx.bot, int(number))
+        status = await campaigns.status(ctx.bot, number)
     except campaigns.CampaignError as exc:
         return _refused(ctx, exc)
     return ctx.reply("broadcast_status.j2", status=status, states=STATE_NAMES,
-                     reasons=SKIP_REASONS)
+                     reasons=SKIP_REASONS, tz=ctx.bot.config.shop.tz)
+
+
+@staff_command("群发放行", action="broadcast", usage=RELEASE_USAGE, args=(1, 1))
+async def release(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    """A scheduled campaign the server missed (stale) goes out now after all: the CLI's
+    `memberbot broadcast confirm`."""
+    number = _number(parts[0])
+    if number is None:
+        return ctx.reply("staff_usage.j2", usage=RELEASE_USAGE)
+    try:
+        campaign = await campaigns.confirm_stale(ctx.bot, number, staff_id=actor.staff.id)
+    except campaigns.CampaignError as exc:
+        return _refused(ctx, exc)
+    return ctx.reply("broadcast_released.j2", campaign=campaign)
+
+
+@staff_command("群发取消", action="broadcast", usage=STOP_USAGE, args=(1, 1))
+async def stop(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
+    """Nothing more of a campaign goes out (a stale one, or one still sending): the CLI's
+    `memberbot broadcast cancel`."""
+    number = _number(parts[0])
+    if number is None:
+        return ctx.reply("staff_usage.j2", usage=STOP_USAGE)
+    try:
+        campaign = await campaigns.cancel(ctx.bot, number, staff_id=actor.staff.id)
+    except campaigns.CampaignError as exc:
+        return _refused(ctx, exc)
+    return ctx.reply("broadcast_stopped.j2", campaign=campaign)
 
 
 @router.question_values(BroadcastConfirm)
@@ -105,14 +144,21 @@ async def confirmed(ctx: Context) -> Reply:
 async def cancelled(ctx: Context) -> Reply:
     """取消 ends the dialog as everywhere, and the draft it made is cancelled too, so it cannot
     be started later by mistake."""
-    campaign_id = ctx.dialog.data.get("campaign_id")
+    data = dict(ctx.dialog.data)
     ctx.dialog.clear()
+    await _drop_draft(ctx, data)
+    return ctx.reply(BroadcastConfirm.cancelled)
+
+
+@router.dropped(BroadcastConfirm)
+async def _drop_draft(ctx: Context, data: dict) -> None:
+    """The draft of a preview left unanswered (取消, or another 群发 asked in its place)."""
+    campaign_id = data.get("campaign_id")
     found = await ctx.staff_account()  # a revoked account may still drop its own draft
     if campaign_id is not None and found is not None:
         # Already cancelled or gone: nothing will be sent either way.
         with contextlib.suppress(campaigns.CampaignError):
             await campaigns.cancel(ctx.bot, campaign_id, staff_id=found[0].id)
-    return ctx.reply(BroadcastConfirm.cancelled)
 
 
 @router.message(state=BroadcastConfirm.confirm)

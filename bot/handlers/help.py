@@ -10,19 +10,21 @@ from bot.notifications.replies import Reply
 router = Router("help")
 
 
-def _help(ctx: Context) -> Reply:
+async def _help(ctx: Context) -> Reply:
     # Generated from the routes registered with a help topic, so it cannot fall behind them.
-    return ctx.reply("help.j2", member=ctx.member, entries=ctx.router.help_entries())
+    # An employee is pointed to 员工帮助 too: their commands are listed there, not here.
+    return ctx.reply("help.j2", member=ctx.member, entries=ctx.router.help_entries(),
+                     staff=await ctx.staff() is not None)
 
 
 @router.global_command(commands.HELP, help="help", audience="everyone")
 async def show_help(ctx: Context) -> Reply:
-    return _help(ctx)
+    return await _help(ctx)
 
 
 @router.text("你好", "您好", "在吗", state=NO_DIALOG)
 async def greeted(ctx: Context) -> Reply:
-    return _help(ctx)
+    return await _help(ctx)
 
 
 @router.fallback()
@@ -30,4 +32,4 @@ async def not_understood(ctx: Context) -> Reply | None:
     if ctx.inbound.is_event:
         return None
     return ctx.reply("unknown.j2", kind=ctx.inbound.kind, member=ctx.member,
-                     entries=ctx.router.help_entries())
+                     entries=ctx.router.help_entries(), staff=await ctx.staff() is not None)

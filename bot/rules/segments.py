@@ -46,12 +46,18 @@ class UnknownSegment(ValueError):
 
 class SegmentSyntaxError(UnknownSegment):
     """Where the text goes wrong: `position` is the index of the offending character in the
-    text (0-based), `example` a text that would have been understood there."""
+    text (0-based), `example` a text that would have been understood there. `kind` says what
+    is wrong, for a message in another language than str()'s English: empty, all_alone,
+    unknown_field, no_operator, bad_operator, bad_value, unknown_name; `values` has what the
+    kind names (field, text, operators, known, choices)."""
 
-    def __init__(self, problem: str, position: int, example: str):
+    def __init__(self, problem: str, position: int, example: str, kind: str,
+                 **values: Any):
         self.problem = problem
         self.position = position
         self.example = example
+        self.kind = kind
+        self.values = values
         super().__init__(f"{problem} at column {position + 1} (e.g. {example})")
 
 
@@ -62,6 +68,7 @@ class Field:
     parse: Callable[[str], Any]  # the value a text means, or None if it is none of this field
     show: Callable[[Any], str] = str
     expects: str = ""  # what a value looks like, for the error message
+    choices: tuple[str, ...] = ()  # every value there is, when there are few
 
 
 def _whole(low: int, high: int):
@@ -101,7 +108,7 @@ FIELDS: dict[str, Field] = {
     "store": Field(EQUALITY, "store=S001", _name, expects="a store code"),
     "tag": Field(EQUALITY, "tag=瑜伽", _name, expects="a tag"),
     "rfm": Field(EQUALITY, "rfm=重要价值", lambda text: text if text in RFM_CLASSES else None,
-                 expects="one of " + "、".join(RFM_CLASSES)),
+                 expects="one of " + "、".join(RFM_CLASSES), choices=tuple(RFM_CLASSES)),
     "birthday_month": Field(ORDERED, "birthday_month=5", _whole(1, 12),
                             expects="a month 1-12"),
     "last_visit": Field(ORDERED, "last_visit>30d", _days, lambda days: f"{days}d",
@@ -141,12 +148,12 @@ def parse(text: str, *, tiers: Collection[str] | None = None,
     are checked against the names given (the config's), when given."""
     tokens = [(m.start(), m[0]) for m in re.finditer(r"\S+", text)]
     if not tokens:
-        raise SegmentSyntaxError("empty segment (all: every member)", 0, EXAMPLE)
+        raise SegmentSyntaxError("empty segment (all: every member)", 0, EXAMPLE, "empty")
     if any(token == "all" for _, token in tokens):
         if len(tokens) == 1:
             return Expression()
         at = next(start for start, token in tokens if token == "all")
-        raise SegmentSyntaxError("'all' stands alone", at, "all")
+        raise SegmentSyntaxError("'all' stands alone", at, "all", "all_alone")
     conditions = tuple(_condition(start, token, tiers, stores) for start, token in tokens)
     return Expression(conditions)
 
@@ -159,24 +166,30 @@ def _condition(start: int, token: str, tiers: Collection[str] | None,
         op, at = "=", len(name) + 1
     else:
         if name not in FIELDS:
-            raise SegmentSyntaxError(f"unknown field {token[:len(name) or None]!r} "
-                                     f"(fields: {', '.join(FIELDS)})", start, EXAMPLE)
+            text = token[:len(name) or None]
+            raise SegmentSyntaxError(f"unknown field {text!r} (fields: {', '.join(FIELDS)})",
+                                     start, EXAMPLE, "unknown_field", text=text,
+                                     known=tuple(FIELDS))
         op = next((o for o in _OPERATORS if ops.startswith(o, len(name))), None)
         if op is None:
             raise SegmentSyntaxError(f"expected an operator after {name!r}",
-                                     start + len(name), FIELDS[name].example)
+                                     start + len(name), FIELDS[name].example, "no_operator",
+                                     field=name, operators=FIELDS[name].operators)
         at = len(name) + len(op)
     spec = FIELDS[name]
     if op not in spec.operators:
         raise SegmentSyntaxError(f"{name} takes {' or '.join(spec.operators)}, not {op}",
-                                 start + len(name), spec.example)
+                                 start + len(name), spec.example, "bad_operator", field=name,
+                                 text=op, operators=spec.operators)
     raw = token[at:]
     value = spec.parse(raw)
     if value is None:
         raise SegmentSyntaxError(f"{name} needs {spec.expects}" + (f", not {raw!r}" if raw else ""),
-                                 start + at, spec.example)
+                                 start + at, spec.example, "bad_value", field=name, text=raw,
+                                 choices=spec.choices)
     known = {"tier": tiers, "store": stores}.get(name)
     if known is not None and value not in known:
         raise SegmentSyntaxError(f"no {name} {raw!r} (known: {', '.join(known)})", start + at,
-                                 f"{name}={next(iter(known), raw)}")
+                                 f"{name}={next(iter(known), raw)}", "unknown_name",
+                                 field=name, text=raw, known=tuple(known))
     return Condition(name, op, value, start)

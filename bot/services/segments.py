@@ -66,15 +66,20 @@ def parse(text: str, config: Config | None = None) -> Segment:
                    config.segments.rfm_days)
 
 
+KNOWN_TAGS_SHOWN = 5  # a few tags that exist, to set a typo right
+
+
 async def check_tags(segment: Segment) -> None:
     """SegmentSyntaxError at the first tag no member carries: most likely a typo, which would
     otherwise select nobody (tag=…) or everybody (tag!=…) without a word."""
     for condition in segment.expression.of("tag"):
         if not await MemberTag.exists(tag=condition.value):
-            known = await MemberTag.all().order_by("tag").limit(1).values_list("tag", flat=True)
+            known = await MemberTag.all().distinct().order_by("tag").limit(KNOWN_TAGS_SHOWN) \
+                .values_list("tag", flat=True)
             raise SegmentSyntaxError(f"no member has the tag {condition.value!r}",
                                      condition.position + len("tag") + len(condition.op),
-                                     f"tag={known[0] if known else '瑜伽'}")
+                                     f"tag={known[0] if known else '瑜伽'}", "unknown_name",
+                                     field="tag", text=condition.value, known=tuple(known))
 
 
 async def parse_checked(text: str, config: Config) -> Segment:

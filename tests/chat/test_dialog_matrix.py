@@ -7,7 +7,9 @@ its `sample`. What each command must do:
 
 * 取消: the dialog's own goodbye, and no dialog afterwards;
 * another interrupting command: the same answer, and the same dialog state afterwards, as the
-  same kind of user sending it with no dialog at all (the dialog ended first);
+  same kind of user sending it with no dialog at all (the dialog ended first); a staff command
+  (which suspends) leaves a member's dialog waiting, and in a till dialog it answers the same
+  and re-asks the dialog's question, as a non-interrupting command does;
 * a non-interrupting command: an answer, then "继续<title>：<the state's question>" in the same
   reply (or, after an image, as a message of its own), and the dialog where it was.
 """
@@ -269,10 +271,16 @@ async def test_every_global_command_in_every_dialog_state(h, state):
         if command is commands.CANCEL:
             expected = h.bot.templates.render(declared.group.cancelled)
             ok = text == expected and after is None
+        elif command.suspends and declared.group.staff:
+            # At the till a staff command answers as without the dialog, then re-asks it.
+            alone = await without_dialog(h, kind, command, baseline)
+            asked = f"\n\n继续{title}：{await question(h, user.openid, declared)}"
+            ok = (alone[1] is None and after == state and text.endswith(asked)
+                  and shape({"Content": text.removesuffix(asked)}) == alone[0])
         elif command.interrupts:
             alone = await without_dialog(h, kind, command, baseline)
             # A suspending command answers as if there were no dialog, and the dialog waits.
-            left = state if command.suspends and not declared.group.staff else alone[1]
+            left = state if command.suspends else alone[1]
             ok = (shape(reply), after) == (alone[0], left) and f"继续{title}：" not in text
         else:
             asked = f"\n\n继续{title}：{await question(h, user.openid, declared)}"

@@ -6,6 +6,7 @@ campaign is done, against the WeChat and Aliyun stand-ins)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 import tortoise.timezone
@@ -13,7 +14,7 @@ import tortoise.timezone
 from bot.clock import local_midnight
 from bot.config import SmsConfig
 from bot.infra.vault import mask_card
-from bot.models import AuditEntry, Campaign, CampaignDelivery, Member, Staff
+from bot.models import AuditEntry, Campaign, CampaignDelivery, Member, MemberTag, Staff
 from bot.sandbox import wechat_client as wire
 from bot.services import campaigns, members
 from tests.support import SMS_ID, SMS_SECRET, STEADY_POINTS, Harness, add_staff
@@ -191,6 +192,50 @@ async def test_a_bad_segment_or_template_says_which(shop, manager):
     assert await Campaign.all().count() == 0
 
 
+@pytest.mark.parametrize(("text", "said"), [
+    ("群发 tier=黑卡 你好", "分群写法有误：没有「黑卡」这个会员等级（现有：普通会员、银卡会员、"
+     "金卡会员、钻石会员）。\ntier=👉黑卡\n这里可以写：tier=普通会员\n"),
+    ("群发 store=S009 你好", "没有「S009」这个门店（现有：S001"),
+    ("群发 tag=瑜珈 你好", "没有会员带「瑜珈」这个标签（现在还没有会员有标签）。\ntag=👉瑜珈\n"),
+    ("群发 colour=red 你好", "不认识「colour」这个条件，可用的有：tier（会员等级）、"),
+    ("群发 tier>金卡会员 你好", "tier（会员等级）不能用「>」，只能用 = !=。\ntier👉>金卡会员\n"),
+    ("群发 last_visit>30 你好", "last_visit（距上次到店）要写天数，如 30d，「30」不行。\n"
+     "last_visit>👉30\n这里可以写：last_visit>30d"),
+    ("群发 rfm=重要客户 你好", "rfm（RFM 分类）要写以下之一：重要价值、一般价值、"),
+    ("群发 all tier=金卡会员 你好", "all（所有会员）不能和别的条件写在一起。\n👉all tier=金卡会员"),
+])
+async def test_a_bad_segment_is_explained_in_chinese_where_it_goes_wrong(shop, manager, text,
+                                                                        said):
+    reply = await shop.say("o_manager", text)
+    assert reply.startswith("分群写法有误：") and said in reply, reply
+    assert reply.endswith("例如：群发 tier=金卡会员 last_visit>30d 本周末全场9折")
+    # None of the English message the CLI shows.
+    assert not re.search(r"column|known|segment|e\.g\.|needs|takes|expected", reply), reply
+    assert await Campaign.all().count() == 0
+
+
+async def test_an_unknown_tag_names_tags_that_exist(shop, gold, manager):
+    await MemberTag.create(member=gold["o_gold_0"], tag="瑜伽")
+    reply = await shop.say("o_manager", "群发 tag=瑜珈 你好")
+    assert ("没有会员带「瑜珈」这个标签（现有标签如：瑜伽）。\ntag=👉瑜珈\n"
+            "这里可以写：tag=瑜伽") in reply
+
+
+@pytest.mark.parametrize(("asked", "said"), [
+    ({"coupon": "NOPE"}, "没有「NOPE」这种可用的优惠券。"),
+    ({"channels": ("fax",)}, "发送渠道只能是公众号群发和（或）短信。"),
+    ({"holdout": 90}, "对照组比例要在 0 到 50% 之间。"),
+    ({"at": dt.datetime(2020, 1, 1, 9, 0)}, "2020-01-01 09:00 已经过去了，请换一个时间。"),
+])
+async def test_every_refusal_of_create_has_its_chinese_sentence(shop, asked, said):
+    """The reasons chat cannot reach today (the CLI's options) still read in Chinese."""
+    with pytest.raises(campaigns.CampaignError) as caught:
+        await campaigns.create(shop.bot, segment="all", text="你好", **asked)
+    exc = caught.value
+    assert shop.bot.templates.render("broadcast_refused.j2", reason=exc.reason, states={},
+                                     **exc.values) == said
+
+
 async def test_a_template_by_name_and_a_bar_before_a_text_that_looks_like_a_condition(
         shop, gold, manager):
     reply = await shop.say("o_manager", f"群发 tier:{GOLD} winter_care")
@@ -223,6 +268,30 @@ async def test_a_global_command_answers_and_the_question_waits(shop, gold, manag
     assert helped.endswith(f"继续群发：第 {campaign.id} 号群发（4 人）还没开始：回复「确认」开始"
                            "群发，或回复「取消」放弃。"), helped
     assert "已开始" in await shop.say("o_manager", "确认")
+
+
+async def test_a_staff_command_answers_and_the_question_waits(shop, gold, manager, any_db):
+    await shop.say("o_manager", f"群发 {GOLD} {PROMOTION}")
+    campaign = await Campaign.get()
+    looked_up = await shop.say("o_manager", f"查询 {PHONES['o_gold_0']}")
+    asked = (f"继续群发：第 {campaign.id} 号群发（4 人）还没开始：回复「确认」开始群发，"
+             "或回复「取消」放弃。")
+    assert PHONES["o_gold_0"] not in looked_up and looked_up.endswith(asked), looked_up
+    assert f"第 {campaign.id} 号群发：草稿" in await shop.say("o_manager",
+                                                            f"群发进度 {campaign.id}")
+    assert "已开始" in await shop.say("o_manager", "确认")
+    assert (await Campaign.get(id=campaign.id)).status != "draft"
+
+
+async def test_another_broadcast_replaces_the_question_and_says_so(shop, gold, manager):
+    await shop.say("o_manager", f"群发 {GOLD} {PROMOTION}")
+    second = await shop.say("o_manager", f"群发 {GOLD} 另一条消息")
+    assert second.startswith("（上一个「群发」还没确认，已作废，以这次为准）\n"), second
+    assert ASKS_TO_CONFIRM in second and "另一条消息" in second
+    assert "已开始" in await shop.say("o_manager", "确认")
+    # The first preview's draft is cancelled with its question: no draft is left lying around.
+    assert await Campaign.all().order_by("id").values_list("text", "status") == [
+        (PROMOTION, "cancelled"), ("另一条消息", "running")]
 
 
 async def test_confirm_after_the_campaign_was_cancelled_elsewhere_says_so(shop, gold, manager):
@@ -262,3 +331,63 @@ async def test_a_segment_with_nobody_in_it_asks_nothing(shop, gold, manager):
     assert reply == "分群「tier:钻石会员」里现在没有可以接收群发的会员，没有发送。"
     assert await Campaign.filter(status="cancelled").count() == 1
     assert "没看懂" in await shop.say("o_manager", "确认")  # no question was left open
+
+
+# --- a missed schedule, let go or dropped from chat ---
+
+async def stale_campaign(shop: Harness) -> Campaign:
+    """A campaign scheduled for ten minutes from now, the server down past stale_after."""
+    campaign = await campaigns.create(shop.bot, segment=f"tier:{GOLD}", text=PROMOTION,
+                                      at=shop.bot.now() + dt.timedelta(minutes=10))
+    await campaigns.start(shop.bot, campaign.id)
+    shop.clock.advance(minutes=10 + shop.config.broadcast.stale_after_minutes + 1)
+    await campaigns.tick(shop.bot)
+    assert (await Campaign.get(id=campaign.id)).status == "stale"
+    return campaign
+
+
+async def test_progress_of_a_stale_campaign_says_how_to_release_or_cancel_it(
+        shop, gold, manager, any_db):
+    campaign = await stale_campaign(shop)
+    shown = await shop.say("o_manager", f"群发进度 {campaign.id}")
+    assert shown.startswith(f"📊 第 {campaign.id} 号群发：错过了排期，等店长确认"), shown
+    planned = campaign.scheduled_at.astimezone(shop.config.shop.tz)
+    assert f"原定 {planned:%Y-%m-%d %H:%M} 发送" in shown
+    assert (f"请回复「群发放行 {campaign.id}」" in shown
+            and f"请回复「群发取消 {campaign.id}」" in shown), shown
+    released = await shop.say("o_manager", f"群发放行 {campaign.id}")
+    assert released.startswith(f"▶️ 第 {campaign.id} 号群发已放行"), released
+    assert await AuditEntry.filter(action="campaign_confirm", staff_id=manager.id).count() == 1
+    status = await run_until_done(shop, campaign.id)
+    assert status.counts["sent"] == 4
+    assert "群发放行" not in await shop.say("o_manager", f"群发进度 {campaign.id}")
+    # Done: neither can move it now, and each says so in Chinese.
+    assert await shop.say("o_manager", f"群发放行 第{campaign.id}号") == \
+        "这次群发现在是「已发完」，不能再放行。"
+    assert await shop.say("o_manager", f"群发取消 {campaign.id}") == \
+        "这次群发现在是「已发完」，不能再取消。"
+
+
+async def test_a_stale_campaign_cancelled_from_chat_sends_nothing(shop, gold, manager):
+    campaign = await stale_campaign(shop)
+    stopped = await shop.say("o_manager", f"群发取消 {campaign.id}")
+    assert stopped == f"⏹ 第 {campaign.id} 号群发已取消，还没发出的不会再发。"
+    assert (await Campaign.get(id=campaign.id)).status == "cancelled"
+    await campaigns.tick(shop.bot)
+    assert not [m for m in shop.stand_ins.wechat.messages if m.via == "mass"]
+    assert not [m for m in shop.stand_ins.sms.messages if m["template_code"] == PROMO_SMS]
+    assert await AuditEntry.filter(action="campaign_cancel", staff_id=manager.id).count() == 1
+    assert await shop.say("o_manager", "群发放行 999") == "找不到这次群发，请核对编号。"
+    assert "格式：群发取消 <编号>" in await shop.say("o_manager", "群发取消 最新")
+
+
+async def test_only_managers_release_or_cancel_and_staff_help_lists_both(shop, gold, manager):
+    campaign = await stale_campaign(shop)
+    await add_staff("o_clerk", "clerk")
+    for command in ("群发放行", "群发取消"):
+        refused = await shop.say("o_clerk", f"{command} {campaign.id}")
+        assert f"店员没有权限执行「{command}」" in refused, refused
+        assert command not in await shop.say("o_clerk", "员工帮助")
+    assert (await Campaign.get(id=campaign.id)).status == "stale"
+    helped = await shop.say("o_manager", "员工帮助")
+    assert "群发放行 <编号>" in helped and "群发取消 <编号>" in helped, helped

@@ -289,6 +289,22 @@ async def test_help_lists_every_registered_member_command(h, member):
     assert "「注册」：" in guest and "「兑换」" in guest
 
 
+async def test_help_points_employees_to_staff_help_and_only_them(h, member):
+    pointer = "员工请回复「员工帮助」查看店内操作"
+    assert pointer not in await h.say("o_dlg_buyer", "帮助")
+    assert pointer not in await h.say(new_openid(), "帮助")
+    openid = new_openid()
+    code = await staff_service.create_invite("S001", "clerk", "", h.bot.now())
+    await h.say(openid, f"绑定 {code}")
+    helped = await h.say(openid, "帮助")
+    assert pointer in helped and helped.endswith("也可以点下方菜单。"), helped
+    assert pointer in await h.say(openid, "你好")
+    assert pointer in await h.say(openid, "消费了吗")  # not understood: the help, pointer too
+    # Access ended: 员工帮助 would only say so, so 帮助 no longer points there.
+    await Staff.filter(openid=openid).update(active=False)
+    assert pointer not in await h.say(openid, "帮助")
+
+
 @pytest.mark.parametrize("role", list(ROLE_NAMES))
 async def test_staff_help_lists_every_staff_command_the_role_may_use(h, role):
     openid = f"o_dlg_{role}"

@@ -148,6 +148,29 @@ async def test_confirming_records_once_whatever_is_repeated(shop, team, member):
     assert len(notices) == 1
 
 
+async def test_a_staff_command_while_the_question_waits_answers_and_asks_again(
+        shop, team, member, any_db):
+    await shop.say("o_clerk", f"消费 {PHONE} 5000")
+    looked_up = await shop.say("o_clerk", f"查询 {PHONE}")
+    assert MASKED in looked_up and looked_up.endswith(
+        "继续记录消费：消费 ¥5000.00（138****8000）金额较大：回复「确认」记录，或回复「取消」。"), \
+        looked_up
+    # A small 消费 asks nothing: recorded, and the big one still waits.
+    small = await shop.say("o_clerk", f"消费 {PHONE} 20")
+    assert "已记录消费" in small and small.endswith("回复「确认」记录，或回复「取消」。")
+    assert "积分 +5000" in await shop.say("o_clerk", "确认")
+    assert sorted(await Purchase.all().values_list("amount", flat=True)) == [2000, 500000]
+
+
+async def test_another_big_purchase_replaces_the_question_and_says_so(shop, team, member):
+    await shop.say("o_clerk", f"消费 {PHONE} 5000")
+    second = await shop.say("o_clerk", f"消费 {PHONE} 6000")
+    assert second.startswith("（上一个「记录消费」还没确认，已作废，以这次为准）\n"), second
+    assert "消费 ¥6000.00 超过 ¥3000，请核对金额" in second
+    assert "积分 +6000" in await shop.say("o_clerk", "确认")
+    assert await Purchase.all().values_list("amount", flat=True) == [600000]
+
+
 async def test_a_clerk_whose_access_ended_cannot_confirm(shop, team, member):
     await shop.say("o_clerk", f"消费 {PHONE} 5000")
     await Staff.filter(id=team["clerk"].id).update(active=False)

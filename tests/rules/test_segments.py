@@ -18,6 +18,8 @@ from bot.rules.segments import (
 )
 
 TIERS = ("普通会员", "银卡会员", "金卡会员", "钻石会员")
+KINDS = {"empty", "all_alone", "unknown_field", "no_operator", "bad_operator", "bad_value",
+         "unknown_name"}
 STORES = ("S001", "S002")
 
 
@@ -66,6 +68,7 @@ def test_a_mistake_names_its_position_and_an_example(text, position, example):
         parse(text)
     error = caught.value
     assert (error.position, error.example) == (position, example)
+    assert error.kind in KINDS
     assert f"at column {position + 1} " in str(error) and example in str(error)
     assert "\n" not in str(error)
     assert isinstance(error, UnknownSegment)
@@ -76,6 +79,8 @@ def test_tiers_and_stores_are_checked_against_the_names_given():
     with pytest.raises(SegmentSyntaxError) as caught:
         parse("store=S001 tier=黑卡会员", tiers=TIERS, stores=STORES)
     assert caught.value.position == 16 and caught.value.example == "tier=普通会员"
+    assert (caught.value.kind, caught.value.values) == (
+        "unknown_name", {"field": "tier", "text": "黑卡会员", "known": tuple(TIERS)})
     assert "黑卡会员" in str(caught.value) and "金卡会员" in str(caught.value)
     with pytest.raises(SegmentSyntaxError, match="S009"):
         parse("store!=S009", tiers=TIERS, stores=STORES)
@@ -127,6 +132,8 @@ def test_any_text_parses_or_fails_at_a_position_within_it(text):
     except SegmentSyntaxError as error:
         assert 0 <= error.position <= len(text)
         assert error.example and "\n" not in str(error)
+        # Every mistake says which kind it is, for a message in Chinese.
+        assert error.kind in KINDS
         # The example shown is itself understood.
         parse(error.example, tiers=TIERS, stores=STORES)
     else:

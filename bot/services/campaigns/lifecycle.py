@@ -39,19 +39,23 @@ async def create(bot, *, segment: str, template: str | None = None, text: str | 
     try:
         await segments.parse_checked(segment, bot.config)
     except segments.UnknownSegment as exc:
-        raise CampaignError("bad_segment", f"bad segment {segment!r}: {exc}") from None
+        raise CampaignError("bad_segment", f"bad segment {segment!r}: {exc}", segment=segment,
+                            error=exc if isinstance(exc, segments.SegmentSyntaxError) else None
+                            ) from None
     if (template is None) == (text is None or not text.strip()):
         raise CampaignError("no_message", "give either a template name or a text")
     if template is not None and not texts.template_exists(bot, template):
         raise CampaignError("unknown_template", f"no template {texts.template_path(template)} "
-                                                "in templates/messages/")
+                                                "in templates/messages/", template=template)
     if coupon is not None and not await CouponTemplate.exists(code=coupon, active=True):
-        raise CampaignError("unknown_coupon", f"no active coupon template {coupon!r}")
+        raise CampaignError("unknown_coupon", f"no active coupon template {coupon!r}",
+                            coupon=coupon)
     chosen = rules.parse_channels(channels)
     if chosen is None:
         raise CampaignError("bad_channel", f"channels are wechat and/or sms, not {channels!r}")
     if not 0 <= holdout <= MAX_HOLDOUT:
-        raise CampaignError("bad_holdout", f"holdout is a percentage from 0 to {MAX_HOLDOUT}")
+        raise CampaignError("bad_holdout", f"holdout is a percentage from 0 to {MAX_HOLDOUT}",
+                            most=MAX_HOLDOUT)
     now = bot.now()
     if at is not None:
         if at.tzinfo is None:  # a time typed at the shop is the shop's time
@@ -59,7 +63,7 @@ async def create(bot, *, segment: str, template: str | None = None, text: str | 
         at = at.astimezone(dt.UTC)
         if at < now - PAST_SLACK:
             local = at.astimezone(bot.config.shop.tz)
-            raise CampaignError("past_time", f"{local:%Y-%m-%d %H:%M} has passed")
+            raise CampaignError("past_time", f"{local:%Y-%m-%d %H:%M} has passed", at=local)
     actor = await _actor(staff_id)
     async with in_transaction():
         campaign = await Campaign.create(
@@ -77,7 +81,7 @@ async def create(bot, *, segment: str, template: str | None = None, text: str | 
 async def get(campaign_id: int) -> Campaign:
     campaign = await Campaign.get_or_none(id=campaign_id)
     if campaign is None:
-        raise CampaignError("not_found", f"no campaign {campaign_id}")
+        raise CampaignError("not_found", f"no campaign {campaign_id}", campaign_id=campaign_id)
     return campaign
 
 
@@ -100,7 +104,8 @@ async def _move(campaign_id: int, from_: tuple[S, ...], to: S, action: str,
     campaign = await get(campaign_id)
     if not moved:
         raise CampaignError("bad_state", f"campaign {campaign_id} is {campaign.status}; "
-                                         f"cannot {action} it")
+                                         f"cannot {action} it", status=str(campaign.status),
+                            action=action)
     log.info("campaign %s: %s → %s", campaign_id, before, to)
     return campaign
 
