@@ -32,6 +32,7 @@ from bot.config import (
     validate_for_serving,
     validate_for_wechat_api,
 )
+from bot.infra.db import SQLITE_BUSY_MS, is_locked
 from bot.sandbox.runner import sandbox_config
 
 # Each group registers its subcommands, each with set_defaults(run=..., needs=...): run(args,
@@ -101,4 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as exc:  # e.g. the port is taken by another program
         print(f"memberbot: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if not is_locked(exc):
+            raise
+        # The transaction that met the lock rolled back: the command can simply run again.
+        print(f"memberbot: the database is locked by another process (waited "
+              f"{SQLITE_BUSY_MS // 1000} s); run the command again", file=sys.stderr)
         return 1
