@@ -27,7 +27,7 @@ def tortoise_config(url: str) -> dict:
     if url.startswith("sqlite://") and url != "sqlite://:memory:":
         path = url.removeprefix("sqlite://")
         connection: dict | str = {
-            "engine": "tortoise.backends.sqlite",
+            "engine": "bot.infra.sqlite_engine",
             "credentials": {"file_path": path, "busy_timeout": SQLITE_BUSY_MS,
                             "synchronous": "NORMAL"},
         }

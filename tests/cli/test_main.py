@@ -5,8 +5,6 @@ database."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
 
 import pytest
 
@@ -16,38 +14,9 @@ from bot.models import CouponTemplate, JobRun, Store
 from bot.runtime import open_bot
 from tests.cli import test_staff
 from tests.cli.test_staff import output, shop_db
-from tests.support import make_config
+from tests.support import WriteLock, make_config
 
 cli_config, run_cli = test_staff.cli_config, test_staff.run_cli  # fixtures
-
-
-class WriteLock:
-    """Another process's writer: holds SQLite's write lock (with a write in it) until released."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.taken, self.release = threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self._hold)
-
-    def _hold(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("UPDATE store SET name = name || '' WHERE code = 'S001'")
-            self.taken.set()
-            self.release.wait(10)
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-
-    def __enter__(self) -> WriteLock:
-        self.thread.start()
-        assert self.taken.wait(5)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release.set()
-        self.thread.join()
 
 
 async def test_a_command_waits_for_another_connections_write_lock_and_succeeds(
