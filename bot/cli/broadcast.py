@@ -231,7 +231,8 @@ async def list_campaigns(args: argparse.Namespace, config: Config) -> None:
     for campaign in found:
         message = campaign.template or (campaign.text or "").replace("\n", " ")
         when = _local(campaign.scheduled_at or campaign.created_at, config)
-        print(f"{campaign.id:>5}  {campaign.status:<9} {when}  {pad(campaign.segment, 28)} "
+        segment = pad(clip(campaign.segment, 28), 28)
+        print(f"{campaign.id:>5}  {campaign.status:<9} {when}  {segment} "
               f"{clip(message, 30)}".rstrip())
 
 

@@ -43,10 +43,9 @@ def clip(text: str, columns: int) -> str:
 
 
 def pad(text: str, columns: int) -> str:
-    """The text clipped to `columns` and filled with spaces to them: a table column that lines
-    up with Chinese text, which str.ljust counts one column a character."""
-    text = clip(text, columns)
-    return text + " " * (columns - width(text))
+    """The text filled with spaces to `columns` (a longer text is left whole): str.ljust for a
+    table that lines up with Chinese text, which ljust counts one column a character."""
+    return text + " " * max(0, columns - width(text))
 
 
 def pointed(text: str, error: segments.SegmentSyntaxError) -> str:

@@ -26,8 +26,8 @@ def test_clip_keeps_the_longest_start_that_fits(text, columns):
 
 
 @given(TEXT, st.integers(0, 40))
-def test_pad_fills_exactly_the_columns(text, columns):
+def test_pad_fills_to_the_columns_and_leaves_a_longer_text_whole(text, columns):
     padded = pad(text, columns)
-    assert width(padded) == columns
-    assert padded.startswith(clip(text, columns)) and padded[len(clip(text, columns)):].strip() \
-        == ""
+    assert width(padded) == max(columns, width(text))
+    assert padded.startswith(text) and padded[len(text):].strip(" ") == ""
+    assert width(pad(clip(text, columns), columns)) == columns
