@@ -18,7 +18,8 @@ from tortoise.backends.sqlite.client import (
     SqliteTransactionContext,
     SqliteTransactionWrapper,
 )
-from tortoise.exceptions import TransactionManagementError
+from tortoise.connection import get_connections
+from tortoise.exceptions import OperationalError, TransactionManagementError
 
 
 class _ImmediateTransaction(SqliteTransactionWrapper):
@@ -27,12 +28,35 @@ class _ImmediateTransaction(SqliteTransactionWrapper):
             await self._connection.commit()
             await self._connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):  # waited busy_timeout for the other writer: as any query
+                raise OperationalError(exc) from exc
             raise TransactionManagementError(exc) from exc
+
+
+class _Context(SqliteTransactionContext):
+    """tortoise's, but a BEGIN that fails (now: the other writer held on past busy_timeout)
+    gives back the process's transaction lock and the connection it had swapped in; tortoise's
+    keeps both, and every later query of the process would hang or use a dead transaction."""
+
+    async def __aenter__(self) -> _ImmediateTransaction:
+        await self._trxlock.acquire()
+        try:
+            await self.ensure_connection()
+            self.token = get_connections().set(self.connection_name, self.connection)
+            try:
+                await self.connection.begin()
+            except BaseException:
+                get_connections().reset(self.token)
+                raise
+        except BaseException:
+            self._trxlock.release()
+            raise
+        return self.connection
 
 
 class ImmediateSqliteClient(SqliteClient):
     def _in_transaction(self) -> TransactionContext:
-        return SqliteTransactionContext(_ImmediateTransaction(self), self._lock)
+        return _Context(_ImmediateTransaction(self), self._lock)
 
 
 client_class = ImmediateSqliteClient  # what tortoise looks up in an "engine" module

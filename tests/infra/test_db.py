@@ -13,8 +13,8 @@ from tortoise.transactions import in_transaction
 
 from bot.chat.dedup import DatabaseDedup
 from bot.chat.inbound import Inbound
-from bot.infra import sql
-from bot.infra.db import close_database, open_database
+from bot.infra import db, sql
+from bot.infra.db import OperationalError, close_database, open_database
 from bot.models import InboundMessage, Store
 from tests.support import WriteLock
 
@@ -83,5 +83,27 @@ async def test_a_sqlite_transaction_that_reads_then_writes_waits_for_another_wri
             lock.release.set()
             await writer
         assert (await Store.get(code="S001")).name == "总店（新）"
+    finally:
+        await close_database()
+
+
+async def test_a_transaction_that_waited_out_busy_timeout_fails_as_locked(tmp_path, monkeypatch):
+    """What the CLI turns into its one line (bot/cli main): an OperationalError is_locked names,
+    whether the lock met the BEGIN or a query."""
+    monkeypatch.setattr(db, "SQLITE_BUSY_MS", 100)
+    url = f"sqlite://{tmp_path}/lock.db"
+    await open_database(url)
+    try:
+        await Store.create(code="S001", name="总店")
+        with WriteLock(str(tmp_path / "lock.db")):
+            with pytest.raises(OperationalError) as failed:
+                async with in_transaction():
+                    await Store.create(code="S002", name="分店")
+            assert db.is_locked(failed.value)
+        # The process goes on: its connection and transaction lock were given back.
+        assert await Store.filter(code="S002").count() == 0
+        async with in_transaction():
+            await Store.create(code="S002", name="分店")
+        assert await Store.filter(code="S002").count() == 1
     finally:
         await close_database()
