@@ -182,7 +182,7 @@ async def run_one(label: str, url: str, args) -> bool:
         # keyset-paged on id. `birth_day IN (28, 29) ORDER BY id LIMIT n` would make
         # PostgreSQL walk the primary key instead of the index.
         for on in (dt.date(2031, month, day), dt.date(2031, 2, 28)):
-            for query in celebrating(on):
+            for query in celebrating(on, dt.UTC):
                 page = query.filter(id__gt=args.members // 2).order_by("id").limit(500)
                 sql = page.values_list(*COLUMNS).sql(params_inline=True)
                 plan = await explain(sql, sqlite)

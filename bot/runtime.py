@@ -75,14 +75,12 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
     [scheduler] enabled (or `scheduler` says so); closed in reverse order."""
     from bot.infra.db import IntegrityError, close_database, open_database
     from bot.jobs.scheduler import Scheduler
-    from bot.models import Store
     from bot.services import coupons
 
     await open_database(config.database.url)
     try:
         try:
-            for store in config.stores:
-                await Store.update_or_create(defaults={"name": store.name}, code=store.code)
+            await _sync_stores(config)
             await coupons.sync_templates(config)
         except IntegrityError:
             pass  # another worker starting at the same moment wrote the same rows
@@ -121,6 +119,18 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
                 await sms.close()
     finally:
         await close_database()
+
+
+async def _sync_stores(config: Config) -> None:
+    """config.toml's stores into the database, writing only what differs: every command opens
+    the bot, and a read-only one must not wait on (or fail at) a database another is writing."""
+    from bot.models import Store
+
+    stored = dict(await Store.filter(code__in=[s.code for s in config.stores]).values_list(
+        "code", "name"))
+    for store in config.stores:
+        if stored.get(store.code) != store.name:
+            await Store.update_or_create(defaults={"name": store.name}, code=store.code)
 
 
 @contextlib.asynccontextmanager

@@ -14,6 +14,8 @@ import dataclasses
 import datetime as dt
 import os
 import socket
+import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,3 +245,33 @@ async def settle(bot: Bot, within: float = 10) -> None:
             raise AssertionError(f"background work still running after {within}s: {names}")
         await asyncio.wait(pending, timeout=deadline - loop.time())
     await asyncio.sleep(0)  # the tasks' done callbacks (which log a failure) run now
+
+
+class WriteLock:
+    """Another process's writer on a SQLite file: holds the write lock, with a write in it,
+    from entering until `release` is set (then commits)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.taken, self.release = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._hold)
+
+    def _hold(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE store SET name = name || '' WHERE code = 'S001'")
+            self.taken.set()
+            self.release.wait(10)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def __enter__(self) -> WriteLock:
+        self.thread.start()
+        assert self.taken.wait(5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()
+        self.thread.join()

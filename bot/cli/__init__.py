@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +34,7 @@ from bot.config import (
     validate_for_serving,
     validate_for_wechat_api,
 )
+from bot.infra.db import SQLITE_BUSY_MS, is_locked
 from bot.sandbox.runner import sandbox_config
 
 # Each group registers its subcommands, each with set_defaults(run=..., needs=...): run(args,
@@ -81,16 +84,34 @@ def command_config(args: argparse.Namespace) -> Config:
     return config
 
 
+# The commands that keep running and whose log is their output: the rest say what they did on
+# stdout, and their log shows only warnings and errors (-v: everything).
+LOGGING_COMMANDS = frozenset({"serve", "worker", "sandbox", "chat"})
+
+
+def log_level(command: str, verbose: bool) -> int:
+    if verbose:
+        return logging.DEBUG
+    return logging.INFO if command in LOGGING_COMMANDS else logging.WARNING
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger().setLevel(log_level(args.command, args.verbose))
     for noisy in ("tortoise", "apscheduler", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return args.run(args, command_config(args)) or 0
+        status = args.run(args, command_config(args)) or 0
+        sys.stdout.flush()  # here, so that a reader gone away is a BrokenPipeError caught below
+        return status
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): not an error worth a word. Point stdout at
+        # /dev/null so the interpreter's last flush does not fail again, and exit as a process
+        # killed by SIGPIPE would (128 + 13), which is what a shell expects of a pipe's writer.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except CliError as exc:
         print(f"memberbot: {exc.message}", file=sys.stderr)
         return exc.status
@@ -101,4 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as exc:  # e.g. the port is taken by another program
         print(f"memberbot: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if not is_locked(exc):
+            raise
+        # The transaction that met the lock rolled back: the command can simply run again.
+        print(f"memberbot: the database is locked by another process (waited "
+              f"{SQLITE_BUSY_MS // 1000} s); run the command again", file=sys.stderr)
         return 1

@@ -11,11 +11,11 @@ import datetime as dt
 import sys
 from collections.abc import Awaitable, Callable
 
-from bot.cli.common import CliError
+from bot.cli.common import CliError, clip, pad, segment_refusal
 from bot.config import Config
 from bot.rules.campaigns import CHANNELS
 from bot.runtime import open_bot
-from bot.services import campaigns
+from bot.services import campaigns, segments
 
 AT_FORMAT = "%Y-%m-%d %H:%M"
 WATCH_EVERY = 1.0  # seconds between two looks at a running campaign
@@ -103,6 +103,8 @@ async def create_campaign(args: argparse.Namespace, config: Config) -> None:
                 bot, segment=args.segment, template=args.template, text=args.text,
                 coupon=args.coupon, channels=channels, at=at, holdout=args.holdout)
         except campaigns.CampaignError as exc:
+            if exc.reason == "bad_segment" and isinstance(exc.__cause__, segments.UnknownSegment):
+                raise segment_refusal(args.segment, exc.__cause__) from None
             raise _failed(exc) from None
     print(campaign.id)
     then = (f"schedule it for {_local(campaign.scheduled_at, config)} shop time"
@@ -229,8 +231,9 @@ async def list_campaigns(args: argparse.Namespace, config: Config) -> None:
     for campaign in found:
         message = campaign.template or (campaign.text or "").replace("\n", " ")
         when = _local(campaign.scheduled_at or campaign.created_at, config)
-        print(f"{campaign.id:>5}  {campaign.status:<9} {when}  {campaign.segment[:28]:<28} "
-              f"{message[:30]}")
+        segment = pad(clip(campaign.segment, 28), 28)
+        print(f"{campaign.id:>5}  {campaign.status:<9} {when}  {segment} "
+              f"{clip(message, 30)}".rstrip())
 
 
 def _local(moment: dt.datetime, config: Config) -> str:

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import uuid
 
-from bot.cli.common import CliError, lookup_member, refusal
+from bot.cli.common import CliError, lookup_member, pad, refusal
 from bot.config import Config, CouponTemplateConfig, validate_coupon
 from bot.models import CouponTemplate, Store
 from bot.notifications import notices
@@ -92,7 +92,8 @@ async def template_list(config: Config) -> None:
             stock = f"{t.issued}/{t.stock}" if t.stock else f"{t.issued}/∞"
             state = "active" if t.active else "disabled"
             cost = f"{t.points_cost} pts" if t.points_cost else "-"
-            print(f"{t.code:<12} {t.name:<12} {t.kind:<10} issued {stock:<10} {cost:<9} {state}")
+            print(f"{t.code:<12} {pad(t.name, 12)} {t.kind:<10} issued {stock:<10} {cost:<9} "
+                  f"{state}")
 
 
 async def template_disable(config: Config, code: str) -> None:

@@ -82,6 +82,11 @@ async def run_job(config: Config, name: str, date: str | None) -> None:
     except ValueError:
         raise CliError("--date takes a date like 2026-05-01", 2) from None
     async with open_bot(config, scheduler=False) as bot:
+        if day and day > bot.today():
+            # A job for a day to come would act on it now: next year's birthday gift today,
+            # with a coupon that lapses before the birthday, and a "last run" in the future.
+            raise CliError(f"--date {day} is after the shop's today ({bot.today()}): a job "
+                           "runs for today or a day that has passed", 2)
         day = day or bot.today()
         what = f"{job.name} for {day}"
         before = await JobRun.get_or_none(job=job.name, period=day.isoformat())

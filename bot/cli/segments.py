@@ -7,9 +7,8 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import unicodedata
 
-from bot.cli.common import CliError
+from bot.cli.common import CliError, pad, segment_refusal
 from bot.config import Config
 from bot.infra.vault import mask_phone
 from bot.runtime import Bot, open_bot
@@ -41,21 +40,11 @@ def _run_show(args: argparse.Namespace, config: Config) -> None:
     asyncio.run(show(config, args.expression, args.limit, args.date))
 
 
-def width(text: str) -> int:
-    """Columns a terminal gives the text: two for each wide (CJK) character."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def pointed(text: str, error: segments.SegmentSyntaxError) -> str:
-    """The error, then the text with a caret under the position it names."""
-    return f"{error}\n  {text}\n  {' ' * width(text[:error.position])}^"
-
-
 async def _segment(bot: Bot, text: str) -> segments.Segment:
     try:
         return await segments.parse_checked(text, bot.config)
     except segments.SegmentSyntaxError as exc:
-        raise CliError(pointed(text, exc), 2) from None
+        raise segment_refusal(text, exc) from None
 
 
 async def count(config: Config, text: str, today: dt.date | None = None) -> None:
@@ -74,9 +63,8 @@ async def show(config: Config, text: str, limit: int, today: dt.date | None = No
         async with contextlib.aclosing(batches):
             async for batch in batches:
                 for member in batch[:limit - shown]:
-                    tier = member.tier + " " * max(0, 10 - width(member.tier))
                     print(f"{member.card_no:<12} {mask_phone(members.phone_of(bot, member))}  "
-                          f"{tier} {member.name}".rstrip())
+                          f"{pad(member.tier, 10)} {member.name}".rstrip())
                     shown += 1
                 if shown >= limit:
                     break

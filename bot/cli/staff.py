@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bot.cli.common import CliError
+from bot.cli.common import CliError, pad
 from bot.config import Config
 from bot.models import Staff
 from bot.runtime import open_bot
@@ -58,8 +58,9 @@ async def list_staff(config: Config) -> None:
             print("No staff yet: memberbot staff invite --store S001 --role clerk")
         for staff in rows:
             state = "active" if staff.active else "revoked"
-            print(f"{staff.id:>4}  {staff.name or '-':<8} {staff.role:<8} {staff.store.code:<8} "
-                  f"{state:<8} bound {staff.created_at.astimezone(tz):%Y-%m-%d %H:%M}")
+            bound = staff.created_at.astimezone(tz)
+            print(f"{staff.id:>4}  {pad(staff.name or '-', 8)} {staff.role:<8} "
+                  f"{staff.store.code:<8} {state:<8} bound {bound:%Y-%m-%d %H:%M}")
 
 
 async def revoke(config: Config, staff_id: int) -> None:

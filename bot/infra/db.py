@@ -14,7 +14,11 @@ from tortoise.utils import generate_schema_for_client
 
 MODEL_MODULES = ["bot.models", "aerich.models"]
 
-__all__ = ["IntegrityError", "TransactionManagementError", "close_database", "open_database"]
+__all__ = ["IntegrityError", "OperationalError", "TransactionManagementError", "close_database",
+           "is_locked", "open_database"]
+
+# How long a SQLite connection waits for another's write lock before "database is locked".
+SQLITE_BUSY_MS = 5000
 
 
 def tortoise_config(url: str) -> dict:
@@ -23,8 +27,9 @@ def tortoise_config(url: str) -> dict:
     if url.startswith("sqlite://") and url != "sqlite://:memory:":
         path = url.removeprefix("sqlite://")
         connection: dict | str = {
-            "engine": "tortoise.backends.sqlite",
-            "credentials": {"file_path": path, "busy_timeout": 5000, "synchronous": "NORMAL"},
+            "engine": "bot.infra.sqlite_engine",
+            "credentials": {"file_path": path, "busy_timeout": SQLITE_BUSY_MS,
+                            "synchronous": "NORMAL"},
         }
     else:
         connection = expand_db_url(url.replace("postgresql://", "postgres://", 1))
@@ -39,6 +44,12 @@ def tortoise_config(url: str) -> dict:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+def is_locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked": another process held the write lock past SQLITE_BUSY_MS
+    (or a transaction that read first could not become a writer)."""
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc)
 
 
 async def _keep_connection_as_is(connection) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from tortoise.queryset import QuerySet
 
+from bot.clock import local_midnight
 from bot.infra import idempotent
 from bot.infra.paging import batches
 from bot.models import BirthdayGift, Coupon, CouponTemplate, Member, PointsKind
@@ -36,7 +37,8 @@ class Tally:
     """What one run did, for the job's result."""
 
     members: int = 0  # celebrating today
-    given: int = 0  # gifts this run gave
+    given: int = 0  # gifts this run gave that held something (points or a coupon)
+    greeting_only: int = 0  # members whose gift this run held nothing (tier or refusals)
     already_given: int = 0  # gifts an earlier run (or another worker) had given
     points: int = 0
     coupons: int = 0
@@ -46,22 +48,27 @@ class Tally:
 
     def as_dict(self) -> dict[str, Any]:
         return {"members": self.members, "given": self.given,
-                "already_given": self.already_given, "points": self.points,
+                "greeting_only": self.greeting_only, "already_given": self.already_given,
+                "points": self.points,
                 "coupons": self.coupons, "coupon_refused": dict(self.coupon_refused),
                 "greeted": self.greeted, "not_greeted": dict(self.not_greeted)}
 
 
-def celebrating(day: dt.date) -> list[QuerySet[Member]]:
-    """The members whose birthday is celebrated on `day`, never erased ones: one query per
-    birth date (28 and 29 February on 28 February in other years). Each is an equality on the
-    (birth_month, birth_day) index; PostgreSQL answers `birth_day IN (28, 29) ORDER BY id
-    LIMIT n` by walking the primary key instead, reading the whole table over the batches."""
+def celebrating(day: dt.date, tz: dt.tzinfo) -> list[QuerySet[Member]]:
+    """The members whose birthday is celebrated on `day`, never erased ones nor those who
+    registered after that (shop-local) day, which a run for a past day must not greet: one
+    query per birth date (28 and 29 February on 28 February in other years). Each is an
+    equality on the (birth_month, birth_day) index; PostgreSQL answers `birth_day IN (28, 29)
+    ORDER BY id LIMIT n` by walking the primary key instead, reading the whole table over the
+    batches."""
     month, days = birthday_rules.birthdays_on(day)
-    return [Member.filter(birth_month=month, birth_day=d, erased_at=None) for d in days]
+    day_ends = local_midnight(day + dt.timedelta(days=1), tz)
+    return [Member.filter(birth_month=month, birth_day=d, erased_at=None,
+                          registered_at__lt=day_ends) for d in days]
 
 
-async def _members(day: dt.date, batch: int) -> AsyncIterator[list[Member]]:
-    for query in celebrating(day):
+async def _members(day: dt.date, tz: dt.tzinfo, batch: int) -> AsyncIterator[list[Member]]:
+    for query in celebrating(day, tz):
         async for members in batches(query, size=batch):
             yield members
 
@@ -69,12 +76,15 @@ async def _members(day: dt.date, batch: int) -> AsyncIterator[list[Member]]:
 async def celebrate(bot, day: dt.date, *, batch: int = BATCH) -> dict[str, Any]:
     """Gifts and greetings for everyone celebrating on `day`, `batch` members at a time."""
     tally = Tally()
-    async for members in _members(day, batch):
+    async for members in _members(day, bot.config.shop.tz, batch):
         for member in members:
             tally.members += 1
             gift, new = await give(bot, member, day)
             if new:
-                tally.given += 1
+                if gift.points or gift.coupon_id is not None:
+                    tally.given += 1
+                else:  # the tier gives nothing, or its coupon was refused: a greeting alone
+                    tally.greeting_only += 1
                 tally.points += gift.points
                 tally.coupons += gift.coupon_id is not None
                 if gift.coupon_refused:

@@ -46,9 +46,17 @@ def _template_fields(c: CouponTemplateConfig) -> dict:
 async def sync_templates(config: Config) -> None:
     """Templates defined in config.toml are created or updated by code at start-up (their
     issued counters are kept); templates added with the CLI are left alone."""
-    for template in config.coupons:
-        await CouponTemplate.update_or_create(defaults=_template_fields(template),
-                                              code=template.code)
+    wanted = {t.code: _template_fields(t) for t in config.coupons}
+    if not wanted:
+        return
+    columns = next(iter(wanted.values())).keys()
+    stored = {row.pop("code"): row for row in await CouponTemplate.filter(
+        code__in=list(wanted)).values("code", *columns)}
+    # Written only when config.toml changed: every command opens the bot, and a write at each
+    # start would make a read-only command wait on (or fail at) a database another is writing.
+    for code, fields in wanted.items():
+        if stored.get(code) != fields:
+            await CouponTemplate.update_or_create(defaults=fields, code=code)
 
 
 async def add_template(c: CouponTemplateConfig) -> CouponTemplate:

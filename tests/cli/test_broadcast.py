@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli.common import width
 from bot.config import SecurityConfig
 from bot.infra.vault import mask_card
 from bot.models import AuditEntry, Campaign, CampaignDelivery, MassJob, Member
@@ -148,7 +149,7 @@ async def test_at_is_the_shops_local_time(run_cli, capsys, db_url):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (("--segment", "colour=red", "--text", "hi"), "bad segment 'colour=red'"),
+    (("--segment", "colour=red", "--text", "hi"), "at column 1"),
     (("--segment", "all", "--template", "no_such_promo"), "no template"),
     (("--segment", "all", "--text", "hi", "--coupon", "NOPE"), "no active coupon template"),
     (("--segment", "all", "--text", "hi", "--channel", "fax"), "--channel is wechat, sms"),
@@ -164,6 +165,31 @@ async def test_a_mistake_in_create_exits_2_and_creates_nothing(run_cli, capsys, 
     assert not out and err.startswith("memberbot: ") and message in err, err
     async with shop_db(db_url, None):
         assert await Campaign.all().count() == 0
+
+
+async def test_a_segment_mistake_in_create_is_pointed_at_as_segment_count_does(run_cli,
+                                                                              capsys):
+    text = "tier=金卡会员 last_visit>30"
+    assert await run_cli("segment", "count", text) == 2
+    counted = output(capsys)[1]
+    assert await run_cli("broadcast", "create", "--segment", text, "--text", "x") == 2
+    err = output(capsys)[1]
+    assert err == counted
+    assert err.splitlines()[1:] == [f"  {text}", "  " + " " * 25 + "^"]  # 金卡会员: 8 columns
+
+
+async def test_list_lines_up_its_columns_with_chinese_text(run_cli, capsys):
+    for segment, text in (("all", "hello"), (f"tier={GOLD} last_visit>30d", PROMOTION),
+                          (f"tier!=普通会员 tier!={GOLD} tier!=钻石会员 visits_12m>=3", "长" * 40)):
+        await created(run_cli, capsys, "--segment", segment, "--text", text)
+    assert await run_cli("broadcast", "list") == 0
+    lines = output(capsys)[0].splitlines()
+    assert len(lines) == 3
+    starts = set()
+    for line, message in zip(lines, ("长" * 15, PROMOTION, "hello"), strict=True):
+        assert line.endswith(message), line  # the message clipped to 30 columns
+        starts.add(width(line) - width(message))
+    assert len(starts) == 1, lines  # every message starts in the same column
 
 
 async def test_a_move_the_campaign_cannot_make_exits_1(run_cli, capsys):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot import cli
+from bot.cli.common import width
 from bot.config import SecurityConfig
 from bot.infra.vault import new_data_key
 from bot.models import (
@@ -174,6 +175,11 @@ async def test_staff_list_and_revoke(run_cli, capsys, db_url):
                                 *bound[0]]
     assert lines[1].split() == [str(li.id), "李店长", "manager", "S002", "revoked", "bound",
                                 *bound[1]]
+    # Chinese names take two columns each: the role column lines up all the same.
+    # (The ids are one digit each: without the padding before them, the lines start alike.)
+    starts = {width(line.lstrip()[:line.lstrip().index(role)])
+              for line, role in zip(lines, ("clerk", "manager"), strict=True)}
+    assert starts == {12}
     # A second revoke, or an unknown id, is an error.
     assert await run_cli("staff", "revoke", str(li.id)) == 1
     assert f"no active staff member with id {li.id}" in output(capsys)[1]

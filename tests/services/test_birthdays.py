@@ -33,6 +33,7 @@ from bot.services import birthdays, coupons, loyalty
 from tests.support import REPO_CONFIG, SHANGHAI, Clock, at_local, make_config
 
 DAY = dt.date(2031, 5, 20)
+LONG_AGO = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 _serials = itertools.count(1)
 
 
@@ -52,8 +53,10 @@ async def bot(db_url, stand_ins, clock) -> AsyncIterator[Bot]:
 
 async def new_member(bot: Bot, *, born: tuple[int, int] | None = (5, 20), tier: str = "普通会员",
                      follows: bool = True, window: bool = True, **fields) -> Member:
-    """A member born on `born` (month, day); following the account with a customer-service
-    window open unless told otherwise, so greetings really reach the WeChat stand-in."""
+    """A member born on `born` (month, day), registered long before DAY unless told otherwise;
+    following the account with a customer-service window open unless told otherwise, so
+    greetings really reach the WeChat stand-in."""
+    fields.setdefault("registered_at", LONG_AGO)
     n = next(_serials)
     phone = f"136{n:08d}"
     month, day = born or (None, None)
@@ -93,7 +96,9 @@ async def test_each_tier_gets_its_points_coupon_and_greeting_and_a_second_run_no
     diamond = await new_member(bot, tier="钻石会员")
 
     result = await birthdays.celebrate(bot, DAY)
-    assert result == {"members": 4, "given": 4, "already_given": 0, "points": 1200,
+    # 普通会员's gift holds nothing: a greeting alone, not counted as given.
+    assert result == {"members": 4, "given": 3, "greeting_only": 1, "already_given": 0,
+                      "points": 1200,
                       "coupons": 2, "coupon_refused": {}, "greeted": 4, "not_greeted": {}}
     assert await gifts_of(plain) == ([], 0, [f"birthday-notice:{plain.id}:2031"])
     assert await gifts_of(silver) == ([100], 0, [f"birthday-notice:{silver.id}:2031"])
@@ -132,7 +137,8 @@ async def test_each_tier_gets_its_points_coupon_and_greeting_and_a_second_run_no
     # Again, later the same day: the gifts are found, the greetings' keys are taken.
     sent = len(stand_ins.wechat.messages)
     again = await birthdays.celebrate(bot, DAY)
-    assert again == {"members": 4, "given": 0, "already_given": 4, "points": 0, "coupons": 0,
+    assert again == {"members": 4, "given": 0, "greeting_only": 0, "already_given": 4,
+                     "points": 0, "coupons": 0,
                      "coupon_refused": {}, "greeted": 0, "not_greeted": {"duplicate": 4}}
     assert len(stand_ins.wechat.messages) == sent
     assert await gifts_of(gold) == ([300], 1, [f"birthday-notice:{gold.id}:2031"])
@@ -153,6 +159,23 @@ async def test_members_not_celebrating_today_get_nothing(bot, stand_ins):
         assert await gifts_of(other) == ([], 0, [])
         assert greetings(stand_ins, other) == []
     assert await BirthdayGift.all().values_list("member_id", flat=True) == [today.id]
+
+
+async def test_a_run_for_a_past_day_skips_members_who_registered_after_it(bot, stand_ins):
+    """A rerun for 20 May 2031 made the next day must not greet a member who joined since:
+    the day ends at midnight shop time (UTC+8), not UTC."""
+    day_ends = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(), SHANGHAI)
+    that_day = await new_member(bot, tier="银卡会员",
+                                registered_at=day_ends - dt.timedelta(seconds=1))
+    since = [await new_member(bot, tier="银卡会员", registered_at=day_ends),
+             await new_member(bot, tier="银卡会员",
+                              registered_at=day_ends + dt.timedelta(hours=2))]
+    at_local(bot.clock, DAY + dt.timedelta(days=1), 10)
+    result = await birthdays.celebrate(bot, DAY)
+    assert (result["members"], result["given"], result["greeted"]) == (1, 1, 1)
+    assert await BirthdayGift.all().values_list("member_id", flat=True) == [that_day.id]
+    for member in since:
+        assert await gifts_of(member) == ([], 0, []) and greetings(stand_ins, member) == []
 
 
 @pytest.mark.parametrize(("day", "celebrating"), [
@@ -180,7 +203,8 @@ async def test_a_leap_day_member_is_celebrated_once_a_year_whichever_day_runs(bo
     assert await PointsEntry.filter(member_id=leap.id).values_list(
         "idempotency_key", flat=True) == [f"birthday:{leap.id}:2031", f"birthday:{leap.id}:2032"]
     assert await birthdays.celebrate(bot, dt.date(2032, 2, 28)) == {
-        "members": 0, "given": 0, "already_given": 0, "points": 0, "coupons": 0,
+        "members": 0, "given": 0, "greeting_only": 0, "already_given": 0, "points": 0,
+        "coupons": 0,
         "coupon_refused": {}, "greeted": 0, "not_greeted": {}}
 
 
@@ -238,6 +262,7 @@ async def test_a_tier_without_gift_whose_coupon_runs_out_greets_as_marketing(bot
                               marketing_opt_out_at=dt.datetime.now(dt.UTC))
     result = await birthdays.celebrate(bot, DAY)
     assert result["coupon_refused"] == {"out_of_stock": 1}
+    assert (result["given"], result["greeting_only"]) == (0, 1)  # it got nothing
     assert result["not_greeted"] == {"opted_out": 1} and greetings(stand_ins, member) == []
 
 
@@ -281,8 +306,10 @@ async def test_concurrent_runs_give_each_member_everything_once(any_db, bot, sta
     members = [await new_member(bot, tier=tier)
                for tier in ("普通会员", "银卡会员", "金卡会员", "钻石会员") * 3]
     results = await asyncio.gather(*(birthdays.celebrate(bot, DAY, batch=5) for _ in range(5)))
-    assert sum(r["given"] for r in results) == len(members)
-    assert all(r["given"] + r["already_given"] == len(members) for r in results)
+    assert sum(r["given"] for r in results) == len(members) - 3  # 3 普通会员: nothing to give
+    assert sum(r["greeting_only"] for r in results) == 3
+    assert all(r["given"] + r["greeting_only"] + r["already_given"] == len(members)
+               for r in results)
     assert sum(r["greeted"] for r in results) == len(members)
     for member in members:
         points, held, keys = await gifts_of(member)

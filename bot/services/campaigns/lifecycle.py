@@ -39,9 +39,10 @@ async def create(bot, *, segment: str, template: str | None = None, text: str | 
     try:
         await segments.parse_checked(segment, bot.config)
     except segments.UnknownSegment as exc:
+        # The segment's own error stays the cause: the CLI points at where the text goes wrong.
         raise CampaignError("bad_segment", f"bad segment {segment!r}: {exc}", segment=segment,
                             error=exc if isinstance(exc, segments.SegmentSyntaxError) else None
-                            ) from None
+                            ) from exc
     if (template is None) == (text is None or not text.strip()):
         raise CampaignError("no_message", "give either a template name or a text")
     if template is not None and not texts.template_exists(bot, template):
