@@ -92,32 +92,33 @@ async def progress(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
                      reasons=SKIP_REASONS, tz=ctx.bot.config.shop.tz)
 
 
+async def _move(ctx: Context, actor: Actor, number_text: str, usage: str, move,
+                template: str) -> Reply:
+    """A manager's move on a campaign by its number (release, cancel): the service decides."""
+    number = _number(number_text)
+    if number is None:
+        return ctx.reply("staff_usage.j2", usage=usage)
+    try:
+        campaign = await move(ctx.bot, number, staff_id=actor.staff.id)
+    except campaigns.CampaignError as exc:
+        return _refused(ctx, exc)
+    return ctx.reply(template, campaign=campaign)
+
+
 @staff_command("群发放行", action="broadcast", usage=RELEASE_USAGE, args=(1, 1))
 async def release(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     """A scheduled campaign the server missed (stale) goes out now after all: the CLI's
     `memberbot broadcast confirm`."""
-    number = _number(parts[0])
-    if number is None:
-        return ctx.reply("staff_usage.j2", usage=RELEASE_USAGE)
-    try:
-        campaign = await campaigns.confirm_stale(ctx.bot, number, staff_id=actor.staff.id)
-    except campaigns.CampaignError as exc:
-        return _refused(ctx, exc)
-    return ctx.reply("broadcast_released.j2", campaign=campaign)
+    return await _move(ctx, actor, parts[0], RELEASE_USAGE, campaigns.confirm_stale,
+                       "broadcast_released.j2")
 
 
 @staff_command("群发取消", action="broadcast", usage=STOP_USAGE, args=(1, 1))
 async def stop(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     """Nothing more of a campaign goes out (a stale one, or one still sending): the CLI's
     `memberbot broadcast cancel`."""
-    number = _number(parts[0])
-    if number is None:
-        return ctx.reply("staff_usage.j2", usage=STOP_USAGE)
-    try:
-        campaign = await campaigns.cancel(ctx.bot, number, staff_id=actor.staff.id)
-    except campaigns.CampaignError as exc:
-        return _refused(ctx, exc)
-    return ctx.reply("broadcast_stopped.j2", campaign=campaign)
+    return await _move(ctx, actor, parts[0], STOP_USAGE, campaigns.cancel,
+                       "broadcast_stopped.j2")
 
 
 @router.question_values(BroadcastConfirm)
