@@ -40,8 +40,10 @@ Reading what was "sent":
 Test hooks: ``outbox.latency`` (seconds each SendSms waits before answering),
 ``outbox.fail_next(n, status=500)`` answers the next ``n`` SendSms requests with that
 HTTP status (JSON error body), ``outbox.fail_next(code="isv.BUSINESS_LIMIT_CONTROL")`` with that
-Aliyun Code at HTTP 200, ``outbox.fail_next(drop=True)`` closes the connection without answering.
-Injected failures are served before any checking and are counted like any other request.
+Aliyun Code at HTTP 200, ``outbox.fail_next(drop=True)`` closes the connection without answering;
+``phone=`` keeps a failure for the next request to that number (concurrent sends reach the
+stand-in in any order). Injected failures are served before any checking and are counted like
+any other request.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class _Failure:
     code: str | None
     message: str | None
     drop: bool
+    phone: str | None = None
 
 
 class _Reject(Exception):
@@ -138,12 +141,14 @@ class SmsOutbox:
         code: str | None = None,
         message: str | None = None,
         drop: bool = False,
+        phone: str | None = None,
     ) -> None:
-        """Make the next n SendSms requests fail: HTTP status, Aliyun Code, or a dropped socket."""
+        """Make the next n SendSms requests (to that phone, if given) fail: HTTP status, Aliyun
+        Code, or a dropped socket."""
         if not drop and status is None and code is None:
             raise ValueError("fail_next needs status, code or drop")
         for _ in range(n):
-            self._failures.append(_Failure(status, code, message, drop))
+            self._failures.append(_Failure(status, code, message, drop, phone))
 
     def since(self, after: int = 0) -> list[dict[str, Any]]:
         """Accepted messages with seq > after (seq equals list position + 1)."""
@@ -158,8 +163,14 @@ class SmsOutbox:
 
     # -- used by the handler -------------------------------------------------------------------
 
-    def _next_failure(self) -> _Failure | None:
-        return self._failures.popleft() if self._failures else None
+    def _next_failure(self, phones: str) -> _Failure | None:
+        """The first injected failure meant for any number or for one of these (comma-joined)."""
+        numbers = set(phones.split(","))
+        for failure in self._failures:
+            if failure.phone is None or failure.phone in numbers:
+                self._failures.remove(failure)
+                return failure
+        return None
 
     def _use_nonce(self, nonce: str, now: float) -> bool:
         for old, seen in list(self._nonces.items()):
@@ -415,11 +426,11 @@ def create_sms_app(
         box.requests_received += 1
         if box.latency:
             await asyncio.sleep(box.latency)
-        failure = box._next_failure()
+        body = await request.read()
+        failure = box._next_failure(_params(request, body).get("PhoneNumbers", ""))
         if failure is not None:
             return await _fake_failure(request, box, failure)
 
-        body = await request.read()
         try:
             _verify(request, body, box, access_key_id, access_key_secret)
             params = _params(request, body)
@@ -464,7 +475,6 @@ def _dumps(obj: Any) -> str:
 async def _fake_failure(
     request: web.Request, box: SmsOutbox, failure: _Failure
 ) -> web.StreamResponse:
-    await request.read()
     if failure.drop:
         box.outcomes.append((0, "dropped"))
         # Close the socket without a status line: the client sees a disconnect, as with a

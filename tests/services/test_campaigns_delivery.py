@@ -279,8 +279,8 @@ async def test_a_mass_send_left_sending_by_a_crash_is_repeated_with_its_clientms
 async def test_sms_flow_control_is_retried_and_a_lost_answer_is_unknown(shop):
     h = shop
     limited, lost = [await new_member(h.bot, following=False) for _ in range(2)]
-    h.stand_ins.sms.fail_next(code="isv.BUSINESS_LIMIT_CONTROL")
-    h.stand_ins.sms.fail_next(drop=True)
+    h.stand_ins.sms.fail_next(code="isv.BUSINESS_LIMIT_CONTROL", phone=phone_of(h.bot, limited))
+    h.stand_ins.sms.fail_next(drop=True, phone=phone_of(h.bot, lost))
     campaign_id = await send(h)
     got = await states(campaign_id)
     assert got[limited.id][0] == "queued" and got[lost.id][0] == "unknown"
