@@ -137,6 +137,61 @@ class BroadcastConfig:
 
 
 @dataclass
+class BookingConfig:
+    slot_minutes: int = 30  # the grid free times start on; service durations are multiples
+    horizon_days: int = 14  # members book at most this many days ahead
+    min_notice_minutes: int = 60  # ... and at least this long before the start
+    # Members cancel or move a booking until this long before it starts (staff any time).
+    cancel_before_minutes: int = 120
+    reschedule_before_minutes: int = 120
+    # This many no-shows within no_show_days and the member books only through staff.
+    no_show_limit: int = 3
+    no_show_days: int = 90
+    offer_minutes: int = 15  # a freed place is held this long for the first on the waitlist
+    remind_evening_at: str = "20:00"  # the evening before, local time
+    remind_before_minutes: int = 120  # and this long before the start
+
+
+@dataclass
+class ServiceConfig:
+    """A service members book: how long it takes, what it costs, who can serve it."""
+
+    code: str
+    name: str
+    minutes: int
+    resources: list[str]  # [[resources]] codes that can serve it
+    price: float = 0.0  # yuan, shown to the member
+    punch_card: str = ""  # a [[punch_cards]] code whose visits cover it (到店 uses one)
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass
+class ResourceConfig:
+    """A stylist, a coach, a room or a court. capacity > 1 is a group class: that many places.
+    Weekly hours per weekday ("10:00-20:00", "10:00-12:00,13:00-20:00"; empty = closed) and
+    closures ("2026-12-25" the whole day, "2026-12-26 14:00-18:00" part of it)."""
+
+    code: str
+    name: str
+    store: str
+    capacity: int = 1
+    mon: str = ""
+    tue: str = ""
+    wed: str = ""
+    thu: str = ""
+    fri: str = ""
+    sat: str = ""
+    sun: str = ""
+    closed: list[str] = field(default_factory=list)
+
+    def week(self) -> dict[int, str]:
+        """ISO weekday (1 = Monday) → its hours text."""
+        return {n: getattr(self, day) for n, day in enumerate(WEEKDAYS, start=1)}
+
+
+@dataclass
 class SegmentsConfig:
     # RFM: R, F and M are scored high or low against the members' median ("median") or mean.
     rfm_baseline: str = "median"
@@ -239,6 +294,7 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
+    booking: BookingConfig = field(default_factory=BookingConfig)
     points: PointsConfig = field(default_factory=PointsConfig)
     stored_value: StoredValueConfig = field(default_factory=StoredValueConfig)
     coupon_rewards: CouponRewardsConfig = field(default_factory=CouponRewardsConfig)
@@ -247,6 +303,8 @@ class Config:
     topup_bonus: list[TopUpBonusConfig] = field(default_factory=list)
     punch_cards: list[PunchProductConfig] = field(default_factory=list)
     coupons: list[CouponTemplateConfig] = field(default_factory=list)
+    services: list[ServiceConfig] = field(default_factory=list)
+    resources: list[ResourceConfig] = field(default_factory=list)
     menu: dict[str, Any] = field(default_factory=dict)
     # Service notices per purpose: [notices.<purpose>] channels (in order), template_id and
     # fields = {ours: theirs} for the template message, sms_template for the SMS.
@@ -258,7 +316,8 @@ class Config:
 
 
 _LISTS = {"stores": StoreConfig, "tiers": TierConfig, "topup_bonus": TopUpBonusConfig,
-          "punch_cards": PunchProductConfig, "coupons": CouponTemplateConfig}
+          "punch_cards": PunchProductConfig, "coupons": CouponTemplateConfig,
+          "services": ServiceConfig, "resources": ResourceConfig}
 _FREE_FORM = ("menu", "notices")
 _SECTIONS = {
     f.name: f.type for f in dataclasses.fields(Config)
@@ -441,6 +500,99 @@ def validate_basics(config: Config) -> None:
         wanted = getattr(config.coupon_rewards, reward)
         if wanted and wanted not in codes:
             raise ConfigError(f"coupon_rewards.{reward}: no [[coupons]] template {wanted!r}")
+    validate_booking(config)
+
+
+TimeRange = tuple[dt.time, dt.time]
+
+
+def parse_ranges(text: str) -> list[TimeRange]:
+    """Opening hours as written in config.toml and `memberbot booking hours`:
+    "10:00-12:00,13:00-20:00" (empty: closed that day). Ranges in order, none overlapping;
+    "24:00" ends a range at midnight."""
+    ranges: list[TimeRange] = []
+    for part in filter(None, (p.strip() for p in text.replace("，", ",").split(","))):
+        try:
+            start, end = (t.strip() for t in part.split("-"))
+            opens = dt.time.fromisoformat(start)
+            closes = dt.time.max if end == "24:00" else dt.time.fromisoformat(end)
+        except ValueError:
+            raise ValueError(f"{part!r} is not a time range like 10:00-20:00") from None
+        if closes <= opens or (ranges and opens < ranges[-1][1]):
+            raise ValueError(f"{part!r}: ranges must run forward, in order, without overlap")
+        ranges.append((opens, closes))
+    return ranges
+
+
+def parse_closure(text: str) -> tuple[dt.date, TimeRange | None]:
+    """A closure: "2026-12-25" (the whole day) or "2026-12-26 14:00-18:00"."""
+    day, _, hours = text.strip().partition(" ")
+    try:
+        date = dt.date.fromisoformat(day)
+    except ValueError:
+        raise ValueError(f"{text!r}: a date like 2026-12-25, optionally with 14:00-18:00") \
+            from None
+    if not hours.strip():
+        return date, None
+    ranges = parse_ranges(hours)
+    if len(ranges) != 1:
+        raise ValueError(f"{text!r}: one time range after the date")
+    return date, ranges[0]
+
+
+def validate_booking(config: Config) -> None:
+    b = config.booking
+    if not (1 <= b.slot_minutes <= 240 and 1440 % b.slot_minutes == 0):
+        raise ConfigError("booking.slot_minutes: a whole divisor of a day, like 15, 30 or 60")
+    if min(b.horizon_days, b.no_show_limit, b.no_show_days, b.offer_minutes) < 1 or \
+            min(b.min_notice_minutes, b.cancel_before_minutes, b.reschedule_before_minutes,
+                b.remind_before_minutes) < 0:
+        raise ConfigError("booking: days, limits and minutes must be positive")
+    try:
+        dt.time.fromisoformat(b.remind_evening_at)
+    except ValueError:
+        raise ConfigError(f"booking.remind_evening_at: a local time like 20:00, "
+                          f"got {b.remind_evening_at!r}") from None
+    stores = {s.code for s in config.stores}
+    resources = {}
+    for r in config.resources:
+        where = f"resources.{r.code}"
+        if r.code in resources:
+            raise ConfigError(f"{where}: resource codes must be unique")
+        resources[r.code] = r
+        if r.store not in stores:
+            raise ConfigError(f"{where}.store: unknown store {r.store!r}")
+        if r.capacity < 1:
+            raise ConfigError(f"{where}.capacity: at least 1")
+        for day, text in zip(WEEKDAYS, r.week().values(), strict=True):
+            try:
+                parse_ranges(text)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.{day}: {exc}") from None
+        for text in r.closed:
+            try:
+                parse_closure(text)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.closed: {exc}") from None
+    punch = {p.code for p in config.punch_cards}
+    codes = set()
+    for s in config.services:
+        where = f"services.{s.code}"
+        if s.code in codes:
+            raise ConfigError(f"{where}: service codes must be unique")
+        codes.add(s.code)
+        if s.minutes < 1 or s.minutes % b.slot_minutes:
+            raise ConfigError(f"{where}.minutes: a multiple of booking.slot_minutes "
+                              f"({b.slot_minutes})")
+        unknown = [code for code in s.resources if code not in resources]
+        if not s.resources or unknown:
+            raise ConfigError(f"{where}.resources: [[resources]] codes, "
+                              f"unknown {unknown[0]!r}" if unknown else
+                              f"{where}.resources: name at least one [[resources]] code")
+        if s.price < 0:
+            raise ConfigError(f"{where}.price: yuan, not negative")
+        if s.punch_card and s.punch_card not in punch:
+            raise ConfigError(f"{where}.punch_card: no [[punch_cards]] {s.punch_card!r}")
 
 
 # The channels a notice can take ([notices.<purpose>] channels), and the order they are tried in

@@ -75,13 +75,14 @@ async def open_bot(config: Config, clock: Callable[[], dt.datetime] = utcnow,
     [scheduler] enabled (or `scheduler` says so); closed in reverse order."""
     from bot.infra.db import IntegrityError, close_database, open_database
     from bot.jobs.scheduler import Scheduler
-    from bot.services import coupons
+    from bot.services import bookings, coupons
 
     await open_database(config.database.url)
     try:
         try:
             await _sync_stores(config)
             await coupons.sync_templates(config)
+            await bookings.sync_setup(config)
         except IntegrityError:
             pass  # another worker starting at the same moment wrote the same rows
         timeout = aiohttp.ClientTimeout(total=10, connect=5)

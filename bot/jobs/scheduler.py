@@ -40,7 +40,7 @@ from bot.infra.db import IntegrityError
 from bot.infra.paging import batches
 from bot.models import JobRun, Member, TierChange
 from bot.notifications import notices
-from bot.services import birthdays, campaigns, coupons, expiry, maintenance, tiering
+from bot.services import birthdays, bookings, campaigns, coupons, expiry, maintenance, tiering
 
 log = logging.getLogger("memberbot.scheduler")
 
@@ -119,10 +119,17 @@ async def _queued_sms(bot) -> None:
     await bot.outbox.send_queued()
 
 
+async def _bookings(bot) -> None:
+    """Booking reminders that fell due, and waitlist offers nobody confirmed in time."""
+    await bookings.lapse_offers(bot)
+    await bookings.send_reminders(bot)
+
+
 # Each tick runs on every worker and claims its own items.
 TICKS: tuple[Tick, ...] = (
     Tick("queued_sms", 15, _queued_sms),
     Tick("campaigns", 5, campaigns.tick),
+    Tick("bookings", 30, _bookings),
 )
 
 

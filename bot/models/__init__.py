@@ -1,6 +1,16 @@
 """Tortoise models, one module per aggregate. Tortoise discovers them through this package."""
 
 from bot.models.birthdays import BirthdayGift
+from bot.models.bookings import (
+    Booking,
+    BookingStatus,
+    Closure,
+    Resource,
+    Seat,
+    Service,
+    WaitEntry,
+    WaitStatus,
+)
 from bot.models.campaign import (
     Campaign,
     CampaignBatch,
@@ -27,6 +37,8 @@ __all__ = [
     "AppendOnlyError",
     "AuditEntry",
     "BirthdayGift",
+    "Booking",
+    "BookingStatus",
     "Campaign",
     "CampaignBatch",
     "CampaignDelivery",
@@ -34,6 +46,7 @@ __all__ = [
     "CardSerial",
     "CardTransfer",
     "CheckIn",
+    "Closure",
     "Conversation",
     "Coupon",
     "CouponStatus",
@@ -56,7 +69,10 @@ __all__ = [
     "Purchase",
     "RateEvent",
     "RateKey",
+    "Resource",
     "Role",
+    "Seat",
+    "Service",
     "SmsCode",
     "Staff",
     "StaffInvite",
@@ -64,4 +80,6 @@ __all__ = [
     "StoredValueEntry",
     "StoredValueKind",
     "TierChange",
+    "WaitEntry",
+    "WaitStatus",
 ]

@@ -12,6 +12,7 @@ import datetime as dt
 
 from bot.models import (
     BirthdayGift,
+    Booking,
     Coupon,
     CouponTemplate,
     Member,
@@ -35,6 +36,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "punch_sold": ("card", "visits", "expires_on", "amount", "points", "balance", "time"),
     "referral_reward": ("friend", "points", "balance", "coupon"),
     "birthday": ("name", "points", "coupon", "date"),
+    "booking": ("service", "time", "place", "change"),
 }
 
 
@@ -216,3 +218,46 @@ async def birthday(bot, member: Member, gift: BirthdayGift, coupon: Coupon | Non
         values={"name": member.name or member.card_no, "points": str(gift.points),
                 "coupon": coupon.template.name if coupon else "无",
                 "date": gift.celebrated_on.isoformat()})
+
+
+# --- bookings ---
+
+# What each booking notice is called in its `change` field.
+BOOKING_CHANGES = {"booked": "已预约", "cancelled": "已取消", "moved": "已改约",
+                   "evening": "明日预约提醒", "soon": "预约即将开始", "offer": "候补到位",
+                   "lapsed": "候补已过期"}
+
+
+async def _booking_notice(bot, booking: Booking, change: str, key: str, **extra) -> Outcome:
+    booking = await Booking.get(id=booking.id).select_related("service", "resource", "store")
+    text = bot.templates.render(f"booking_notice_{change}.j2", booking=booking,
+                                config=bot.config.booking, **extra)
+    local = booking.starts_at.astimezone(bot.config.shop.tz)
+    return await bot.outbox.notify(
+        booking.member_id, text, purpose="booking", key=key,
+        values={"service": booking.service.name, "time": local.strftime("%Y-%m-%d %H:%M"),
+                "place": f"{booking.store.name} {booking.resource.name}",
+                "change": BOOKING_CHANGES[change]})
+
+
+async def booking_changed(bot, booking: Booking, change: str, *,
+                          previous: Booking | None = None) -> Outcome:
+    """Staff booked, cancelled or moved a member's booking: once per booking and change."""
+    return await _booking_notice(bot, booking, change, f"notice:booking:{booking.id}:{change}",
+                                 previous=previous)
+
+
+async def booking_reminder(bot, booking: Booking, which: str) -> Outcome:
+    """The evening before, or shortly before the start: once each (the key names both). A
+    cancelled or moved booking's queued reminder is skipped (services.bookings)."""
+    return await _booking_notice(bot, booking, which,
+                                 f"notice:booking:{booking.id}:remind:{which}")
+
+
+async def waitlist_offer(bot, booking: Booking) -> Outcome:
+    """A freed place is held for the member (确认候补 takes it until offer_expires_at)."""
+    return await _booking_notice(bot, booking, "offer", f"notice:booking:{booking.id}:offer")
+
+
+async def waitlist_lapsed(bot, booking: Booking) -> Outcome:
+    return await _booking_notice(bot, booking, "lapsed", f"notice:booking:{booking.id}:lapsed")
