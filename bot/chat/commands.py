@@ -43,6 +43,11 @@ ERASE = GlobalCommand("erase", True, words=("注销", "注销会员", "删除我
 JOIN = GlobalCommand("join", True, clicks=("JOIN",), sample="click:JOIN")
 EXCHANGE = GlobalCommand("exchange", True, words=("兑换", "积分兑换", "换券"),
                          clicks=("EXCHANGE",), sample="积分兑换")
+# 预约 alone starts the booking dialog; 预约 洗剪吹 明天 15:00 books in one line.
+BOOK = GlobalCommand("book", True, words=("在线预约", "我要预约"), commands=("预约",),
+                     clicks=("BOOK",), sample="预约")
+# 改约 <预约号>: the booking dialog, for a new time of the same service.
+MOVE_BOOKING = GlobalCommand("move_booking", True, commands=("改约", "改期"), sample="改约 1")
 
 # --- non-interrupting ---
 
@@ -68,7 +73,13 @@ OPT_OUT = GlobalCommand("opt_out", False, words=("退订", "TD", "td", "取消�
                         sample="退订")
 # 退订's way back: marketing consent given again.
 OPT_IN = GlobalCommand("opt_in", False, words=("订阅", "恢复推送", "重新订阅"), sample="订阅")
+MY_BOOKINGS = GlobalCommand("my_bookings", False, words=("我的预约", "查预约", "预约记录"),
+                            clicks=("MY_BOOKINGS",), sample="我的预约")
+CANCEL_BOOKING = GlobalCommand("cancel_booking", False, commands=("取消预约",),
+                               sample="取消预约 1")
+# A place the waitlist holds for the member becomes their booking.
+ACCEPT_OFFER = GlobalCommand("accept_offer", False, words=("确认候补",), sample="确认候补")
 
-ALL = (CANCEL, BIND, STAFF, ERASE, JOIN, EXCHANGE,
+ALL = (CANCEL, BIND, STAFF, ERASE, JOIN, EXCHANGE, BOOK, MOVE_BOOKING,
        HELP, CARD, COUPONS, COUPON_HISTORY, POINTS_HISTORY, CHECKIN, INVITE, MY_DATA, OPT_OUT,
-       OPT_IN)
+       OPT_IN, MY_BOOKINGS, CANCEL_BOOKING, ACCEPT_OFFER)

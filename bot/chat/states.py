@@ -175,3 +175,20 @@ class BroadcastConfirm(Dialogs, prefix="broadcast", title="群发",
     it (bot/handlers/broadcast.py)."""
 
     confirm = State("broadcast_confirm_unclear.j2")
+
+
+# --- bookings ---
+
+class Booking(Dialogs, prefix="book", title="预约", cancelled="booking_cancelled.j2",
+              idle=dt.timedelta(minutes=15)):
+    """预约: service → day → time → who (skipped when one resource serves the service) →
+    确认; a taken time offers the nearest free ones and the waitlist (bot/handlers/booking.py).
+    改约 <预约号> starts at the day step, with the booking being moved in the dialog's data."""
+
+    service = State("booking_ask_service.j2")
+    day = State("booking_ask_day.j2")
+    time = State("booking_ask_time.j2")
+    resource = State("booking_ask_resource.j2")
+    confirm = State("booking_ask_confirm.j2")
+    # The time wanted is taken: one of the nearest free times, or 候补 to wait for it.
+    full = State("booking_ask_full.j2")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bot.cli import (
     audit,
+    booking,
     broadcast,
     coupons,
     jobs,
@@ -41,7 +42,7 @@ from bot.sandbox.runner import sandbox_config
 # config) does the work and returns the exit status (None: 0) or raises CliError; needs says
 # what of the configuration it uses, checked once in main() before it runs.
 GROUPS = (serve, sandbox, staff, purchases, audit, menu, qrcode, coupons, broadcast, segments,
-          ops, security, jobs)
+          ops, security, jobs, booking)
 
 NEEDS: dict[str, Callable[[Config], None]] = {
     "none": lambda config: None,  # the config file alone (backup, restore, sandbox, new-key)

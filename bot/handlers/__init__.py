@@ -7,6 +7,8 @@ from bot.chat.routing import Router
 
 def build_router() -> Router:
     from bot.handlers import (
+        booking,
+        booking_desk,
         broadcast,
         card,
         card_transfer,
@@ -26,7 +28,7 @@ def build_router() -> Router:
     # come next and the dialogs' "not understood" replies after them (bot/chat/routing.py).
     # Staff commands pass anything from non-staff on, so members' words reach the others.
     root.include(registration.router, staff.router, tags.router, broadcast.router,
-                 card_transfer.router,
-                 coupons.router, privacy.router, mass_events.router, follow.router,
+                 card_transfer.router, booking_desk.router,
+                 coupons.router, booking.router, privacy.router, mass_events.router, follow.router,
                  engagement.router, card.router, help.router)
     return root

@@ -10,6 +10,7 @@ time on its single connection. Readers outside a transaction are never blocked (
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 
 from tortoise.backends.base.client import TransactionContext
@@ -20,6 +21,11 @@ from tortoise.backends.sqlite.client import (
 )
 from tortoise.connection import get_connections
 from tortoise.exceptions import OperationalError, TransactionManagementError
+
+# sqlite3 adapts date and datetime but not time, and tortoise adds none: without this a
+# TimeField (a closure's hours, bot/models/bookings.py) cannot be written or filtered on. Stored
+# as ISO text, which tortoise's TimeField reads back.
+sqlite3.register_adapter(dt.time, dt.time.isoformat)
 
 
 class _ImmediateTransaction(SqliteTransactionWrapper):

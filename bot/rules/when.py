@@ -52,6 +52,30 @@ def _clean(text: str) -> str:
     return re.sub(r"\s", "", normalize_text(text)).replace("：", ":")
 
 
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6,
+              "七": 7, "八": 8, "九": 9}
+_CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十]+")
+
+
+def _cn_value(numeral: str) -> int | None:
+    """十二 → 12, 二十三 → 23, 三十 → 30, 二零二七 → 2027; None for anything else."""
+    if "十" not in numeral:
+        return int("".join(str(_CN_DIGITS[c]) for c in numeral))
+    tens, _, ones = numeral.partition("十")
+    if len(tens) > 1 or len(ones) > 1 or "十" in ones:
+        return None
+    return (_CN_DIGITS[tens] if tens else 1) * 10 + (_CN_DIGITS[ones] if ones else 0)
+
+
+def _arabic(text: str) -> str:
+    """Chinese numerals as digits (下午三点 → 下午3点, 十二月三日 → 12月3日). Weekday words are
+    read before this, so 周三 stays a weekday."""
+    def digits(match: re.Match) -> str:
+        value = _cn_value(match[0])
+        return match[0] if value is None else str(value)
+    return _CN_NUMBER.sub(digits, text)
+
+
 def parse_day(text: str, today: dt.date) -> dt.date | None:
     """The day `text` names, seen from `today`, or None.
 
@@ -62,6 +86,7 @@ def parse_day(text: str, today: dt.date) -> dt.date | None:
     - 12月3日, 12月3号, 12-03, 12/3, 12.3: this year, or next year if that date is before today.
     - 2026-12-03, 2026年12月3日, 2026/12/3: as typed, even in the past (the caller decides).
     - 3号, 3日: this month, or next month if before today; None if that month has no such day.
+    Numbers may be written in Chinese: 十二月三日, 三号.
     A date that does not exist (2月30日, 2月29日 in a common year) is None.
     """
     try:
@@ -82,6 +107,7 @@ def _read_day(text: str, today: dt.date) -> dt.date | None:
             return monday + dt.timedelta(days=7 + weekday)
         day = monday + dt.timedelta(days=weekday)
         return day if day >= today else None
+    text = _arabic(text)
     if match := _FULL_DATE_RE.fullmatch(text):
         return dt.date(int(match["y"]), int(match["m"]), int(match["d"]))
     if match := _MONTH_DAY_RE.fullmatch(text):
@@ -104,8 +130,9 @@ def parse_time(text: str) -> dt.time | None:
     24-hour clock (3点 is 03:00, 12点 is 12:00). A period word in front may move it (see PERIODS):
     下午3点 and 晚上3点 are 15:00, 中午1点 is 13:00, 上午/早上/凌晨 keep the hour.
     Four bare digits (1500) are ambiguous and refused, as are 25:00, 15:61 and 晚上12点.
+    Numbers may be written in Chinese: 下午三点半, 十点, 两点.
     """
-    match = _TIME_RE.fullmatch(_clean(text))
+    match = _TIME_RE.fullmatch(_arabic(_clean(text)))
     if not match:
         return None
     hour: int | None = int(match["h"])

@@ -19,6 +19,7 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from bot.config import Config, parse_closure, parse_ranges
+from bot.infra import sql
 from bot.infra.db import IntegrityError
 from bot.models import (
     Booking,
@@ -42,7 +43,8 @@ from bot.services.staff import Actor
 
 # A booking that holds its place (and its seats).
 HOLDING = (BookingStatus.ACTIVE, BookingStatus.OFFERED)
-# A race lost to another booking is tried again this often (it then sees the place taken).
+# A race lost to another booking is tried again: each loss is a seat someone else took, so a
+# start is seen full after at most as many tries as it has seats, plus these.
 TRIES = 3
 
 
@@ -117,24 +119,39 @@ async def _calendar(resources: list[Resource], first: dt.date, last: dt.date,
     ids = [r.id for r in resources]
     cal = _Calendar()
     for closure in await Closure.filter(resource_id__in=ids, day__gte=first, day__lte=last):
-        span = (closure.opens, closure.closes) if closure.opens is not None else None
+        # Shop-time wall clock (SQLite hands TimeFields back marked UTC): hour and minute only.
+        span = (closure.opens.replace(tzinfo=None), closure.closes.replace(tzinfo=None)) \
+            if closure.opens is not None else None
         cal.closures[(closure.resource_id, closure.day)].append(span)
     since = dt.datetime.combine(first, dt.time(), tz).astimezone(dt.UTC)
     until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tz).astimezone(dt.UTC)
-    rows = await Seat.filter(resource_id__in=ids, unit_start__gte=since, unit_start__lt=until) \
-        .values_list("resource_id", "unit_start")
-    for resource_id, unit in rows:
-        cal.taken[resource_id][unit] += 1
+    # By hand: the ORM would build a model-free row per held unit and parse each timestamp in
+    # pure Python; the free-time bench spends its time here (docs/bookings.md).
+    rows = await sql.fetch(
+        "SELECT resource_id, unit_start, COUNT(*) AS n FROM booking_seat "
+        f"WHERE unit_start >= $1 AND unit_start < $2 AND resource_id IN "
+        f"({sql.placeholders(3, len(ids))}) GROUP BY resource_id, unit_start",
+        since, until, *ids)
+    for row in rows:
+        unit = row["unit_start"]
+        if isinstance(unit, str):  # SQLite keeps datetimes as ISO text
+            unit = dt.datetime.fromisoformat(unit)
+        cal.taken[row["resource_id"]][unit] = row["n"]
     return cal
+
+
+def _day_args(resource: Resource, service: Service, day: dt.date, cal: _Calendar,
+              config: Config, earliest: dt.datetime) -> dict:
+    return {"day": day, "hours": parse_ranges(resource.hours.get(str(day.isoweekday()), "")),
+            "closures": cal.closures.get((resource.id, day), []),
+            "taken": cal.taken[resource.id], "capacity": resource.capacity,
+            "minutes": service.minutes, "step": config.booking.slot_minutes,
+            "tz": config.shop.tz, "earliest": earliest}
 
 
 def _free_on(resource: Resource, service: Service, day: dt.date, cal: _Calendar,
              config: Config, earliest: dt.datetime) -> list[slots.Free]:
-    hours = parse_ranges(resource.hours.get(str(day.isoweekday()), ""))
-    return slots.free_starts(
-        day=day, hours=hours, closures=cal.closures.get((resource.id, day), []),
-        taken=cal.taken[resource.id], capacity=resource.capacity, minutes=service.minutes,
-        step=config.booking.slot_minutes, tz=config.shop.tz, earliest=earliest)
+    return slots.free_starts(**_day_args(resource, service, day, cal, config, earliest))
 
 
 def _merge(per_resource: Iterable[tuple[Resource, list[slots.Free]]]) -> list[FreeTime]:
@@ -172,20 +189,18 @@ async def free_times(bot, service: Service, day: dt.date, *, resource: Resource 
 
 
 async def free_days(bot, service: Service, *, resource: Resource | None = None,
-                    staff: bool = False) -> list[tuple[dt.date, int]]:
-    """The days of the horizon with a free start, each with its number of free starts."""
+                    staff: bool = False) -> list[dt.date]:
+    """The days of the horizon with at least one free start (a day's search stops at its
+    first)."""
     chosen = [resource] if resource else await resources_of(service)
     days = bookable_days(bot)
     if not chosen:
         return []
     cal = await _calendar(chosen, days[0], days[-1], bot.config.shop.tz)
     earliest = earliest_start(bot, staff=staff)
-    found = []
-    for day in days:
-        times = _merge((r, _free_on(r, service, day, cal, bot.config, earliest)) for r in chosen)
-        if times:
-            found.append((day, len(times)))
-    return found
+    return [day for day in days if any(
+        next(slots.iter_free_starts(**_day_args(r, service, day, cal, bot.config, earliest)),
+             None) for r in chosen)]
 
 
 async def nearest_free(bot, service: Service, wanted: dt.datetime, *,
@@ -195,7 +210,7 @@ async def nearest_free(bot, service: Service, wanted: dt.datetime, *,
     day = wanted.astimezone(bot.config.shop.tz).date()
     times = await free_times(bot, service, day, resource=resource, staff=staff)
     if not times:
-        for later, _ in await free_days(bot, service, resource=resource, staff=staff):
+        for later in await free_days(bot, service, resource=resource, staff=staff):
             if later > day:
                 times = await free_times(bot, service, later, resource=resource, staff=staff)
                 break
@@ -215,14 +230,46 @@ async def no_shows(member_id: int, since: dt.datetime) -> int:
                                 starts_at__gte=since).count()
 
 
-async def _member_may_book(bot, member: Member, start: dt.datetime) -> None:
+def check_start(bot, start: dt.datetime) -> None:
+    """Members book at least min_notice ahead and within the horizon (BookingRefused)."""
     b = bot.config.booking
-    if await no_shows(member.id, no_show_window(bot)) >= b.no_show_limit:
-        raise BookingRefused("booking_via_staff.j2", limit=b.no_show_limit, days=b.no_show_days)
     if start < earliest_start(bot, staff=False):
         raise BookingRefused("booking_too_soon.j2", minutes=b.min_notice_minutes)
     if start.astimezone(bot.config.shop.tz).date() > bookable_days(bot)[-1]:
         raise BookingRefused("booking_too_far.j2", days=b.horizon_days)
+
+
+def check_move(bot, booking: Booking) -> None:
+    """Members move a booking until reschedule_before_minutes before it (BookingRefused)."""
+    minutes = bot.config.booking.reschedule_before_minutes
+    if bot.now() > _deadline(bot, booking, minutes):
+        raise BookingRefused("booking_move_too_late.j2", booking=booking, minutes=minutes)
+
+
+async def _member_may_book(bot, member: Member, start: dt.datetime) -> None:
+    b = bot.config.booking
+    if await no_shows(member.id, no_show_window(bot)) >= b.no_show_limit:
+        raise BookingRefused("booking_via_staff.j2", limit=b.no_show_limit, days=b.no_show_days)
+    check_start(bot, start)
+
+
+async def opens_at(bot, service: Service, start: dt.datetime,
+                   resource: Resource | None = None) -> bool:
+    """Whether the service could start then at all, ignoring bookings: on the grid, inside a
+    resource's opening hours, not closed, within the member's notice and horizon. Only then can
+    a freed place reach someone waiting for it."""
+    try:
+        check_start(bot, start)
+    except BookingRefused:
+        return False
+    day = start.astimezone(bot.config.shop.tz).date()
+    chosen = [resource] if resource else await resources_of(service)
+    if not chosen:
+        return False
+    cal = await _calendar(chosen, day, day, bot.config.shop.tz)
+    cal.taken.clear()
+    return any(f.start == start for r in chosen
+               for f in _free_on(r, service, day, cal, bot.config, start))
 
 
 async def _hold(bot, booking: Booking, resource: Resource, service: Service, *,
@@ -271,8 +318,10 @@ async def _place(bot, member: Member, service: Service, start: dt.datetime, *, k
                  before_hold=None, audit_action: str = "booking") -> Booked:
     """The transaction that books: `before_hold` (moving: free the old booking's seats first)
     runs in it too, so a lost race leaves everything as it was."""
-    candidates = [resource] if resource else await resources_of(service)
-    for _ in range(TRIES):
+    candidates = [await Resource.get(id=resource.id).select_related("store")] if resource \
+        else await resources_of(service)
+    units = len(slots.units(start, service.minutes, bot.config.booking.slot_minutes))
+    for _ in range(TRIES + units * sum(c.capacity for c in candidates)):
         try:
             async with in_transaction():
                 if before_hold is not None:
@@ -281,7 +330,8 @@ async def _place(bot, member: Member, service: Service, start: dt.datetime, *, k
                     booking = Booking(key=key, member_id=member.id, service_id=service.id,
                                       starts_at=start, status=status,
                                       ends_at=start + dt.timedelta(minutes=service.minutes),
-                                      by_staff=actor.staff if actor else None)
+                                      by_staff=actor.staff if actor else None,
+                                      created_at=bot.now())
                     booking.resource_id, booking.store_id = candidate.id, candidate.store_id
                     if await _hold(bot, booking, candidate, service, staff=actor is not None):
                         if actor is not None:
@@ -333,7 +383,6 @@ async def _end(booking: Booking, status: BookingStatus, now: dt.datetime,
             status=status, ended_at=now):
         return False
     await Seat.filter(booking_id=booking.id).delete()
-    booking.status, booking.ended_at = status, now
     return True
 
 
@@ -364,6 +413,7 @@ async def cancel(bot, booking: Booking, *, actor: Actor | None = None) -> bool:
             await staff_service.audit(actor, "booking_cancel", member=booking.member_id,
                                       before={"booking": booking.id,
                                               "starts_at": booking.starts_at.isoformat()})
+    booking.status, booking.ended_at = BookingStatus.CANCELLED, now
     await _void_reminders(booking)
     if actor is not None:
         await notices.booking_changed(bot, booking, "cancelled")
@@ -379,13 +429,10 @@ async def reschedule(bot, booking: Booking, start: dt.datetime, *, key: str,
     if earlier:
         return earlier
     now = bot.now()
-    if actor is None:
-        if now > _deadline(bot, booking, bot.config.booking.reschedule_before_minutes):
-            raise BookingRefused("booking_move_too_late.j2", booking=booking,
-                                 minutes=bot.config.booking.reschedule_before_minutes)
-        member = await Member.get(id=booking.member_id)
-        await _member_may_book(bot, member, start)
     member = await Member.get(id=booking.member_id)
+    if actor is None:
+        check_move(bot, booking)
+        await _member_may_book(bot, member, start)
     service = await Service.get(id=booking.service_id)
 
     async def free_old() -> None:
@@ -399,6 +446,7 @@ async def reschedule(bot, booking: Booking, start: dt.datetime, *, key: str,
         return booked
     await Booking.filter(id=booked.booking.id).update(moved_from_id=booking.id)
     booked.booking.moved_from_id = booking.id
+    booking.status, booking.ended_at = BookingStatus.MOVED, now
     await _void_reminders(booking)
     if actor is not None:
         await notices.booking_changed(bot, booked.booking, "moved", previous=booking)
@@ -531,6 +579,7 @@ async def lapse_offers(bot) -> int:
                 continue
             await WaitEntry.filter(booking_id=offer.id).update(status=WaitStatus.LAPSED,
                                                                open_slot=None)
+        offer.status, offer.ended_at = BookingStatus.LAPSED, now
         await notices.waitlist_lapsed(bot, offer)
         await offer_freed(bot, offer)
         lapsed += 1

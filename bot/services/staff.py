@@ -27,6 +27,8 @@ REQUIRED_ROLE: dict[str, Role] = {
     "punch_use": Role.CLERK,
     "redeem_coupon": Role.CLERK,
     "tag_member": Role.CLERK,
+    "booking_desk": Role.CLERK,  # 今日预约, 到店, 爽约 (bot/handlers/booking_desk.py)
+    "booking_for_member": Role.CLERK,  # 代约, 代改, 代取消
     "void_purchase": Role.MANAGER,
     "adjust_points": Role.MANAGER,
     "stored_value_topup": Role.MANAGER,

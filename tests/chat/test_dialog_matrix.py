@@ -148,6 +148,11 @@ async def _broadcast_preview(user: User) -> None:
     assert "回复「确认」开始群发" in await user.say("群发 普通会员 会员日快乐")
 
 
+async def _taken_time(user: User) -> None:
+    # No one works at 23:00: the nearest free times are offered instead.
+    assert "已经约满了" in await user.say("预约 洗剪吹 明天 23:00")
+
+
 Walk = Callable[[User], Awaitable[None]]
 WALKS: dict[str, tuple[Callable, Walk]] = {
     "reg.consent": (guest, lambda u: _registration(u, "consent")),
@@ -165,6 +170,12 @@ WALKS: dict[str, tuple[Callable, Walk]] = {
     "redeem.big": (staff_member, _big_redemption),
     "punch.confirm": (staff_member, _second_punch_card),
     "broadcast.confirm": (staff_member, _broadcast_preview),
+    "book.service": (member, lambda u: u.say("预约")),
+    "book.day": (member, lambda u: _then(u, "预约", "1")),
+    "book.time": (member, lambda u: _then(u, "预约", "1", "1")),
+    "book.resource": (member, lambda u: _then(u, "预约", "1", "1", "1")),
+    "book.confirm": (member, lambda u: _then(u, "预约", "1", "1", "1", "0")),
+    "book.full": (member, _taken_time),
 }
 
 

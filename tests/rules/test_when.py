@@ -299,3 +299,23 @@ def test_split_when_never_raises_and_loses_no_word(words, today):
     found = (when.day is not None) + (when.time is not None)
     assert len(words) - found <= len(when.rest) <= len(words)
     assert all(word in words for word in when.rest)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("下午三点", dt.time(15)), ("三点半", dt.time(3, 30)), ("十点", dt.time(10)),
+    ("晚上七点", dt.time(19)), ("两点", dt.time(2)), ("下午两点半", dt.time(14, 30)),
+    ("十二点", dt.time(12)), ("二十点三十分", dt.time(20, 30)),
+])
+def test_times_written_in_chinese_numerals(text, expected):
+    assert parse_time(text) == expected
+
+
+def test_dates_written_in_chinese_numerals_and_weekdays_stay_weekdays():
+    today = dt.date(2026, 12, 2)  # a Wednesday
+    assert parse_day("十二月三日", today) == dt.date(2026, 12, 3)
+    assert parse_day("十二月二十五号", today) == dt.date(2026, 12, 25)
+    assert parse_day("三号", today) == dt.date(2026, 12, 3)
+    assert parse_day("周三", today) == today
+    assert parse_day("下周一", today) == dt.date(2026, 12, 7)
+    assert split_when(["洗剪吹", "明天下午三点"], today) == When(
+        dt.date(2026, 12, 3), dt.time(15), ["洗剪吹"])
