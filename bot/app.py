@@ -16,7 +16,7 @@ from bot.channels.wechat import Rejected, WeChatChannel
 from bot.chat.dispatcher import Dispatcher
 from bot.clock import utcnow
 from bot.config import Config, validate_for_serving
-from bot.handlers import build_router
+from bot.handlers import build_router, faq
 from bot.runtime import Bot, open_bot
 
 log = logging.getLogger("memberbot.http")
@@ -28,6 +28,8 @@ CHANNEL = web.AppKey("channel", WeChatChannel)
 
 def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utcnow) -> web.Application:
     validate_for_serving(config)
+    router = build_router()
+    faq.check_keywords(config.faq, router)  # a [[faq]] keyword that is a command: ConfigError
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[CHANNEL] = WeChatChannel(config.wechat, config.server.max_clock_skew,
                                  clock=lambda: clock().timestamp())
@@ -35,7 +37,7 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utcnow) -> 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with open_bot(config, clock) as bot:
             app[BOT] = bot
-            app[DISPATCHER] = Dispatcher(bot, build_router())
+            app[DISPATCHER] = Dispatcher(bot, router)
             yield
 
     app.cleanup_ctx.append(lifecycle)

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import os
 import tomllib
+import unicodedata
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,8 @@ class ShopConfig:
     card_prefix: str = "88"
     welcome_points: int = 100
     resume_after_minutes: int = 30
+    # The map link of a [[faq]] answer with a place: {lat}, {lng} and {name} (URL-quoted).
+    map_url: str = "https://uri.amap.com/marker?position={lng},{lat}&name={name}"
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -150,6 +153,25 @@ class BookingConfig:
     offer_minutes: int = 15  # a freed place is held this long for the first on the waitlist
     remind_evening_at: str = "20:00"  # the evening before, local time
     remind_before_minutes: int = 120  # and this long before the start
+
+
+@dataclass
+class SupportConfig:
+    """[service]: a member asking for a person (人工). mode "bot" relays them to the staff on
+    duty in chat; "wechat" hands them to WeChat's own customer-service workbench."""
+
+    mode: str = "bot"
+    idle_minutes: int = 30  # a conversation left this long closes itself
+    hours: str = "每天 10:00-21:00"  # what a member hears when nobody is on duty
+
+
+@dataclass
+class RatingsConfig:
+    """[ratings]: members rate a visit (a purchase, a booking marked arrived) 1–5."""
+
+    ask: bool = True  # ask once after each visit, while the customer-service window is open
+    days: int = 7  # 评价 rates the last visit at most this many days old
+    alert_at_most: int = 2  # a rating this low is sent to the store's managers at once
 
 
 @dataclass
@@ -282,6 +304,33 @@ class PunchProductConfig:
 
 
 @dataclass
+class FaqConfig:
+    """A question members ask (营业时间, 地址): the words that ask it and its answer. A message
+    asks it when it contains the topic or a keyword. With an address and coordinates the answer
+    is a link card (图文) to a map marker: WeChat cannot send a member a location."""
+
+    topic: str  # what 帮助 lists
+    keywords: list[str]
+    answer: str = ""
+    address: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    title: str = ""  # the card's title and the marker's name; default the shop's name
+    pic_url: str = ""  # the card's picture
+    map_url: str = ""  # default shop.map_url
+
+    @property
+    def located(self) -> bool:
+        return self.latitude is not None and self.longitude is not None
+
+
+def fold(text: str) -> str:
+    """How [[faq]] keywords and members' messages compare: full-width letters and digits as
+    half-width (NFKC), case folded, spaces dropped."""
+    return "".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -295,6 +344,8 @@ class Config:
     broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     booking: BookingConfig = field(default_factory=BookingConfig)
+    service: SupportConfig = field(default_factory=SupportConfig)
+    ratings: RatingsConfig = field(default_factory=RatingsConfig)
     points: PointsConfig = field(default_factory=PointsConfig)
     stored_value: StoredValueConfig = field(default_factory=StoredValueConfig)
     coupon_rewards: CouponRewardsConfig = field(default_factory=CouponRewardsConfig)
@@ -305,6 +356,7 @@ class Config:
     coupons: list[CouponTemplateConfig] = field(default_factory=list)
     services: list[ServiceConfig] = field(default_factory=list)
     resources: list[ResourceConfig] = field(default_factory=list)
+    faq: list[FaqConfig] = field(default_factory=list)
     menu: dict[str, Any] = field(default_factory=dict)
     # Service notices per purpose: [notices.<purpose>] channels (in order), template_id and
     # fields = {ours: theirs} for the template message, sms_template for the SMS.
@@ -317,7 +369,7 @@ class Config:
 
 _LISTS = {"stores": StoreConfig, "tiers": TierConfig, "topup_bonus": TopUpBonusConfig,
           "punch_cards": PunchProductConfig, "coupons": CouponTemplateConfig,
-          "services": ServiceConfig, "resources": ResourceConfig}
+          "services": ServiceConfig, "resources": ResourceConfig, "faq": FaqConfig}
 _FREE_FORM = ("menu", "notices")
 _SECTIONS = {
     f.name: f.type for f in dataclasses.fields(Config)
@@ -456,6 +508,10 @@ def validate_basics(config: Config) -> None:
         raise ConfigError("tiers.multiplier: must be positive")
     if any(not 1 <= t.discount <= 100 for t in config.tiers):
         raise ConfigError("tiers.discount: a percentage from 1 to 100 (95 means 95折)")
+    if config.service.mode not in ("bot", "wechat"):
+        raise ConfigError("service.mode: one of bot, wechat")
+    if config.service.idle_minutes <= 0:
+        raise ConfigError("service.idle_minutes: must be positive")
     points = config.points
     if points.rounding not in ("floor", "round", "ceil"):
         raise ConfigError("points.rounding: one of floor, round, ceil")
@@ -501,6 +557,7 @@ def validate_basics(config: Config) -> None:
         if wanted and wanted not in codes:
             raise ConfigError(f"coupon_rewards.{reward}: no [[coupons]] template {wanted!r}")
     validate_booking(config)
+    validate_faq(config)
 
 
 TimeRange = tuple[dt.time, dt.time]
@@ -593,6 +650,55 @@ def validate_booking(config: Config) -> None:
             raise ConfigError(f"{where}.price: yuan, not negative")
         if s.punch_card and s.punch_card not in punch:
             raise ConfigError(f"{where}.punch_card: no [[punch_cards]] {s.punch_card!r}")
+
+
+def validate_faq(config: Config) -> None:
+    """[[faq]]: keywords present and each claimed by one entry; a place has an address and
+    coordinates in range. (That no keyword is a command word is checked where the commands are
+    known: bot/handlers/faq.py, when the app is built.)"""
+    owners: dict[str, str] = {}
+    for entry in config.faq:
+        if not fold(entry.topic):
+            raise ConfigError("faq.topic: every [[faq]] entry needs a topic (what 帮助 lists)")
+        where = f"faq.{entry.topic}"
+        if not entry.keywords or not all(fold(word) for word in entry.keywords):
+            raise ConfigError(f"{where}.keywords: at least one keyword, none of them blank")
+        for word in dict.fromkeys(fold(w) for w in (entry.topic, *entry.keywords)):
+            if word in owners:
+                raise ConfigError(f"{where}.keywords: {word!r} is already a keyword (or the "
+                                  f"topic) of faq.{owners[word]}")
+            owners[word] = entry.topic
+        for key in ("latitude", "longitude"):
+            value = getattr(entry, key)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, int | float)):
+                raise ConfigError(f"{where}.{key}: a number of degrees, got {value!r}")
+        if (entry.latitude is None) != (entry.longitude is None):
+            raise ConfigError(f"{where}: give latitude and longitude together")
+        if not entry.located:
+            if entry.address:
+                raise ConfigError(f"{where}.address: needs latitude and longitude (the map link)")
+            if not entry.answer.strip():
+                raise ConfigError(f"{where}.answer: what the bot answers, must not be empty")
+            continue
+        if not -90 <= entry.latitude <= 90:
+            raise ConfigError(f"{where}.latitude: -90 to 90 degrees, got {entry.latitude}")
+        if not -180 <= entry.longitude <= 180:
+            raise ConfigError(f"{where}.longitude: -180 to 180 degrees, got {entry.longitude}")
+        if not entry.address.strip():
+            raise ConfigError(f"{where}.address: a place's answer shows its address")
+        key = f"{where}.map_url" if entry.map_url else "shop.map_url"
+        template = entry.map_url or config.shop.map_url
+        try:
+            template.format(lat=0, lng=0, name="")
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(f"{key}: a URL with {{lat}}, {{lng}} and {{name}} in it, "
+                              f"got {template!r}") from None
+        for url_key, url in ((key, template), (f"{where}.pic_url", entry.pic_url)):
+            if url and not url.startswith(("https://", "http://")):
+                raise ConfigError(f"{url_key}: an http(s) URL, got {url!r}")
+        if not template:
+            raise ConfigError(f"{key}: the map link of a place, must not be empty")
 
 
 # The channels a notice can take ([notices.<purpose>] channels), and the order they are tried in

@@ -106,6 +106,9 @@ def make_config(db_url: str, stand_ins: StandIns | None = None, **overrides: Any
         stores=[StoreConfig("S001", "示例门店·总店"), StoreConfig("S002", "示例门店·二店")],
         # Tests that exercise jobs run them directly; a background catch-up would race them.
         scheduler=SchedulerConfig(enabled=False),
+        # The question after a visit is a second message after every purchase and arrival:
+        # the tests that want it turn it on (tests/handlers/test_ratings.py).
+        ratings=dataclasses.replace(base.ratings, ask=False),
     )
     return config.replace(**overrides) if overrides else config
 

@@ -45,7 +45,7 @@ from wechatpy.messages import (
 from bot.chat.inbound import Channel, Inbound, Kind
 from bot.config import WeChatConfig
 from bot.infra.vault import constant_time_equal
-from bot.notifications.replies import Image, Reply, Text
+from bot.notifications.replies import Image, News, Reply, Text, Transfer
 
 # The only fields WeChat sends with child elements.
 _NESTED = frozenset({"ScanCodeInfo", "SendPicsInfo", "SendLocationInfo", "ArticleUrlResult"})
@@ -81,6 +81,17 @@ _TEXT_REPLY = ("<xml>\n<MsgType><![CDATA[text]]></MsgType>\n"
 _IMAGE_REPLY = ("<xml>\n<MsgType><![CDATA[image]]></MsgType>\n"
                 "<Image>\n        <MediaId><![CDATA[{media_id}]]></MediaId>\n        </Image>\n"
                 + _ADDRESSED)
+# wechatpy's ArticlesReply with one article (WeChat takes no more since 2018), character for
+# character.
+_NEWS_REPLY = ("<xml>\n<MsgType><![CDATA[news]]></MsgType>\n<ArticleCount>1</ArticleCount>\n"
+               "        <Articles><item>\n"
+               "            <Title><![CDATA[{title}]]></Title>\n"
+               "            <Description><![CDATA[{description}]]></Description>\n"
+               "            <PicUrl><![CDATA[{pic_url}]]></PicUrl>\n"
+               "            <Url><![CDATA[{url}]]></Url>\n"
+               "            </item></Articles>\n" + _ADDRESSED)
+# wechatpy's TransferCustomerServiceReply (no KfAccount: any agent on the workbench takes it).
+_TRANSFER_REPLY = "<xml>\n<MsgType><![CDATA[transfer_customer_service]]></MsgType>\n" + _ADDRESSED
 # wechatpy's reply envelope, character for character.
 _ENVELOPE = """<xml>
 <Encrypt><![CDATA[{encrypt}]]></Encrypt>
@@ -179,6 +190,12 @@ class WeChatChannel:
             rendered = _IMAGE_REPLY.format(media_id=_cdata_safe(reply.media_id), **fields)
         elif isinstance(reply, Text):
             rendered = _TEXT_REPLY.format(content=_cdata_safe(reply.content), **fields)
+        elif isinstance(reply, News):
+            rendered = _NEWS_REPLY.format(
+                title=_cdata_safe(reply.title), description=_cdata_safe(reply.description),
+                pic_url=_cdata_safe(reply.pic_url), url=_cdata_safe(reply.url), **fields)
+        elif isinstance(reply, Transfer):
+            rendered = _TRANSFER_REPLY.format(**fields)
         else:
             raise TypeError(f"cannot render {reply!r}")
         if envelope.encrypted:

@@ -48,6 +48,14 @@ BOOK = GlobalCommand("book", True, words=("在线预约", "我要预约"), comma
                      clicks=("BOOK",), sample="预约")
 # 改约 <预约号>: the booking dialog, for a new time of the same service.
 MOVE_BOOKING = GlobalCommand("move_booking", True, commands=("改约", "改期"), sample="改约 1")
+# 评价: the rating dialog, for the member's last visit not rated yet.
+RATE = GlobalCommand("rate", True, words=("评价", "我要评价", "评分"), sample="评价")
+# 人工: a person on duty takes the conversation (the relay dialog, Support in states.py).
+SUPPORT = GlobalCommand("support", True, words=("人工", "转人工", "客服", "人工客服"),
+                        sample="人工")
+# 修改资料: the dialog for a new name, a new phone, a birthday not given yet.
+PROFILE = GlobalCommand("profile", True, words=("修改资料", "修改信息", "编辑资料", "更新资料"),
+                        clicks=("PROFILE",), sample="修改资料")
 
 # --- non-interrupting ---
 
@@ -80,6 +88,6 @@ CANCEL_BOOKING = GlobalCommand("cancel_booking", False, commands=("取消预约"
 # A place the waitlist holds for the member becomes their booking.
 ACCEPT_OFFER = GlobalCommand("accept_offer", False, words=("确认候补",), sample="确认候补")
 
-ALL = (CANCEL, BIND, STAFF, ERASE, JOIN, EXCHANGE, BOOK, MOVE_BOOKING,
+ALL = (CANCEL, BIND, STAFF, ERASE, JOIN, EXCHANGE, BOOK, MOVE_BOOKING, PROFILE, SUPPORT, RATE,
        HELP, CARD, COUPONS, COUPON_HISTORY, POINTS_HISTORY, CHECKIN, INVITE, MY_DATA, OPT_OUT,
        OPT_IN, MY_BOOKINGS, CANCEL_BOOKING, ACCEPT_OFFER)

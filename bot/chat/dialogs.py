@@ -9,8 +9,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from bot.chat.states import State
+from bot.chat.states import State, find
 from bot.infra import sql
+from bot.infra.db import IntegrityError
 from bot.models import Conversation, Follower, Member
 from bot.services import members
 
@@ -46,6 +47,16 @@ class Dialog:
 @functools.cache
 def _load_sql() -> str:
     return f'SELECT {sql.columns(Conversation, "c")} FROM conversation c WHERE c."user" = $1'
+
+
+def in_progress(dialog: Dialog, now: dt.datetime) -> bool:
+    """Whether a stored dialog still holds the user's next message: not one left idle past its
+    group's limit (the engine forgets those), nor one under a state no longer declared."""
+    state = find(dialog.state)
+    if state is None:
+        return False
+    idle = state.group.idle
+    return idle is None or dialog.idle(now) <= idle
 
 
 def _dialog(user: str, row: Conversation | None) -> Dialog:
@@ -85,8 +96,45 @@ class DialogStore:
         )
         dialog.changed = False
 
+    async def begin_unless_busy(self, user: str, state: State | str, **data: Any
+                                ) -> Dialog | None:
+        """Start a dialog for a user who is in none, from outside a conversation (the question
+        after a visit): the dialog started, or None when one is in progress, which is never
+        interrupted. Conditional writes, so a dialog the user begins meanwhile wins."""
+        now = self._clock()
+        current = await self.load(user)
+        if current.state is not None and in_progress(current, now):
+            return None
+        started = Dialog(user, str(state), data, now)
+        if current.state is None:
+            try:
+                await Conversation.create(user=user, state=started.state, data=data,
+                                          updated_at=now)
+            except IntegrityError:
+                return None
+            return started
+        if not await Conversation.filter(user=user, state=current.state,
+                                         updated_at=current.updated_at).update(
+                state=started.state, data=data, updated_at=now):
+            return None
+        return started
+
+    async def withdraw(self, dialog: Dialog) -> None:
+        """Take back a dialog begin_unless_busy started, if the user has not moved it on."""
+        await Conversation.filter(user=dialog.user, state=dialog.state,
+                                  updated_at=dialog.updated_at).delete()
+
 
 DIALOG_TTL = dt.timedelta(days=30)
+
+
+# Replace (or delete, with no new value) a key only while it holds what was read.
+_SWAP_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
 
 
 class RedisDialogStore:
@@ -96,6 +144,12 @@ class RedisDialogStore:
         self._redis = redis
         self._prefix = f"{prefix}:dialog:"
         self._clock = clock
+        self._swap = redis.register_script(_SWAP_SCRIPT)
+
+    @staticmethod
+    def _record(dialog: Dialog) -> str:
+        return json.dumps({"state": dialog.state, "data": dialog.data,
+                           "updated_at": dialog.updated_at.isoformat()}, ensure_ascii=False)
 
     async def load(self, user: str) -> Dialog:
         raw = await self._redis.get(self._prefix + user)
@@ -104,6 +158,28 @@ class RedisDialogStore:
         record = json.loads(raw)
         return Dialog(user, record["state"], record["data"],
                       dt.datetime.fromisoformat(record["updated_at"]))
+
+    async def begin_unless_busy(self, user: str, state: State | str, **data: Any
+                                ) -> Dialog | None:
+        """As DialogStore.begin_unless_busy: SET NX, or a swap of a dialog that is over."""
+        now = self._clock()
+        started = Dialog(user, str(state), data, now)
+        key, ttl = self._prefix + user, int(DIALOG_TTL.total_seconds())
+        if await self._redis.set(key, self._record(started), nx=True, ex=ttl):
+            return started
+        raw = await self._redis.get(key)
+        if raw is None:
+            return None  # it ended this instant: let it be, the user is talking
+        record = json.loads(raw)
+        current = Dialog(user, record["state"], record["data"],
+                         dt.datetime.fromisoformat(record["updated_at"]))
+        if in_progress(current, now):
+            return None
+        swapped = await self._swap(keys=[key], args=[raw, self._record(started), ttl])
+        return started if swapped else None
+
+    async def withdraw(self, dialog: Dialog) -> None:
+        await self._swap(keys=[self._prefix + dialog.user], args=[self._record(dialog), "", 0])
 
     async def load_with_member(self, user: str, openid: str
                                ) -> tuple[Follower, Member | None, Dialog]:
@@ -118,8 +194,6 @@ class RedisDialogStore:
             await self._redis.delete(self._prefix + dialog.user)
         else:
             dialog.updated_at = self._clock()
-            record = {"state": dialog.state, "data": dialog.data,
-                      "updated_at": dialog.updated_at.isoformat()}
-            await self._redis.set(self._prefix + dialog.user,
-                                  json.dumps(record, ensure_ascii=False), ex=DIALOG_TTL)
+            await self._redis.set(self._prefix + dialog.user, self._record(dialog),
+                                  ex=DIALOG_TTL)
         dialog.changed = False

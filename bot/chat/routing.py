@@ -18,7 +18,8 @@ dialog's "I did not understand that" answers. An interrupting command ends the d
 suspending one only sets it aside until it is done) and the message is routed again as if there
 had been none; a non-interrupting one answers and the engine re-asks the dialog's current
 question in the same reply. A staff command in a till dialog is re-asked after too, unless it
-began a dialog of its own, which takes the till dialog's place.
+began a dialog of its own, which takes the till dialog's place. A relay dialog (`relay=True`,
+人工's) is the one exception: no global command is tried in it; its own routes take everything.
 """
 
 from __future__ import annotations
@@ -227,7 +228,8 @@ class Router:
 
     async def _in_dialog(self, ctx: Context, state: State | None) -> Reply | None:
         routes = self.candidates(ctx)
-        commands_tried = False
+        # A relay dialog (Dialogs relay=True) takes every message itself: no global command.
+        commands_tried = state is not None and state.group.relay
         for route in routes:
             if route.command is not None or not route.matches(ctx):
                 continue

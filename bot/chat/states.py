@@ -59,13 +59,17 @@ class Dialogs:
     idle: ClassVar[dt.timedelta | None]
     states: ClassVar[tuple[State, ...]]
     staff: ClassVar[bool]  # a till dialog: a staff command meanwhile answers, then it re-asks
+    # A relay: every message is the dialog's (passed on to a person), so no global command acts
+    # in it, not even 取消; its own routes take the words that end it. The one exception to
+    # "in any dialog, the global commands still work".
+    relay: ClassVar[bool]
 
     def __init_subclass__(cls, *, prefix: str, title: str, cancelled: str,
                           greeting: str | None = None, idle: dt.timedelta | None = None,
-                          staff: bool = False, **kwargs) -> None:
+                          staff: bool = False, relay: bool = False, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         cls.prefix, cls.title, cls.cancelled = prefix, title, cancelled
-        cls.greeting, cls.idle, cls.staff = greeting, idle, staff
+        cls.greeting, cls.idle, cls.staff, cls.relay = greeting, idle, staff, relay
         states = []
         for value in vars(cls).values():
             if isinstance(value, State):
@@ -140,6 +144,27 @@ class Erasure(Dialogs, prefix="erase", title="注销", cancelled="erase_cancelle
     code = State("erase_ask_code.j2")
 
 
+class Profile(Dialogs, prefix="profile", title="修改资料", cancelled="profile_cancelled.j2",
+              idle=dt.timedelta(minutes=15)):
+    """修改资料: what to change → a new name | a new phone → its SMS code | a birthday (only
+    while none is set) (bot/handlers/profile.py)."""
+
+    menu = State("profile_menu.j2")
+    name = State("profile_ask_name.j2")
+    phone = State("profile_ask_phone.j2")
+    code = State("profile_ask_code.j2")
+    birthday = State("profile_ask_birthday.j2")
+
+
+class Support(Dialogs, prefix="support", title="人工客服", cancelled="support_ended.j2",
+              relay=True):
+    """人工: while a thread is open every message goes to the person on duty, the words of the
+    global commands too (积分, 帮助 …); 取消 or 结束 ends it (bot/handlers/support.py). It ends
+    on its own when the thread closes (结束 <n> by staff, or idle)."""
+
+    talking = State("support_talking.j2")
+
+
 # --- at the till (staff dialogs; each asks before money or trust is spent) ---
 
 class PurchaseCheck(Dialogs, prefix="purchase", title="记录消费", cancelled="purchase_cancelled.j2",
@@ -192,3 +217,14 @@ class Booking(Dialogs, prefix="book", title="预约", cancelled="booking_cancell
     confirm = State("booking_ask_confirm.j2")
     # The time wanted is taken: one of the nearest free times, or 候补 to wait for it.
     full = State("booking_ask_full.j2")
+
+
+# --- ratings ---
+
+class Rating(Dialogs, prefix="rate", title="评价", cancelled="rating_cancelled.j2",
+             idle=dt.timedelta(hours=12)):
+    """评价, or the question after a visit (bot/notifications/ratings.py starts it only for a
+    member in no dialog): stars 1–5 → a comment or 跳过 → thanks (bot/handlers/ratings.py)."""
+
+    stars = State("rating_ask_stars.j2")
+    comment = State("rating_ask_comment.j2")

@@ -15,6 +15,7 @@ from bot.cli import (
     booking,
     broadcast,
     coupons,
+    feedback,
     jobs,
     menu,
     ops,
@@ -42,7 +43,7 @@ from bot.sandbox.runner import sandbox_config
 # config) does the work and returns the exit status (None: 0) or raises CliError; needs says
 # what of the configuration it uses, checked once in main() before it runs.
 GROUPS = (serve, sandbox, staff, purchases, audit, menu, qrcode, coupons, broadcast, segments,
-          ops, security, jobs, booking)
+          ops, security, jobs, booking, feedback)
 
 NEEDS: dict[str, Callable[[Config], None]] = {
     "none": lambda config: None,  # the config file alone (backup, restore, sandbox, new-key)

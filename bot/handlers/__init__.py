@@ -14,12 +14,16 @@ def build_router() -> Router:
         card_transfer,
         coupons,
         engagement,
+        faq,
         follow,
         help,
         mass_events,
         privacy,
+        profile,
+        ratings,
         registration,
         staff,
+        support,
         tags,
     )
 
@@ -27,8 +31,14 @@ def build_router() -> Router:
     # Dialog steps first: inside a dialog, an answer to its question wins; the global commands
     # come next and the dialogs' "not understood" replies after them (bot/chat/routing.py).
     # Staff commands pass anything from non-staff on, so members' words reach the others.
-    root.include(registration.router, staff.router, tags.router, broadcast.router,
-                 card_transfer.router, booking_desk.router,
-                 coupons.router, booking.router, privacy.router, mass_events.router, follow.router,
-                 engagement.router, card.router, help.router)
+    # The shop's questions ([[faq]]) come last but for help: after every command, before the
+    # "not understood" answer.
+    # Support first: while a member talks with a person (a relay dialog) its catch-all takes
+    # every message before any other area's words could.
+    root.include(support.router,
+                 registration.router, staff.router, tags.router, broadcast.router,
+                 card_transfer.router, booking_desk.router, support.staff_router,
+                 coupons.router, booking.router, privacy.router, profile.router, ratings.router,
+                 mass_events.router, follow.router,
+                 engagement.router, card.router, faq.router, help.router)
     return root

@@ -14,7 +14,12 @@ async def _help(ctx: Context) -> Reply:
     # Generated from the routes registered with a help topic, so it cannot fall behind them.
     # An employee is pointed to 员工帮助 too: their commands are listed there, not here.
     return ctx.reply("help.j2", member=ctx.member, entries=ctx.router.help_entries(),
-                     staff=await ctx.staff() is not None)
+                     staff=await ctx.staff() is not None, faq=_faq_topics(ctx))
+
+
+def _faq_topics(ctx: Context) -> list[str]:
+    """The shop's questions ([[faq]]) by the topic a member types to ask them."""
+    return [entry.topic for entry in ctx.bot.config.faq]
 
 
 @router.global_command(commands.HELP, help="help", audience="everyone")
@@ -32,4 +37,5 @@ async def not_understood(ctx: Context) -> Reply | None:
     if ctx.inbound.is_event:
         return None
     return ctx.reply("unknown.j2", kind=ctx.inbound.kind, member=ctx.member,
-                     entries=ctx.router.help_entries(), staff=await ctx.staff() is not None)
+                     entries=ctx.router.help_entries(), staff=await ctx.staff() is not None,
+                     faq=_faq_topics(ctx))

@@ -40,7 +40,16 @@ from bot.infra.db import IntegrityError
 from bot.infra.paging import batches
 from bot.models import JobRun, Member, TierChange
 from bot.notifications import notices
-from bot.services import birthdays, bookings, campaigns, coupons, expiry, maintenance, tiering
+from bot.services import (
+    birthdays,
+    bookings,
+    campaigns,
+    coupons,
+    expiry,
+    maintenance,
+    support,
+    tiering,
+)
 
 log = logging.getLogger("memberbot.scheduler")
 
@@ -125,11 +134,17 @@ async def _bookings(bot) -> None:
     await bookings.send_reminders(bot)
 
 
+async def _support_idle(bot) -> None:
+    """人工 conversations idle for [service] idle_minutes close (each closes once)."""
+    await support.close_idle(bot)
+
+
 # Each tick runs on every worker and claims its own items.
 TICKS: tuple[Tick, ...] = (
     Tick("queued_sms", 15, _queued_sms),
     Tick("campaigns", 5, campaigns.tick),
     Tick("bookings", 30, _bookings),
+    Tick("support_idle", 60, _support_idle),
 )
 
 

@@ -27,7 +27,9 @@ from bot.models.follower import Follower
 from bot.models.jobs import JobRun
 from bot.models.ledger import CheckIn, PointsEntry, PointsKind, PointsUse, Purchase, TierChange
 from bot.models.member import CardSerial, CardTransfer, Member, Store
+from bot.models.profile import ProfileChange
 from bot.models.staff import AppendOnlyError, AuditEntry, Role, Staff, StaffInvite
+from bot.models.support import Rating, SupportMessage, SupportThread, ThreadStatus
 from bot.models.tags import MemberTag
 from bot.models.verification import RateEvent, RateKey, SmsCode
 from bot.models.wallet import PunchCard, PunchUse, StoredValueEntry, StoredValueKind
@@ -64,11 +66,13 @@ __all__ = [
     "PointsEntry",
     "PointsKind",
     "PointsUse",
+    "ProfileChange",
     "PunchCard",
     "PunchUse",
     "Purchase",
     "RateEvent",
     "RateKey",
+    "Rating",
     "Resource",
     "Role",
     "Seat",
@@ -79,6 +83,9 @@ __all__ = [
     "Store",
     "StoredValueEntry",
     "StoredValueKind",
+    "SupportMessage",
+    "SupportThread",
+    "ThreadStatus",
     "TierChange",
     "WaitEntry",
     "WaitStatus",

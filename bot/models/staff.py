@@ -26,6 +26,8 @@ class Staff(Model):
     role = fields.CharField(max_length=8)
     active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # 上班 sets it, 下班 clears it: members asking for a person (人工) reach who is on duty.
+    on_duty_since = fields.DatetimeField(null=True)
 
     class Meta:
         table = "staff"

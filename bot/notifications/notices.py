@@ -17,6 +17,7 @@ from bot.models import (
     CouponTemplate,
     Member,
     PointsEntry,
+    ProfileChange,
     Store,
     TierChange,
 )
@@ -37,6 +38,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "referral_reward": ("friend", "points", "balance", "coupon"),
     "birthday": ("name", "points", "coupon", "date"),
     "booking": ("service", "time", "place", "change"),
+    "profile": ("field", "after", "time"),
 }
 
 
@@ -261,3 +263,19 @@ async def waitlist_offer(bot, booking: Booking) -> Outcome:
 
 async def waitlist_lapsed(bot, booking: Booking) -> Outcome:
     return await _booking_notice(bot, booking, "lapsed", f"notice:booking:{booking.id}:lapsed")
+
+
+# --- the member's details ---
+
+PROFILE_FIELDS = {"name": "称呼", "phone": "手机号", "birthday": "生日"}
+
+
+async def profile_changed(bot, change: ProfileChange) -> Outcome:
+    """Staff changed the member's name, phone (shown masked) or birthday: once per change. A
+    new phone's SMS goes to the new number, which the member gave at the desk."""
+    text = bot.templates.render("profile_changed_member.j2", change=change,
+                                field=PROFILE_FIELDS[change.field])
+    return await bot.outbox.notify(
+        change.member_id, text, purpose="profile", key=f"notice:profile:{change.id}",
+        values={"field": PROFILE_FIELDS[change.field], "after": change.after,
+                "time": _time(bot, change.created_at)})

@@ -25,7 +25,7 @@ from bot.infra.metrics import Metrics
 from bot.infra.vault import Vault, mask_phone
 from bot.models import Delivery, DeliveryStatus, Follower, Member
 from bot.notifications import cs_quota
-from bot.notifications.replies import Image, Reply, Text, to_json
+from bot.notifications.replies import Image, News, Reply, Text, Transfer, to_json
 from bot.notifications.sms import SmsResult, SmsSender
 from bot.notifications.wechat_api import WeChatAPI, WeChatAPIError
 from bot.rules import quiet_hours
@@ -106,12 +106,17 @@ class Outbox:
                                      payload=to_json(reply))
         if delivery is None:
             return Outcome(False, "duplicate", duplicate=True)
+        if isinstance(reply, Transfer):  # a handover to WeChat's workbench too late to reply
+            return await self._finish(delivery, Outcome(False, "passive_only"))
         if not await cs_quota.take(openid, self._clock()):
             log.warning("no customer-service quota for %s (%s)", openid[-6:], purpose)
             return await self._finish(delivery, Outcome(False, "no_quota"))
         try:
             if isinstance(reply, Image):
                 await self._wechat.send_image(openid, reply.media_id)
+            elif isinstance(reply, News):
+                await self._wechat.send_news(openid, reply.title, reply.description, reply.url,
+                                             reply.pic_url)
             elif isinstance(reply, Text):
                 await self._wechat.send_text(openid, reply.content)
         except WeChatAPIError as exc:

@@ -244,6 +244,13 @@ class WeChatAPI:
         await self.call("/cgi-bin/message/custom/send",
                         {"touser": openid, "msgtype": "image", "image": {"media_id": media_id}})
 
+    async def send_news(self, openid: str, title: str, description: str, url: str,
+                        pic_url: str = "") -> None:
+        """A link card (msgtype news): one article, WeChat's limit since 2018 (45008)."""
+        article = {"title": title, "description": description, "url": url, "picurl": pic_url}
+        await self.call("/cgi-bin/message/custom/send",
+                        {"touser": openid, "msgtype": "news", "news": {"articles": [article]}})
+
     async def send_template(self, openid: str, template_id: str, data: dict[str, str],
                             url: str | None = None) -> int:
         body: dict[str, Any] = {

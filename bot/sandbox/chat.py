@@ -166,6 +166,13 @@ class ChatSession:
             return lines
         if reply.get("MsgType") == "image":
             return lines + await self._image(reply["Image"]["MediaId"])
+        if reply.get("MsgType") == "news":
+            article = reply["Articles"]["item"]
+            described = str(article.get("Description") or "").splitlines()
+            return [*lines, f"🤖 [图文] {article.get('Title') or ''}",
+                    *(f"   {line}" for line in described), f"   🔗 {article.get('Url') or ''}"]
+        if reply.get("MsgType") == "transfer_customer_service":
+            return [*lines, "🤖 [已转到微信客服工作台（[service] mode = \"wechat\"）]"]
         return lines + self._show(str(reply.get("Content", "")))
 
     async def _image(self, media_id: str) -> list[str]:

@@ -51,7 +51,8 @@ else answers 40066 invalid url; a known path with the wrong method answers 43001
   ``instance``, which changes when the stand-in restarts and its numbering starts over).
 
 Other errors: empty body 44002, malformed JSON 47001; custom/template send without touser
-40003, unknown msgtype 40008 (text, image, voice, video are accepted), empty text 44004.
+40003, unknown msgtype 40008 (text, image, voice, video, news are accepted), empty text 44004,
+news without articles 44003, with more than one 45008.
 
 Rules that are guesses rather than documented behaviour:
 
@@ -147,7 +148,9 @@ ERRMSG: dict[int, str] = {
     43002: "require POST method",
     43004: "require subscribe",
     44002: "empty post data",
+    44003: "empty news data",
     44004: "empty content",
+    45008: "article size out of limit",
     45009: "reach max api daily quota limit",
     45015: "response out of time limit or subscription is canceled",
     45047: "out of response count limit",
@@ -486,6 +489,14 @@ async def _custom_send(state: WeChatState, request: web.Request) -> dict[str, An
             raise WeChatError(44004)
     elif msgtype in ("image", "voice", "video"):
         media_id = _require_media(state, (body.get(msgtype) or {}).get("media_id"))
+    elif msgtype == "news":
+        # One article since 2018 (45008 beyond); shown by its title.
+        articles = (body.get("news") or {}).get("articles")
+        if not isinstance(articles, list) or not articles:
+            raise WeChatError(44003)
+        if len(articles) > 1:
+            raise WeChatError(45008)
+        content = str((articles[0] or {}).get("title") or "")
     else:
         raise WeChatError(40008)
     if openid in state._not_following:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from bot.config import Config, PunchProductConfig
 from bot.models import Booking, BookingStatus, Member, PunchUse, Service
 from bot.models.staff import Role
-from bot.services import bookings, wallet
+from bot.rules.ratings import visit_key
+from bot.services import bookings, ratings, wallet
 from bot.services.staff import Actor
 
 
@@ -68,6 +69,8 @@ async def arrive(bot, booking: Booking, *, actor: Actor) -> Arrival:
             except wallet.WalletRefused:
                 visit = None  # its last visit went to another purchase meanwhile: the till
     marked = await bookings.mark(bot, booking, BookingStatus.ARRIVED, actor=actor)
+    if marked:
+        ratings.asked_after_visit(bot, visit_key("booking", booking.id))
     if not marked:
         await booking.refresh_from_db(fields=["status"])
         if visit is None and product and booking.status == BookingStatus.ARRIVED:

@@ -23,12 +23,17 @@ from bot.models import (
     Follower,
     Member,
     PointsKind,
+    ProfileChange,
     PunchCard,
     Purchase,
+    Rating,
     SmsCode,
     Store,
+    SupportMessage,
+    SupportThread,
+    ThreadStatus,
 )
-from bot.services import Refused, loyalty
+from bot.services import Refused, loyalty, profile
 from bot.services.staff import Actor, audit
 
 
@@ -46,6 +51,7 @@ class DataSummary:
     coupons: int
     punch_cards: int
     following: bool
+    changes: list[ProfileChange]  # the latest changes to name, phone, birthday
 
 
 async def summary(bot, member: Member) -> DataSummary:
@@ -59,6 +65,7 @@ async def summary(bot, member: Member) -> DataSummary:
         coupons=await Coupon.filter(member_id=member.id).count(),
         punch_cards=await PunchCard.filter(member_id=member.id).count(),
         following=bool(follower and follower.following),
+        changes=await profile.history(member),
     )
 
 
@@ -90,7 +97,15 @@ async def erase(bot, member: Member) -> None:
             await Follower.filter(id=follower.id).update(member_id=None, scene=None)
             await Conversation.filter(user=f"wechat:{follower.openid}").delete()
         await SmsCode.filter(phone_hash__in=phone_hashes).delete()
+        # Old names, numbers and birthdays are personal data too.
+        await ProfileChange.filter(member_id=member.id).delete()
         await Delivery.filter(phone_hash__in=phone_hashes).update(phone_hash=None)
+        # What they wrote to the shop is theirs too: rating comments, messages to staff.
+        await Rating.filter(member_id=member.id).update(comment="")
+        threads = await SupportThread.filter(member_id=member.id).values_list("id", flat=True)
+        await SupportMessage.filter(thread_id__in=threads, from_member=True).update(text="")
+        await SupportThread.filter(member_id=member.id, open_member__not_isnull=True).update(
+            status=ThreadStatus.CLOSED, open_member=None, closed_at=now, closed_by="member")
         # Revoke unused coupons: nobody can present them any more.
         await Coupon.filter(member_id=member.id, status="issued").update(
             status=CouponStatus.REVOKED)

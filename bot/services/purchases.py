@@ -25,7 +25,8 @@ from bot.infra import idempotent
 from bot.models import Member, PointsEntry, PointsKind, Purchase, Role, TierChange
 from bot.notifications import notices
 from bot.rules import earning, tiers
-from bot.services import Refused, coupons, loyalty, tiering
+from bot.rules.ratings import visit_key
+from bot.services import Refused, coupons, loyalty, ratings, tiering
 from bot.services.staff import Actor, audit
 
 
@@ -68,7 +69,9 @@ async def record(bot, member: Member, amount_fen: int, *, actor: Actor, note: st
 async def after_commit(bot, result: PurchaseResult) -> None:
     """What follows a committed purchase, if it earned the referral reward: the referral
     coupons (their keys make a repeat a no-op), and the referrer told what they got (the
-    referred member reads theirs in the purchase notice)."""
+    referred member reads theirs in the purchase notice). And the member is asked to rate the
+    visit (once: the question is keyed by the purchase)."""
+    ratings.asked_after_visit(bot, visit_key("purchase", result.purchase.id))
     template = bot.config.coupon_rewards.referral
     member = result.member
     if not (result.referral_points and member.referrer_id):

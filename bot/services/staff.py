@@ -29,6 +29,7 @@ REQUIRED_ROLE: dict[str, Role] = {
     "tag_member": Role.CLERK,
     "booking_desk": Role.CLERK,  # 今日预约, 到店, 爽约 (bot/handlers/booking_desk.py)
     "booking_for_member": Role.CLERK,  # 代约, 代改, 代取消
+    "support": Role.CLERK,  # 上班, 下班, 会话, 回复 <n>, 结束 <n> (bot/handlers/support.py)
     "void_purchase": Role.MANAGER,
     "adjust_points": Role.MANAGER,
     "stored_value_topup": Role.MANAGER,
@@ -38,6 +39,8 @@ REQUIRED_ROLE: dict[str, Role] = {
     "issue_coupon": Role.MANAGER,
     "undo_coupon": Role.MANAGER,
     "transfer_card": Role.MANAGER,
+    "edit_profile": Role.MANAGER,  # 改资料: a member's name or phone (bot/handlers/profile.py)
+    "set_birthday": Role.MANAGER,  # 改生日: the one way a birthday once set changes
 }
 ROLE_NAMES = {Role.CLERK: "店员", Role.MANAGER: "店长", Role.OWNER: "老板"}
 

@@ -12,6 +12,11 @@ its `sample`. What each command must do:
   and re-asks the dialog's question, as a non-interrupting command does;
 * a non-interrupting command: an answer, then "继续<title>：<the state's question>" in the same
   reply (or, after an image, as a message of its own), and the dialog where it was.
+
+The one exception is a relay dialog (relay=True: 人工's, talking with a person): there no global
+command acts. 取消 still ends it with its goodbye (its own route); every other command's words
+are relayed to the person, not answered (the member's message is in the thread), and a menu
+button only says how to end the talk; the dialog stays.
 """
 
 from __future__ import annotations
@@ -31,7 +36,15 @@ from bot.chat.context import Context
 from bot.chat.inbound import Inbound
 from bot.chat.states import State, all_states
 from bot.config import RedisConfig
-from bot.models import CouponTemplate, Delivery, Member, Staff, Store
+from bot.models import (
+    CouponTemplate,
+    Delivery,
+    Member,
+    Purchase,
+    Staff,
+    Store,
+    SupportMessage,
+)
 from bot.sandbox import wechat_client as wire
 from bot.services import coupons, loyalty
 from bot.services import staff as staff_service
@@ -85,6 +98,16 @@ async def member(h: Harness, openid: str, staff: bool) -> User:
     assert "注册成功" in await h.register(openid, user.phone)
     found = await Member.get(follower__openid=openid)
     await loyalty.post_points(found.id, 900, kind="adjust", reason="测试", key=f"t:{openid}")
+    return user
+
+
+async def visitor(h: Harness, openid: str, staff: bool) -> User:
+    """A member with a visit to rate (评价): a purchase written straight to the database, so
+    no question after it starts a dialog of its own."""
+    user = await member(h, openid, staff)
+    found = await Member.get(follower__openid=openid)
+    await Purchase.create(member_id=found.id, store=await Store.get(code="S001"), amount=10000,
+                          idempotency_key=f"matrix-visit:{openid}")
     return user
 
 
@@ -165,6 +188,11 @@ WALKS: dict[str, tuple[Callable, Walk]] = {
     "exchange.confirm": (member, lambda u: _then(u, "积分兑换", "1")),
     "erase.confirm": (member, lambda u: u.say("注销")),
     "erase.code": (member, lambda u: _erase_code(u)),
+    "profile.menu": (member, lambda u: u.say("修改资料")),
+    "profile.name": (member, lambda u: _then(u, "修改资料", "1")),
+    "profile.phone": (member, lambda u: _then(u, "修改资料", "2")),
+    "profile.code": (member, lambda u: _profile_code(u)),
+    "profile.birthday": (member, lambda u: _then(u, "修改资料", "3")),
     "purchase.confirm": (staff_member, _big_purchase),
     "redeem.amount": (staff_member, _threshold_coupon),
     "redeem.big": (staff_member, _big_redemption),
@@ -176,6 +204,9 @@ WALKS: dict[str, tuple[Callable, Walk]] = {
     "book.resource": (member, lambda u: _then(u, "预约", "1", "1", "1")),
     "book.confirm": (member, lambda u: _then(u, "预约", "1", "1", "1", "0")),
     "book.full": (member, _taken_time),
+    "rate.stars": (visitor, lambda u: u.say("评价")),
+    "rate.comment": (visitor, lambda u: _then(u, "评价", "4")),
+    "support.talking": (member, lambda u: u.say("人工")),
 }
 
 
@@ -188,6 +219,12 @@ async def _erase_code(user: User) -> None:
     await user.say("注销")
     user.h.clock.advance(seconds=61)  # the registration code went to this phone a moment ago
     assert "验证码已发送到" in await user.say("确认注销")
+
+
+async def _profile_code(user: User) -> None:
+    await _then(user, "修改资料", "2")
+    user.h.clock.advance(seconds=61)  # the registration code went to this account a moment ago
+    assert "验证码已发送到" in await user.say(new_phone())
 
 
 def test_every_declared_state_has_a_walk():
@@ -276,12 +313,22 @@ async def test_every_global_command_in_every_dialog_state(h, state):
         await walk(user)
         assert await dialog_state(h, user.openid) == state, (state, command)
         replies_before = await Delivery.filter(openid=user.openid, purpose="reply").count()
-        reply = await send(h, user.openid, await sample(h, command))
+        said = await sample(h, command)
+        reply = await send(h, user.openid, said)
         after = await dialog_state(h, user.openid)
         text = reply.get("Content", "") if reply else ""
         if command is commands.CANCEL:
             expected = h.bot.templates.render(declared.group.cancelled)
             ok = text == expected and after is None
+        elif declared.group.relay:
+            # Talking with a person: the command's words go to the person (nobody is on duty
+            # here, so they wait in the thread), a menu button is told how to end the talk.
+            if said.startswith("click:"):
+                ok = "结束" in text
+            else:
+                ok = await SupportMessage.filter(
+                    thread__member__follower__openid=user.openid, text=said).exists()
+            ok = ok and after == state
         elif command.suspends and declared.group.staff:
             # At the till a staff command answers as without the dialog, then re-asks it.
             alone = await without_dialog(h, kind, command, baseline)

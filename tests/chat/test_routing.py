@@ -79,9 +79,10 @@ def test_a_card_message_tries_only_the_routes_that_could_match_it():
     root = build_router()
     every = list(root.routes())
     tried = root.candidates(_ctx(text="积分"))
-    # The card (by keyword and by hint), the SMS 退订 by T, and the fallback: not ~60 routes.
+    # The card (by keyword and by hint), the SMS 退订 by T, the shop's questions ([[faq]]) and
+    # the fallback: not ~60 routes.
     assert [route.handler.__name__ for route in tried] == [
-        "opt_out", "show_card", "show_card", "not_understood"], tried
+        "opt_out", "show_card", "show_card", "answer_faq", "not_understood"], tried
     assert len(every) > 60
     in_dialog = root.candidates(_ctx(text="积分", state="reg.phone"))
     assert {route.handler.__name__ for route in in_dialog} == {

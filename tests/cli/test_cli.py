@@ -222,8 +222,9 @@ async def test_menu_push_publishes_config_menu(db_url, stand_ins, capsys):
     assert stand_ins.wechat.menu == toml_menu == config.menu
     buttons = stand_ins.wechat.menu["button"]
     assert len(buttons) == 3
-    assert [b["name"] for b in buttons] == ["会员卡", "服务", "更多"]
-    assert [len(b.get("sub_button", [])) for b in buttons] == [0, 4, 5]
+    assert [b["name"] for b in buttons] == ["会员", "服务", "更多"]
+    assert [len(b.get("sub_button", [])) for b in buttons] == [2, 4, 5]
+    assert [sub["key"] for sub in buttons[0]["sub_button"]] == ["MY_CARD", "PROFILE"]
     assert "3 buttons" in capsys.readouterr().out
 
 
@@ -304,7 +305,7 @@ def test_every_subcommand_registers_its_run_function():
         "broadcast cancel", "broadcast confirm", "booking service list", "booking service add",
         "booking service disable", "booking resource list", "booking resource add",
         "booking resource disable", "booking hours", "booking closed", "booking list",
-        "broadcast status", "broadcast list"])
+        "broadcast status", "broadcast list", "feedback"])
     assert all(callable(run) for run in found.values()), found
 
 

@@ -60,6 +60,7 @@ def cli_config(db_url, tmp_path, monkeypatch, stand_ins) -> Path:
         "WECHAT_ENCODING_AES_KEY": AES_KEY, "WECHAT_API_BASE_URL": stand_ins.wechat_url,
         "SECURITY_DATA_KEY": DATA_KEY, "SCHEDULER_ENABLED": "false",
         "POINTS_MEMBER_DAY": "0",  # the same points whatever weekday the suite runs on
+        "RATINGS_ASK": "false",  # no question after a purchase (tests/handlers/test_ratings.py)
     }.items():
         monkeypatch.setenv(f"MEMBERBOT_{key}", value)
     return path

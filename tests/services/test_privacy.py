@@ -11,10 +11,22 @@ from asyncpg.exceptions import RaiseError
 from tortoise.exceptions import OperationalError
 
 from bot.infra.vault import Vault, new_data_key
-from bot.models import AuditEntry, Coupon, Follower, Member, PointsEntry, SmsCode, Store
+from bot.models import (
+    AuditEntry,
+    Coupon,
+    Follower,
+    Member,
+    PointsEntry,
+    Rating,
+    SmsCode,
+    Store,
+    SupportMessage,
+    SupportThread,
+    ThreadStatus,
+)
 from bot.runtime import open_bot
 from bot.sandbox import wechat_client as wire
-from bot.services import loyalty, privacy, wallet
+from bot.services import loyalty, privacy, support, wallet
 from bot.services.staff import Actor, audit
 from tests.support import make_config
 
@@ -57,6 +69,24 @@ async def test_erasure_removes_personal_data_and_keeps_the_ledger_adding_up(harn
     assert await AuditEntry.filter(member_id=member.id, action="erase").count() == 1
     # The follower is a stranger now, and the phone can register again.
     assert "还不是" in await harness.say("o_p2", "积分")
+
+
+async def test_erasure_blanks_what_the_member_wrote_to_the_shop(harness):
+    await harness.register("o_p2w", "13800138019", name="郑女士")
+    member = await Member.get(name="郑女士")
+    thread, _ = await support.open_thread(harness.bot, member.id, store_id=None,
+                                          reason="asked", key="erase-test")
+    await SupportMessage.create(thread=thread, key="m1", from_member=True, text="我住在某某路",
+                                created_at=harness.bot.now())
+    await Rating.create(visit="purchase:999", key="r1", member=member, stars=2,
+                        comment="电话打给我 13800138019", created_at=harness.bot.now())
+
+    assert "已删除" in await _erase(harness, "o_p2w", "13800138019")
+
+    assert await Rating.get(member_id=member.id).values_list("comment", flat=True) == ""
+    assert await SupportMessage.get(key="m1").values_list("text", flat=True) == ""
+    closed = await SupportThread.get(id=thread.id)
+    assert closed.status == ThreadStatus.CLOSED and closed.open_member is None
 
 
 async def test_erasure_needs_the_sms_code_and_can_be_cancelled(harness):

@@ -1,0 +1,53 @@
+"""Shop questions ([[faq]] in config.toml): opening hours, the address, parking, the phone.
+
+The last thing a message tries before the "not understood" answer (bot/handlers/help.py), and
+only outside a dialog: inside one, whatever a member types is the dialog's answer. A command
+always wins: a message that is a command word (积分, 帮助, 你好) is never taken here, and a
+keyword that is one is refused when the app is built (check_keywords).
+
+A place (an entry with an address and coordinates) is answered with a link card (图文) whose
+link opens a map marker: an Official Account cannot send a member a location message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.chat.context import Context
+from bot.chat.routing import NO_DIALOG, Router, SkipHandler
+from bot.config import ConfigError, FaqConfig
+from bot.notifications.replies import News, Reply, Text
+from bot.rules import faq
+
+router = Router("faq")
+
+
+def _not_a_command(ctx: Context) -> bool:
+    return bool(ctx.bot.config.faq) and not ctx.is_command(ctx.text)
+
+
+@router.when(_not_a_command, state=NO_DIALOG, kinds=("text",))
+async def answer_faq(ctx: Context) -> Reply:
+    entry = faq.match(ctx.text, ctx.bot.config.faq)
+    if entry is None:
+        raise SkipHandler
+    if not entry.located:
+        return Text(entry.answer.strip())
+    shop = ctx.bot.config.shop
+    title = entry.title or shop.name
+    url = faq.marker_url(entry.map_url or shop.map_url, entry.latitude, entry.longitude, title)
+    description = "\n".join(part for part in (entry.address.strip(), entry.answer.strip())
+                            if part)
+    return News(title, description, url, entry.pic_url)
+
+
+def check_keywords(entries: Sequence[FaqConfig], root: Router) -> None:
+    """Refuse a topic or keyword that is, as a whole message, a command word (积分, 帮助): the
+    command would answer it and the entry never would, which the shop would only find out from
+    a member. Raises ConfigError naming the entry."""
+    for entry in entries:
+        for word in (entry.topic, *entry.keywords):
+            if root.is_command(word):
+                raise ConfigError(
+                    f"faq.{entry.topic}.keywords: {word!r} is a command word, and commands come "
+                    f"first; choose other words for this question")
