@@ -63,6 +63,8 @@ def _question_values(ctx: Context) -> dict[str, Any]:
         values["nearest"] = [FreeTime(_at(start), places, ())
                              for start, places in data.get("nearest", [])]
         values["waitlist"] = data.get("waitable", False)
+        values["closed"] = data.get("closed", False)
+    values["chosen"] = data.get("chosen_name", "")
     return values
 
 
@@ -154,14 +156,16 @@ async def _ask_full(ctx: Context, service: Service, wanted: dt.datetime,
     """The wanted time is taken: the nearest free ones, and 候补 when waiting can help."""
     _keep_service(ctx, service)
     # A move is not a new place: waiting for one is for 预约.
-    waitable = not ctx.dialog.data.get("moving") and await bookings.opens_at(
-        ctx.bot, service, wanted, resource)
+    opens = await bookings.opens_at(ctx.bot, service, wanted, resource)
+    waitable = opens and not ctx.dialog.data.get("moving")
     ctx.dialog.set(Steps.full, wanted=wanted.isoformat(),
                    day=wanted.astimezone(ctx.bot.config.shop.tz).date().isoformat(),
                    nearest=[[t.start.isoformat(), t.places] for t in nearest],
                    free_at={t.start.isoformat(): list(t.resources) for t in nearest},
-                   waitable=waitable, resource_id=resource.id if resource else None,
-                   chosen_resource=resource.id if resource else None)
+                   waitable=waitable, closed=not opens,
+                   resource_id=resource.id if resource else None,
+                   chosen_resource=resource.id if resource else None,
+                   chosen_name=resource.name if resource else "")
     return _question(ctx, Steps.full)
 
 
@@ -201,7 +205,7 @@ async def start_booking(ctx: Context) -> Reply:
     if unknown:
         resource = _match(unknown[0], await bookings.resources_of(service))
         if resource is not None:
-            ctx.dialog.update(chosen_resource=resource.id)
+            ctx.dialog.update(chosen_resource=resource.id, chosen_name=resource.name)
     return await _jump(ctx, service, said.day, said.time, resource)
 
 
@@ -222,6 +226,11 @@ async def _jump(ctx: Context, service: Service, day: dt.date | None, time: dt.ti
     _keep_service(ctx, service)
     if time is None:
         return await _ask_time(ctx, service, day)
+    clash = await bookings.holding_at(ctx.member.id, start,
+                                      start + dt.timedelta(minutes=service.minutes))
+    if clash is not None and clash.id != ctx.dialog.data.get("moving"):
+        ctx.dialog.clear()  # their own booking, not a full time: nothing to wait for
+        return ctx.reply("booking_twice.j2", booking=clash)
     free = await bookings.free_times(ctx.bot, service, day, resource=resource)
     if not any(t.start == start for t in free):
         nearest = await bookings.nearest_free(ctx.bot, service, start, resource=resource)
@@ -231,7 +240,26 @@ async def _jump(ctx: Context, service: Service, day: dt.date | None, time: dt.ti
                               resource or (serving[0] if len(serving) == 1 else None))
 
 
+def _can_change(ctx: Context, booking) -> bool:
+    """Whether the member can still cancel or move it themselves (the confirmation says)."""
+    minutes = ctx.bot.config.booking.cancel_before_minutes
+    return ctx.now <= booking.starts_at - dt.timedelta(minutes=minutes)
+
+
 # --- the answers, step by step (a number is one of the list the member saw) ---
+
+
+@router.text(*ANY[1:], state=(Steps.day, Steps.time, Steps.full))
+async def any_resource(ctx: Context) -> Reply:
+    """任意 while a stylist was named: the same step again, over everyone who serves it."""
+    service = await _service(ctx)
+    if service is None:
+        return await _gone(ctx)
+    data = ctx.dialog.data
+    ctx.dialog.update(chosen_resource=None, chosen_name="")
+    if ctx.dialog.state == Steps.day or not data.get("day"):
+        return await _ask_day(ctx, service)
+    return await _ask_time(ctx, service, dt.date.fromisoformat(data["day"]))
 
 def _number(ctx: Context) -> int | None:
     text = ctx.text.strip()
@@ -415,7 +443,7 @@ async def confirm(ctx: Context) -> Reply:
         return ctx.reply(refused.reason, **refused.values)
     ctx.dialog.clear()
     return ctx.reply("booking_done.j2", booking=booked.booking,
-                     moved=data.get("moving") is not None,
+                     moved=data.get("moving"), can_change=_can_change(ctx, booked.booking),
                      cancel_before=ctx.bot.config.booking.cancel_before_minutes)
 
 
@@ -440,10 +468,13 @@ async def join_waitlist(ctx: Context) -> Reply:
     if service is None or ctx.member is None:
         return await _gone(ctx)
     resource = await _resource(data.get("resource_id"))
-    entry, ahead = await bookings.join_waitlist(ctx.bot, ctx.member, service,
-                                                _at(data["wanted"]), key=ctx.key,
-                                                resource=resource)
     ctx.dialog.clear()
+    try:
+        entry, ahead = await bookings.join_waitlist(ctx.bot, ctx.member, service,
+                                                    _at(data["wanted"]), key=ctx.key,
+                                                    resource=resource)
+    except BookingRefused as refused:
+        return ctx.reply(refused.reason, **refused.values)
     return ctx.reply("booking_waitlisted.j2", service=service, start=entry.starts_at,
                      resource=resource, ahead=ahead,
                      offer_minutes=ctx.bot.config.booking.offer_minutes)
@@ -461,7 +492,8 @@ async def accept_offer(ctx: Context) -> Reply:
     booking = await bookings.accept_offer(ctx.bot, ctx.member)
     if booking is None:
         return ctx.reply("booking_no_offer.j2")
-    return ctx.reply("booking_done.j2", booking=booking, moved=False,
+    return ctx.reply("booking_done.j2", booking=booking, moved=None,
+                     can_change=_can_change(ctx, booking),
                      cancel_before=ctx.bot.config.booking.cancel_before_minutes)
 
 
@@ -472,7 +504,16 @@ async def my_bookings(ctx: Context) -> Reply:
     if ctx.member is None:
         return ctx.not_registered()
     held = await bookings.upcoming(ctx.member.id, ctx.now)
-    return ctx.reply("booking_mine.j2", bookings=held, asked="")
+    return ctx.reply("booking_mine.j2", bookings=held, asked="",
+                     waits=await bookings.waiting(ctx.member.id, ctx.now))
+
+
+@router.global_command(commands.LEAVE_WAITLIST, help="leave_waitlist")
+async def leave_waitlist(ctx: Context) -> Reply:
+    if ctx.member is None:
+        return ctx.not_registered()
+    left = await bookings.leave_waitlists(ctx.member.id)
+    return ctx.reply("booking_left_waitlist.j2", count=left)
 
 
 async def _own_booking(ctx: Context, asked: str,
@@ -482,7 +523,7 @@ async def _own_booking(ctx: Context, asked: str,
     parts = ctx.text.split()
     if len(parts) != 2 or not parts[1].isascii() or not parts[1].isdigit():
         held = await bookings.upcoming(ctx.member.id, ctx.now)
-        return None, ctx.reply("booking_mine.j2", bookings=held, asked=asked)
+        return None, ctx.reply("booking_mine.j2", bookings=held, asked=asked, waits=[])
     found = await bookings.by_number(int(parts[1]))
     if found is None or found.member_id != ctx.member.id or found.status not in allowed \
             or found.ends_at <= ctx.now:

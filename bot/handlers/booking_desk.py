@@ -69,10 +69,12 @@ async def _resources_here(actor: Actor, service: Service) -> list[Resource]:
             if booking_desk.may_handle(actor, r.store_id)]
 
 
-def _refused(ctx: Context, exc: BookingRefused, member: Member | None = None) -> Reply:
+def _refused(ctx: Context, exc: BookingRefused, member: Member | None = None, *,
+             moving: bool = False) -> Reply:
     """The service's refusal, in the words staff need (the member's templates speak to them)."""
     return ctx.reply("booking_desk_refused.j2", reason=exc.reason.removesuffix(".j2"),
-                     masked=_masked(ctx, member) if member else "", **exc.values)
+                     masked=_masked(ctx, member) if member else "", moving=moving,
+                     **exc.values)
 
 
 # --- the day's list ---
@@ -191,7 +193,7 @@ async def move_for(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
         if exc.reason == "booking_gone.j2":
             return ctx.reply("booking_desk_not_active.j2", booking=booking,
                              masked=_masked(ctx, booking.member))
-        return _refused(ctx, exc, booking.member)
+        return _refused(ctx, exc, booking.member, moving=True)
     return ctx.reply("booking_desk_moved.j2", booking=moved.booking, previous=booking,
                      duplicate=moved.duplicate, masked=_masked(ctx, booking.member))
 

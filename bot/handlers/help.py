@@ -32,6 +32,12 @@ async def greeted(ctx: Context) -> Reply:
     return await _help(ctx)
 
 
+@router.text(*commands.CANCEL.words, state=NO_DIALOG, audience="everyone")
+async def nothing_to_cancel(ctx: Context) -> Reply:
+    # 取消 after a dialog already ended (a refusal ends one): not "I did not understand".
+    return ctx.reply("nothing_to_cancel.j2")
+
+
 @router.fallback()
 async def not_understood(ctx: Context) -> Reply | None:
     if ctx.inbound.is_event:

@@ -283,7 +283,12 @@ async def edit(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     phone = normalize_phone(value)
     if phone is None:
         return ctx.reply("profile_staff_bad_phone.j2", text=value)
-    change = await profile.change_phone(ctx.bot, member, phone, key=ctx.key, actor=actor)
+    try:
+        change = await profile.change_phone(ctx.bot, member, phone, key=ctx.key, actor=actor)
+    except profile.ProfileRefused as refused:
+        if refused.reason == "profile_phone_taken.j2":  # the member's words say "验证成功"
+            return ctx.reply("profile_staff_phone_taken.j2", **refused.values)
+        raise
     return _staff_done(ctx, change)
 
 

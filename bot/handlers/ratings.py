@@ -7,7 +7,7 @@ from __future__ import annotations
 from bot.chat import commands
 from bot.chat.context import Context
 from bot.chat.routing import Router
-from bot.chat.states import Rating
+from bot.chat.states import Rating, Support
 from bot.notifications.replies import Reply
 from bot.rules import ratings as rules
 from bot.services import ratings
@@ -68,4 +68,7 @@ async def _rate(ctx: Context, comment: str) -> Reply:
     if not rated.created and not rated.repeat:
         return ctx.reply("rating_already.j2", rating=rated.rating)
     low = rules.alerts(rated.rating.stars, ctx.bot.config.ratings.alert_at_most)
+    if low and rated.rating.thread_id is not None:
+        # What they say next goes to the manager the alert reached (回复 <n> answers them).
+        ctx.dialog.set(Support.talking)
     return ctx.reply("rating_thanks.j2", rating=rated.rating, low=low)

@@ -272,6 +272,15 @@ async def opens_at(bot, service: Service, start: dt.datetime,
                for f in _free_on(r, service, day, cal, bot.config, start))
 
 
+async def holding_at(member_id: int, start: dt.datetime, end: dt.datetime) -> Booking | None:
+    """The member's booking (or held offer) that overlaps [start, end), if any: nobody is in two
+    places at once. (A place in one class twice is also the seat table's unique key.)"""
+    return await Booking.filter(
+        member_id=member_id, status__in=HOLDING, starts_at__lt=end.astimezone(dt.UTC),
+        ends_at__gt=start.astimezone(dt.UTC)).order_by("starts_at").first() \
+        .select_related("service", "resource", "store")
+
+
 async def _hold(bot, booking: Booking, resource: Resource, service: Service, *,
                 staff: bool) -> bool:
     """Seats for the booking on the resource, inside the caller's transaction: False when the
@@ -286,10 +295,8 @@ async def _hold(bot, booking: Booking, resource: Resource, service: Service, *,
         return False
     wanted = slots.units(booking.starts_at, service.minutes, step)
     held: dict[dt.datetime, set[int]] = defaultdict(set)
-    for unit, seat, member_id in await Seat.filter(resource_id=resource.id, unit_start__in=wanted) \
-            .values_list("unit_start", "seat", "member_id"):
-        if member_id == booking.member_id:
-            raise BookingRefused("booking_twice.j2")
+    for unit, seat in await Seat.filter(resource_id=resource.id, unit_start__in=wanted) \
+            .values_list("unit_start", "seat"):
         held[unit].add(seat)
     numbers = slots.seat_numbers(held, wanted, resource.capacity)
     if numbers is None:
@@ -326,6 +333,12 @@ async def _place(bot, member: Member, service: Service, start: dt.datetime, *, k
             async with in_transaction():
                 if before_hold is not None:
                     await before_hold()
+                end = start + dt.timedelta(minutes=service.minutes)
+                clash = await holding_at(member.id, start, end)
+                if clash is not None and clash.key == key:
+                    return Booked(clash, duplicate=True)  # a copy of this message made it
+                if clash is not None:
+                    raise BookingRefused("booking_twice.j2", booking=clash)
                 for candidate in candidates:
                     booking = Booking(key=key, member_id=member.id, service_id=service.id,
                                       starts_at=start, status=status,
@@ -361,6 +374,7 @@ async def book(bot, member: Member, service: Service, start: dt.datetime, *, key
                resource: Resource | None = None, actor: Actor | None = None) -> Booked:
     """Book a place; staff (`actor`) may book past the member deadlines, audited. Raises
     BookingRefused with the nearest free times when the start is taken."""
+    start = start.astimezone(dt.UTC)  # SQLite compares datetimes as text: always UTC
     earlier = await _find(key)
     if earlier:
         return earlier
@@ -425,6 +439,7 @@ async def reschedule(bot, booking: Booking, start: dt.datetime, *, key: str,
                      resource: Resource | None = None, actor: Actor | None = None) -> Booked:
     """Move a booking to a new start: the new place is held and the old one freed in one
     transaction, so a move that loses its race leaves the old booking as it was."""
+    start = start.astimezone(dt.UTC)
     earlier = await _find(key)
     if earlier:
         return earlier
@@ -503,6 +518,10 @@ async def join_waitlist(bot, member: Member, service: Service, start: dt.datetim
                         resource: Resource | None = None) -> tuple[WaitEntry, int]:
     """Wait for a place at a full start (once per member and start); the entry and how many
     are ahead."""
+    start = start.astimezone(dt.UTC)
+    clash = await holding_at(member.id, start, start + dt.timedelta(minutes=service.minutes))
+    if clash is not None:
+        raise BookingRefused("booking_twice.j2", booking=clash)
     slot = _slot_label(service.id, resource.id if resource else None, start)
     try:
         entry = await WaitEntry.create(key=key, member_id=member.id, service_id=service.id,
@@ -514,6 +533,19 @@ async def join_waitlist(bot, member: Member, service: Service, start: dt.datetim
     ahead = await WaitEntry.filter(service_id=service.id, starts_at=start,
                                    status=WaitStatus.WAITING, id__lt=entry.id).count()
     return entry, ahead
+
+
+async def waiting(member_id: int, now: dt.datetime) -> list[WaitEntry]:
+    """The member's places on waitlists still to come, soonest first."""
+    return await WaitEntry.filter(member_id=member_id, status=WaitStatus.WAITING,
+                                  starts_at__gt=now).order_by("starts_at") \
+        .select_related("service", "resource")
+
+
+async def leave_waitlists(member_id: int) -> int:
+    """取消候补: the member stops waiting everywhere; how many places they left."""
+    return await WaitEntry.filter(member_id=member_id, status=WaitStatus.WAITING).update(
+        status=WaitStatus.CANCELLED, open_slot=None)
 
 
 async def offer_freed(bot, freed: Booking) -> int:

@@ -14,12 +14,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from bot.infra.db import IntegrityError
 from bot.infra.vault import mask_phone
-from bot.models import Booking, BookingStatus, Member, Purchase, Rating, Role, Staff
+from bot.models import Booking, BookingStatus, Member, Purchase, Rating
 from bot.notifications import ratings as rating_notices
 from bot.rules import ratings as rules
 from bot.services import members, support
@@ -142,6 +141,10 @@ async def rate(bot, member: Member, visit: Visit, stars: int, comment: str, *,
         if earlier is None:
             raise
         return earlier
+    if rules.alerts(stars, bot.config.ratings.alert_at_most):
+        # Opened now, not with the alert: the member's next words go to it (the rating dialog
+        # hands them to the thread), and may come before a background task would open it.
+        rating.thread_id = (await _low_thread(bot, rating)).id
     _alert_if_low(bot, rating)
     return Rated(rating, created=True)
 
@@ -157,16 +160,18 @@ async def _earlier(bot, visit_key: str, key: str) -> Rated | None:
 
 
 def _alert_if_low(bot, rating: Rating) -> None:
-    if rules.alerts(rating.stars, bot.config.ratings.alert_at_most) and rating.thread_id is None:
+    """The managers hear of a low rating once: the alert's sends are keyed by the rating, so a
+    repeat (or a worker that died before telling them) asks again at no risk."""
+    if rules.alerts(rating.stars, bot.config.ratings.alert_at_most):
         bot.spawn(alert_low_rating(bot, rating.id), f"rating-alert:{rating.id}")
 
 
-async def managers_of(store_id: int | None) -> list[Staff]:
-    """Who hears of a low rating: the store's active managers, and every active owner."""
-    who = Q(role=Role.OWNER)
-    if store_id is not None:
-        who |= Q(role=Role.MANAGER, store_id=store_id)
-    return await Staff.filter(who, active=True).order_by("id")
+async def _low_thread(bot, rating: Rating):
+    """The support thread a low rating opens (linked on the rating), once."""
+    thread, _ = await support.open_thread(bot, rating.member_id, store_id=rating.store_id,
+                                          reason="low_rating", key=f"rating:{rating.id}")
+    await Rating.filter(id=rating.id, thread_id=None).update(thread_id=thread.id)
+    return thread
 
 
 async def alert_low_rating(bot, rating_id: int) -> None:
@@ -174,9 +179,7 @@ async def alert_low_rating(bot, rating_id: int) -> None:
     the managers and owners in chat: the member (phone masked), the visit and the comment."""
     rating = await Rating.get(id=rating_id).select_related("member", "store")
     member = rating.member
-    thread, _ = await support.open_thread(bot, member.id, store_id=rating.store_id,
-                                          reason="low_rating", key=f"rating:{rating.id}")
-    await Rating.filter(id=rating.id, thread_id=None).update(thread_id=thread.id)
+    thread = await _low_thread(bot, rating)
     visit = await find_visit(bot, rating.visit)
     if visit is not None:
         about = visit.summary(bot.config.shop.tz)
@@ -186,7 +189,7 @@ async def alert_low_rating(bot, rating_id: int) -> None:
                  "store": rating.store.name if rating.store else bot.config.shop.name}
     masked = "-" if member.erased_at or not member.phone_enc else \
         mask_phone(members.phone_of(bot, member))
-    staff = await managers_of(rating.store_id)
+    staff = await support.managers_of(rating.store_id)
     if not staff:
         log.warning("low rating %s: no manager or owner to tell", rating.id)
     await rating_notices.low_rating(bot, rating, about, masked, member.name, thread, staff)

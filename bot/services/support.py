@@ -76,14 +76,25 @@ def serves(staff: Staff, thread: SupportThread) -> bool:
             or thread.store_id == staff.store_id)
 
 
+async def managers_of(store_id: int | None) -> list[Staff]:
+    """Who hears of a low rating: the store's active managers, and every active owner."""
+    who = Q(role=Role.OWNER)
+    if store_id is not None:
+        who |= Q(role=Role.MANAGER, store_id=store_id)
+    return await Staff.filter(who, active=True).order_by("id")
+
+
 async def recipients(thread: SupportThread) -> list[Staff]:
     """Who a member's message goes to: the staff member who answered (on duty or not: a manager
-    answering a low rating is in the conversation) until they go off duty; else everyone on
-    duty who serves the thread's store."""
+    answering a low rating is in the conversation) until they go off duty; before anyone
+    answered a low rating, the managers its alert reached; else everyone on duty who serves the
+    thread's store."""
     if thread.staff_id is not None:
         taken = await Staff.get_or_none(id=thread.staff_id, active=True)
         if taken is not None:
             return [taken]
+    if thread.reason == LOW_RATING:
+        return await managers_of(thread.store_id)
     return [s for s in await Staff.filter(active=True, on_duty_since__not_isnull=True)
             .order_by("id") if serves(s, thread)]
 

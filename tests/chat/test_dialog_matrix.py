@@ -173,7 +173,7 @@ async def _broadcast_preview(user: User) -> None:
 
 async def _taken_time(user: User) -> None:
     # No one works at 23:00: the nearest free times are offered instead.
-    assert "已经约满了" in await user.say("预约 洗剪吹 明天 23:00")
+    assert "不接受预约" in await user.say("预约 洗剪吹 明天 23:00")
 
 
 Walk = Callable[[User], Awaitable[None]]

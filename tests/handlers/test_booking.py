@@ -88,7 +88,7 @@ async def test_the_whole_dialog_books_the_chosen_time_with_the_chosen_stylist(h)
     who = await say(h, a, "11")
     assert "3月12日（周三）15:00，请选择服务人员：\n1. 小李\n2. 王老师\n0. 任意" in who
     summary = await say(h, a, "1")
-    assert "项目：洗剪吹（1小时，68元）\n时间：3月12日（周三）15:00\n服务：小李" in summary
+    assert "项目：洗剪吹（1小时，68元）\n时间：3月12日（周三）15:00\n服务人员：小李" in summary
     assert await state(h, a) == "book.confirm"
     done = await say(h, a, "确认")
 
@@ -107,7 +107,7 @@ async def test_any_stylist_and_a_one_resource_service_skip_the_choice(h):
     await say(h, a, "1")
     await say(h, a, "1")
     await say(h, a, "1")
-    assert "服务：任意（由门店安排）" in await say(h, a, "0")
+    assert "服务人员：任意（由门店安排）" in await say(h, a, "0")
     await say(h, a, "确认")
     (booking,) = await bookings_of(a)
     assert booking.resource.code == "LI"  # the first free, in the service's order
@@ -118,7 +118,7 @@ async def test_any_stylist_and_a_one_resource_service_skip_the_choice(h):
     times = await say(h, a, "1")  # Wednesday: the class is on Tue/Thu evenings and weekends
     assert "3月13日（周四）可约时间：\n1. 19:00（余12）" in times
     summary = await say(h, a, "1")
-    assert "服务：瑜伽教室" in summary and await state(h, a) == "book.confirm"
+    assert "服务人员：瑜伽教室" in summary and await state(h, a) == "book.confirm"
 
 
 @pytest.mark.parametrize("step, walk, again", [
@@ -164,7 +164,7 @@ async def test_back_goes_one_step_back_at_every_step(h):
     await say(h, a, "11")
     await say(h, a, "2")
     assert "请选择服务人员" in await say(h, a, "返回") and await state(h, a) == "book.resource"
-    assert "服务：王老师" in await say(h, a, "2")
+    assert "服务人员：王老师" in await say(h, a, "2")
     assert "请选择服务人员" in await say(h, a, "返回") and await state(h, a) == "book.resource"
     assert not await bookings_of(a)
 
@@ -213,7 +213,7 @@ async def test_one_line_with_a_day_and_a_time_goes_straight_to_the_summary(h, sa
 async def test_one_line_forms(h):
     a = await member(h, "o_bk_forms")
     summary = await say(h, a, "预约 烫发 3月14日 10:30 小李")
-    assert "项目：烫发（2小时，388元）\n时间：3月14日（周五）10:30\n服务：小李" in summary
+    assert "项目：烫发（2小时，388元）\n时间：3月14日（周五）10:30\n服务人员：小李" in summary
     assert await state(h, a) == "book.confirm"
 
     times = await say(h, a, "预约 瑜伽 周六")
@@ -263,6 +263,8 @@ async def test_a_taken_time_offers_the_nearest_then_the_waitlist_gets_the_freed_
     c = await member(h, "o_bk_second_waiter")
     await say(h, c, "预约 洗剪吹 周五 15:00 小李")
     assert "您前面还有 1 位" in await say(h, c, "候补")
+    mine = await say(h, c, "我的预约")
+    assert "【候补中】\n3月14日（周五）15:00 洗剪吹·小李\n" in mine and "取消候补" in mine
 
     assert "已取消预约号" in await say(h, a, f"取消预约 {taken.id}")
     await h.settle()
@@ -281,9 +283,63 @@ async def test_a_taken_time_offers_the_nearest_then_the_waitlist_gets_the_freed_
     assert "没有待确认的候补名额" in await say(h, c, "确认候补")
 
 
+async def test_leaving_the_waitlist_lets_the_next_in_line_have_the_place(h):
+    a, b, c = [await member(h, f"o_bk_leave_{n}") for n in range(3)]
+    taken = await book_line(h, a, "预约 洗剪吹 周五 15:00 小李")
+    for waiter in (b, c):
+        await say(h, waiter, "预约 洗剪吹 周五 15:00 小李")
+        await say(h, waiter, "候补")
+    assert "已取消您的 1 个候补" in await say(h, b, "取消候补")
+    assert "您目前没有在候补" in await say(h, b, "取消候补")
+    await say(h, a, f"取消预约 {taken.id}")
+    await h.settle()
+    (offer,) = await Booking.filter(status=BookingStatus.OFFERED)
+    assert offer.member_id == (await Member.get(follower__openid=c)).id
+
+
+async def test_a_stylist_named_then_any_stylist_and_a_day_off_is_not_full(h):
+    a = await member(h, "o_bk_named")
+    await Resource.filter(code="LI").update(hours={"3": "10:00-20:00"})  # 小李: Wednesdays only
+    off = await say(h, a, "预约 烫发 周五 15:00 小李")
+    assert "15:00 小李不接受预约（休息或不在营业时间）" in off and "已经约满了" not in off
+    assert "「任意」不限服务人员" in off
+    times = await say(h, a, "任意")
+    assert "【预约·烫发】3月14日（周五）可约时间" in times and "小李" not in times
+    days = await say(h, a, "返回")
+    assert "【预约·烫发】请选择日期" in days and "3月14日（周五）" in days
+
+
+async def test_a_booking_inside_the_cancel_deadline_says_it_cannot_be_changed_online(h):
+    a = await member(h, "o_bk_soon")
+    summary = await say(h, a, "预约 洗剪吹 今天 10:00")
+    assert "请核对预约信息" in summary, summary
+    done = await say(h, a, "确认")
+    assert "不能在线取消或改约了" in done and "取消预约" not in done
+
+
+async def test_a_time_the_member_already_holds_is_theirs_not_full_and_not_twice(h):
+    a = await member(h, "o_bk_holder")
+    held = await book_line(h, a, "预约 洗剪吹 周五 15:00 小李")
+    # The same time again: their own booking, not a full time to wait for.
+    again = await say(h, a, "预约 洗剪吹 周五 15:00 小李")
+    assert "您在这个时间已经有预约了" in again and f"预约号 {held.id}" in again
+    assert "候补" not in again and await state(h, a) is None
+    # Another stylist at an overlapping time: nobody is in two places at once.
+    overlapping = await say(h, a, "预约 洗剪吹 周五 15:30 王老师")
+    assert f"预约号 {held.id}" in overlapping and "候补" not in overlapping
+    assert [b.id for b in await bookings_of(a)] == [held.id]
+    # The service says the same to whatever asks it (staff's 代约 too).
+    wang = await Resource.get(code="WANG")
+    with pytest.raises(bookings.BookingRefused) as refused:
+        await bookings.book(h.bot, await Member.get(follower__openid=a), await held.service,
+                            local(DAY + dt.timedelta(days=2), 15, 30), key="k:overlap",
+                            resource=wang)
+    assert refused.value.reason == "booking_twice.j2"
+
+
 async def test_a_time_taken_between_the_list_and_the_yes_gets_the_nearest_times(h):
     a, b = await member(h, "o_bk_slow"), await member(h, "o_bk_fast")
-    assert "服务：小李" in await say(h, a, "预约 洗剪吹 周五 15:00 小李")
+    assert "服务人员：小李" in await say(h, a, "预约 洗剪吹 周五 15:00 小李")
     await book_line(h, b, "预约 洗剪吹 周五 15:00 小李")
 
     full = await say(h, a, "确认")
@@ -299,7 +355,8 @@ async def test_a_time_taken_between_the_list_and_the_yes_gets_the_nearest_times(
 async def test_a_closed_time_offers_no_waitlist(h):
     a = await member(h, "o_bk_closed")
     full = await say(h, a, "预约 洗剪吹 周五 22:00")
-    assert "已经约满了" in full and "候补" not in full
+    assert "22:00不接受预约（休息或不在营业时间）" in full and "已经约满了" not in full
+    assert "候补" not in full
     assert (await say(h, a, "候补")).startswith(PICK_NUMBER)
     assert "可约时间" in await say(h, a, "返回") and await state(h, a) == "book.time"
 

@@ -263,7 +263,8 @@ async def test_after_exchange_other_commands_are_not_trapped(h, member):
 # --- 帮助 and 员工帮助 are generated ---
 
 def _member_commands():
-    """Every route a member reaches by a word outside dialogs, except greetings and 绑定."""
+    """Every route a member reaches by a word outside dialogs, except greetings, 绑定 and a
+    取消 with nothing to cancel."""
     for route in build_router().routes():
         if route.staff or not (route.words or route.commands):
             continue
@@ -274,7 +275,7 @@ def _member_commands():
 
 def test_every_member_command_has_a_help_topic():
     untopical = {route.handler.__name__ for route in _member_commands() if route.help is None}
-    assert untopical == {"greeted", "bind"}
+    assert untopical == {"greeted", "bind", "nothing_to_cancel"}
 
 
 async def test_help_lists_every_registered_member_command(h, member):
@@ -326,3 +327,8 @@ def test_registration_states_are_declared_with_their_stored_names():
         "reg.consent", "reg.phone", "reg.code", "reg.name", "reg.birthday", "reg.resume"]
     with pytest.raises(AttributeError):
         Registration.phnoe  # noqa: B018 - a typo fails, it is not a new state
+
+
+async def test_cancel_with_nothing_to_cancel_says_so(h, member):
+    reply = await h.say("o_dlg_buyer", "取消")
+    assert "没有进行中的操作" in reply and "没看懂" not in reply

@@ -218,6 +218,14 @@ async def test_a_one_star_rating_alerts_the_stores_managers_and_the_owners(shop,
         assert PHONE not in alert
     for openid in ("o_far", "o_clerk"):  # another store's manager; a clerk
         assert not [m for m in await to(shop, openid) if "差评提醒" in m]
+    # What the member says next reaches the managers the alert reached, not the bot.
+    await shop.say("o_member", "我要退款")
+    await shop.settle()
+    for openid in ("o_manager", "o_owner"):
+        relayed = [m for m in await to(shop, openid) if f"【会话 {thread.id}】" in m]
+        assert any("我要退款" in m for m in relayed)
+    await shop.say("o_member", "结束")
+    assert "卡号" in await shop.say("o_member", "积分")  # the bot again
 
 
 async def test_a_five_star_rating_alerts_nobody(shop, team, member):
