@@ -87,9 +87,11 @@ CANCEL_BOOKING = GlobalCommand("cancel_booking", False, commands=("取消预约"
                                sample="取消预约 1")
 # A place the waitlist holds for the member becomes their booking.
 ACCEPT_OFFER = GlobalCommand("accept_offer", False, words=("确认候补",), sample="确认候补")
+# A [[faq]] topic or keyword sent alone (the words come from config.toml: handlers/faq.py).
+FAQ = GlobalCommand("faq", False, sample="营业时间")
 LEAVE_WAITLIST = GlobalCommand("leave_waitlist", False, words=("取消候补", "不等了"),
                                sample="取消候补")
 
 ALL = (CANCEL, BIND, STAFF, ERASE, JOIN, EXCHANGE, BOOK, MOVE_BOOKING, PROFILE, SUPPORT, RATE,
        HELP, CARD, COUPONS, COUPON_HISTORY, POINTS_HISTORY, CHECKIN, INVITE, MY_DATA, OPT_OUT,
-       OPT_IN, MY_BOOKINGS, CANCEL_BOOKING, ACCEPT_OFFER, LEAVE_WAITLIST)
+       OPT_IN, MY_BOOKINGS, CANCEL_BOOKING, ACCEPT_OFFER, LEAVE_WAITLIST, FAQ)

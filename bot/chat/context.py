@@ -12,6 +12,7 @@ from bot.chat.inbound import Inbound
 from bot.chat.states import Dialogs, Registration, State
 from bot.models import Follower, Member, Staff, Store
 from bot.notifications.replies import Text
+from bot.rules import faq
 from bot.rules.parsing import normalize_text
 from bot.services import staff as staff_service
 
@@ -76,8 +77,10 @@ class Context:
         return self.router.ask(self, state)
 
     def is_command(self, text: str) -> bool:
-        """Whether a text is a command some route listens to (so it is no one's name)."""
-        return self.router is not None and self.router.is_command(text)
+        """Whether a text is a command some route listens to, or alone one of the shop's
+        questions ([[faq]]): either way it is no one's name, and no dialog's answer."""
+        return (self.router is not None and self.router.is_command(text)) or \
+            faq.asked(text, self.bot.config.faq) is not None
 
     def not_registered(self) -> Text:
         return self.reply("not_registered.j2",

@@ -9,7 +9,7 @@ to it was answered, so nobody learns who is a member by trying numbers.
 
 from __future__ import annotations
 
-from bot.chat import commands
+from bot.chat import commands, phone_proof
 from bot.chat.context import Context
 from bot.chat.routing import Router
 from bot.chat.staff_commands import staff_command
@@ -24,7 +24,6 @@ from bot.services.staff import Actor
 router = Router("profile")
 
 PURPOSE = "profile_phone"  # the SMS codes' purpose (registration's are "register")
-RESEND_WORDS = ("重发", "重新发送", "没收到")
 CHANGE_PHONE_WORDS = ("换号", "换手机号", "修改手机号")
 NAME_WORDS = ("姓名", "称呼", "名字")
 PHONE_WORDS = ("手机", "手机号", "电话")
@@ -162,15 +161,11 @@ async def phone_given(ctx: Context) -> Reply:
 
 
 async def _send_code(ctx: Context, phone: str) -> Reply:
-    result = await verification.send_code(ctx.bot, phone, ctx.inbound.user, PURPOSE)
-    if not result.sent:
-        return ctx.reply(result.template, retry_after=result.retry_after)
-    ctx.dialog.set(Profile.code)
-    return ctx.reply("profile_code_sent.j2", masked=mask_phone(phone),
-                     minutes=ctx.bot.config.sms_limits.code_ttl_seconds // 60)
+    return await phone_proof.send_code(ctx, phone, purpose=PURPOSE, code_step=Profile.code,
+                                       sent="profile_code_sent.j2")
 
 
-@router.text(*RESEND_WORDS, state=(Profile.phone, Profile.code))
+@router.text(*phone_proof.RESEND_WORDS, state=(Profile.phone, Profile.code))
 async def resend(ctx: Context) -> Reply:
     phone = _new_phone(ctx)
     if phone is None:

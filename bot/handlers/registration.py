@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot.chat import commands
+from bot.chat import commands, phone_proof
 from bot.chat.context import Context
 from bot.chat.routing import NO_DIALOG, Router
 from bot.chat.states import Registration, find
@@ -31,7 +31,6 @@ from bot.services import coupons, members, verification
 router = Router("registration")
 
 PURPOSE = "register"
-RESEND_WORDS = ("重发", "重新发送", "没收到")
 CHANGE_PHONE_WORDS = ("换号", "换手机号", "修改手机号")
 
 
@@ -127,15 +126,11 @@ async def phone_given(ctx: Context) -> Reply:
 
 
 async def _send_code(ctx: Context, phone: str) -> Reply:
-    result = await verification.send_code(ctx.bot, phone, ctx.inbound.user, PURPOSE)
-    if not result.sent:
-        return ctx.reply(result.template, retry_after=result.retry_after)
-    ctx.dialog.set(Registration.code)
-    return ctx.reply("reg_code_sent.j2", masked=mask_phone(phone),
-                     minutes=ctx.bot.config.sms_limits.code_ttl_seconds // 60)
+    return await phone_proof.send_code(ctx, phone, purpose=PURPOSE, code_step=Registration.code,
+                                       sent="reg_code_sent.j2")
 
 
-@router.text(*RESEND_WORDS, state=(Registration.phone, Registration.code))
+@router.text(*phone_proof.RESEND_WORDS, state=(Registration.phone, Registration.code))
 async def resend(ctx: Context) -> Reply:
     """At the code step, or at the phone step when the first send failed and said 「重发」."""
     phone = _phone(ctx)

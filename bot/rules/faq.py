@@ -31,6 +31,13 @@ def match(text: str, entries: Sequence[FaqConfig]) -> FaqConfig | None:
     return found
 
 
+def asked(text: str, entries: Sequence[FaqConfig]) -> FaqConfig | None:
+    """The entry a message names as a whole (a topic or keyword and nothing else): the form in
+    which a question is answered inside a dialog too, where other text is the dialog's answer."""
+    folded = fold(text)
+    return next((entry for entry in entries if folded and folded in words(entry)), None)
+
+
 def marker_url(template: str, latitude: float, longitude: float, name: str) -> str:
     """A map marker link from a template with {lat}, {lng} and {name} (shop.map_url; Amap's
     URI API by default)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bot.rules.parsing import normalize_text
 
 # Days counted from today.
-RELATIVE_DAYS = {"今天": 0, "明天": 1, "后天": 2, "大后天": 3}
+RELATIVE_DAYS = {"前天": -2, "昨天": -1, "今天": 0, "明天": 1, "后天": 2, "大后天": 3}
 
 # The character after 周 / 星期 / 礼拜, as an ISO weekday index (Monday = 0).
 WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6}
@@ -79,7 +79,7 @@ def _arabic(text: str) -> str:
 def parse_day(text: str, today: dt.date) -> dt.date | None:
     """The day `text` names, seen from `today`, or None.
 
-    - 今天 明天 后天 大后天.
+    - 今天 明天 后天 大后天, and 昨天 前天 (staff look back: 今日预约 昨天).
     - 周六 / 星期六 / 礼拜六 (also 日, 天): the next such day, today included.
       这周六 / 本周六: that day of the current ISO week, None if already past.
       下周六 / 下星期六: that day of the next ISO week (10 days ahead when typed on a Wednesday).

@@ -14,6 +14,7 @@ import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
@@ -98,8 +99,7 @@ async def resources_of(service: Service) -> list[Resource]:
 
 # --- free times ---
 
-@dataclass(frozen=True)
-class FreeTime:
+class FreeTime(NamedTuple):  # a tuple: a day's list of them is made on every question
     start: dt.datetime  # UTC
     places: int  # over all the resources that are free then
     resources: tuple[int, ...]  # their ids, in the service's order
@@ -155,13 +155,17 @@ def _free_on(resource: Resource, service: Service, day: dt.date, cal: _Calendar,
 
 
 def _merge(per_resource: Iterable[tuple[Resource, list[slots.Free]]]) -> list[FreeTime]:
-    places: Counter = Counter()
-    who: dict[dt.datetime, list[int]] = defaultdict(list)
+    merged: dict[dt.datetime, tuple[list[int], list[int]]] = {}
     for resource, free in per_resource:
-        for f in free:
-            places[f.start] += f.places
-            who[f.start].append(resource.id)
-    return [FreeTime(start, places[start], tuple(who[start])) for start in sorted(places)]
+        for start, places in free:
+            entry = merged.get(start)
+            if entry is None:
+                merged[start] = ([places], [resource.id])
+            else:
+                entry[0].append(places)
+                entry[1].append(resource.id)
+    return [FreeTime(start, sum(places), tuple(ids))
+            for start, (places, ids) in sorted(merged.items())]
 
 
 def earliest_start(bot, *, staff: bool) -> dt.datetime:

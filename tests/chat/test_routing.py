@@ -79,14 +79,16 @@ def test_a_card_message_tries_only_the_routes_that_could_match_it():
     root = build_router()
     every = list(root.routes())
     tried = root.candidates(_ctx(text="积分"))
-    # The card (by keyword and by hint), the SMS 退订 by T, the shop's questions ([[faq]]) and
-    # the fallback: not ~60 routes.
+    # The card (by keyword and by hint), the SMS 退订 by T, the shop's questions ([[faq]]: by
+    # a word they contain, and as a whole in a dialog) and the fallback: not ~60 routes.
     assert [route.handler.__name__ for route in tried] == [
-        "opt_out", "show_card", "show_card", "answer_faq", "not_understood"], tried
+        "opt_out", "show_card", "show_card", "answer_faq", "answer_in_dialog",
+        "not_understood"], tried
     assert len(every) > 60
     in_dialog = root.candidates(_ctx(text="积分", state="reg.phone"))
     assert {route.handler.__name__ for route in in_dialog} == {
-        "phone_given", "offer_resume", "not_a_phone", "opt_out", "show_card", "not_understood"}
+        "phone_given", "offer_resume", "not_a_phone", "opt_out", "show_card", "answer_in_dialog",
+        "not_understood"}
 
 
 def test_the_index_agrees_with_trying_every_route_in_order():

@@ -77,7 +77,9 @@ async def test_the_day_list_shows_each_resource_with_masked_phones(shop, team, m
     assert PHONE not in reply and OTHER_PHONE not in reply
     # Another day; a day with nothing on it says so.
     assert f"#{first.id}" in await shop.say("o_clerk", "今日预约 2031-03-12")
-    assert "这一天没有预约" in await shop.say("o_clerk", "今日预约 明天")
+    tomorrow = await shop.say("o_clerk", "今日预约 明天")
+    assert "【预约表】2031-03-13（周四）" in tomorrow and "这一天没有预约" in tomorrow
+    assert "【预约表】2031-03-11（周二）" in await shop.say("o_clerk", "今日预约 昨天")
     assert "没看懂日期" in await shop.say("o_clerk", "今日预约 哪天")
     # A clerk of S002 sees S002's (none); the owner sees every store's, each resource's store.
     assert "这一天没有预约" in await shop.say("o_far", "今日预约")

@@ -90,19 +90,27 @@ async def test_a_command_word_runs_its_command(harness):
     assert "我可以帮您" in await harness.say("o_faq_member", "帮助")
 
 
-async def test_inside_a_dialog_a_question_word_is_the_dialogs_answer(harness):
+async def test_inside_a_dialog_only_a_question_word_alone_is_answered(harness):
     openid, phone = "o_faq_joining", "13800138072"
     await harness.post(wire.event(openid, "subscribe", "qrscene_store:S001"))
     await harness.say(openid, "同意")
-    # At the phone step 在哪 is not a phone number: the dialog says so, no map card.
+    # At the phone step 在哪, alone, is the question: answered as text with the map link (a
+    # card could not carry the step's question), then the step is asked again.
     reply = await harness.post(wire.text(openid, "在哪"))
-    assert reply["MsgType"] == "text" and "手机号" in reply["Content"]
+    assert reply["MsgType"] == "text" and "南京东路" in reply["Content"]
+    assert "position=121.4802,31.2375" in reply["Content"] and "手机号" in reply["Content"]
+    # A sentence that merely contains a keyword is the step's answer: not a phone number.
+    reply = await harness.post(wire.text(openid, "你们在哪里呀"))
+    assert "南京东路" not in reply["Content"] and "手机号" in reply["Content"]
     await harness.say(openid, phone)
     await harness.say(openid, harness.sms_codes(phone)[-1])
-    # At the name step almost any words are a name: 停车 is this member's name.
-    assert "停车，最后一步" in await harness.say(openid, "停车")
+    # At the name step a question word alone is the question, as a command word would be; a
+    # name that contains one is a name.
+    reply = await harness.say(openid, "停车")
+    assert reply.startswith(entry("停车").answer) and "请问怎么称呼您" in reply
+    assert "停车哥，最后一步" in await harness.say(openid, "停车哥")
     assert "注册成功" in await harness.say(openid, "跳过")
-    assert (await Member.get(follower__openid=openid)).name == "停车"
+    assert (await Member.get(follower__openid=openid)).name == "停车哥"
     # Out of the dialog, the same word is the question again.
     assert await harness.say(openid, "停车") == entry("停车").answer
 
@@ -185,3 +193,11 @@ def test_the_shops_map_url_is_checked_for_a_place(tmp_path: Path):
         load_config(file, environ={})
     file.write_text(f"[[faq]]\n{VALID}{PLACE}", encoding="utf-8")
     assert load_config(file, environ={}).faq[0].located
+
+
+async def test_a_new_follower_asks_before_agreeing_and_is_asked_to_agree_again(harness):
+    openid = "o_faq_newcomer"
+    await harness.post(wire.event(openid, "subscribe", "qrscene_store:S001"))
+    reply = await harness.say(openid, "营业时间")
+    assert entry("营业时间").answer in reply and "同意" in reply
+    assert "请输入您的手机号" in await harness.say(openid, "同意")

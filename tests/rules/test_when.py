@@ -319,3 +319,9 @@ def test_dates_written_in_chinese_numerals_and_weekdays_stay_weekdays():
     assert parse_day("下周一", today) == dt.date(2026, 12, 7)
     assert split_when(["洗剪吹", "明天下午三点"], today) == When(
         dt.date(2026, 12, 3), dt.time(15), ["洗剪吹"])
+
+
+def test_yesterday_and_the_day_before_look_back():
+    today = dt.date(2026, 12, 2)
+    assert parse_day("昨天", today) == dt.date(2026, 12, 1)
+    assert parse_day("前天", today) == dt.date(2026, 11, 30)
