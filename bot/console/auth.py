@@ -47,9 +47,11 @@ def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-def _logged_in(request: web.Request, new: NewSession, response: web.StreamResponse
-               ) -> web.StreamResponse:
-    """A new session id at every login; the pending login's cookie goes."""
+async def _logged_in(request: web.Request, new: NewSession, response: web.StreamResponse
+                     ) -> web.StreamResponse:
+    """A new session id at every login (the one the browser had ends); the pending login's
+    cookie goes."""
+    await console_auth.replace(request.cookies.get(SESSION_COOKIE, ""), bot_of(request).now())
     set_cookie(request, response, SESSION_COOKIE, new.token)
     clear_cookie(request, response, LOGIN_COOKIE)
     return response
@@ -89,7 +91,7 @@ async def poll(request: web.Request) -> web.StreamResponse:
     if result is Poll.EXPIRED:
         return aiohttp_jinja2.render_template("_expired.j2", request, {})
     response = web.Response(status=200, headers={"HX-Redirect": "/console/"})
-    return _logged_in(request, result, response)
+    return await _logged_in(request, result, response)
 
 
 async def link_page(request: web.Request) -> web.StreamResponse:
@@ -107,7 +109,7 @@ async def link_login(request: web.Request) -> web.StreamResponse:
     new = await console_auth.use_link(request.match_info["nonce"], _agent(request), now)
     if new is None:
         return aiohttp_jinja2.render_template("link.j2", request, {"valid": False}, status=410)
-    return _logged_in(request, new, _see_other("/console/"))
+    return await _logged_in(request, new, _see_other("/console/"))
 
 
 async def logout(request: web.Request) -> web.StreamResponse:

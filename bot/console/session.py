@@ -20,7 +20,7 @@ from bot.services.console_auth import ConsoleUser
 log = logging.getLogger("memberbot.console")
 
 BOT_KEY = web.AppKey("console_bot_key", web.AppKey)
-USER = "console_user"
+USER = web.RequestKey("console_user", ConsoleUser)
 SESSION_COOKIE = "mb_console"
 LOGIN_COOKIE = "mb_login"  # the waiting browser's claim on its QR login
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

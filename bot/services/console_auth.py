@@ -224,6 +224,14 @@ async def logout(user: ConsoleUser, now: dt.datetime) -> None:
             await audit(user.actor, "console_logout", detail=f"session={user.session.id}")
 
 
+async def replace(token: str, now: dt.datetime) -> None:
+    """A browser logging in again: the session its old cookie named ends (the new one has a
+    new id, so a session id planted before the login is worth nothing after it)."""
+    if token:
+        await ConsoleSession.filter(token_hash=digest(token), ended_at=None).update(
+            ended_at=now, end_reason="replaced")
+
+
 async def end_all(staff: Staff, store: Store, now: dt.datetime) -> int:
     """退出后台 from chat: every console session of this employee ends at once."""
     async with in_transaction():
