@@ -119,6 +119,8 @@ async def collect(browser_secret: str, user_agent: str, now: dt.datetime
         return Poll.EXPIRED
     if row.used_at is None:
         return Poll.EXPIRED if row.expires_at <= now else Poll.WAITING
+    if row.used_at <= now - QR_TTL:
+        return Poll.EXPIRED  # scanned long ago and never collected: the browser went away
     if not await LoginNonce.filter(id=row.id, claimed_at=None).update(claimed_at=now):
         return Poll.EXPIRED
     return await open_session(row.staff_id, user_agent, now, via="qr") or Poll.EXPIRED

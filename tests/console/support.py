@@ -80,8 +80,10 @@ class Browser:
 
 
 async def scan(h: Harness, openid: str, scene: str, event: str = "SCAN") -> str:
-    reply = await h.post(wire.event(openid, event, scene if event == "SCAN"
-                                    else f"qrscene_{scene}"))
+    key = scene if event == "SCAN" else f"qrscene_{scene}"
+    # CreateTime by the bot's clock: two scans a second apart are two events, not a retry.
+    reply = await h.post(wire.event(openid, event, key,
+                                    create_time=int(h.clock().timestamp())))
     return reply["Content"] if reply else ""
 
 

@@ -266,3 +266,26 @@ async def test_the_vendored_files_are_served(harness, browsers):
     for name in ("htmx.min.js", "echarts.min.js", "console.js", "console.css"):
         assert (await browser.get(f"/console/static/{name}")).status == 200, name
     assert (await browser.get("/console")).status == 302
+
+
+async def test_a_scan_not_collected_soon_lapses(harness, browsers):
+    h = harness
+    await add_staff("o_boss", "owner")
+    browser = browsers(h)
+    scene = await browser.open_login()
+    assert "已登录后台" in await scan(h, "o_boss", scene)
+    h.clock.advance(minutes=2, seconds=1)
+    assert "二维码已过期" in (await browser.get("/console/login/poll")).text
+    assert not await browser.logged_in()
+
+
+async def test_scanning_again_and_again_is_slowed_down(harness, browsers):
+    h = harness
+    await add_staff("o_boss", "owner")
+    scene = await browsers(h).open_login()
+    assert "已登录后台" in await scan(h, "o_boss", scene)
+    for _ in range(9):
+        h.clock.advance(seconds=1)  # another event, not WeChat retrying the same one
+        assert "已过期或已使用" in await scan(h, "o_boss", scene)
+    h.clock.advance(seconds=1)
+    assert "扫码太频繁，请 10 分钟后再试" in await scan(h, "o_boss", scene)
