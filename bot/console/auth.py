@@ -3,14 +3,13 @@ the one-time link, and logging out."""
 
 from __future__ import annotations
 
+import base64
 import io
 
 import aiohttp
 import aiohttp_jinja2
 import qrcode
-import qrcode.image.svg
 from aiohttp import web
-from markupsafe import Markup
 
 from bot.console.session import (
     LOGIN_COOKIE,
@@ -35,12 +34,13 @@ def _agent(request: web.Request) -> str:
     return request.headers.get("User-Agent", "")
 
 
-def _svg(text: str) -> Markup:
-    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=8, border=2)
+def _qr_png(text: str) -> str:
+    """The code as a PNG data URI: an <img>, so that in WeChat's own browser on the phone a
+    long press (识别图中二维码) scans it too, which an inline SVG would not allow."""
+    image = qrcode.make(text, box_size=8, border=2)
     out = io.BytesIO()
-    image.save(out)
-    svg = out.getvalue().decode()
-    return Markup(svg[svg.index("<svg"):])  # without the XML declaration
+    image.save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
 
 
 def _see_other(location: str) -> web.Response:
@@ -73,7 +73,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
                                               status=502)
     sandbox = bot.config.wechat.api_base_url.rstrip("/") != REAL_WECHAT
     response = aiohttp_jinja2.render_template("login.j2", request, {
-        "qr": _svg(code["url"]), "minutes": seconds // 60,
+        "qr": _qr_png(code["url"]), "minutes": seconds // 60,
         "scene": pending.scene if sandbox else None})
     set_cookie(request, response, LOGIN_COOKIE, pending.browser_secret, max_age=seconds + 60)
     return response

@@ -31,7 +31,13 @@ async def test_a_bound_employee_scanning_the_code_logs_the_waiting_browser_in(ha
     h = harness
     owner = await add_staff("o_boss", "owner", name="老板娘")
     browser = browsers(h)
-    scene = await browser.open_login()
+    login = await browser.get("/console/")
+    # A temporary code from WeChat, valid two minutes, shown as an image (long-pressable).
+    (code,) = h.stand_ins.wechat.qrcodes.values()
+    assert code.scene.startswith("login:") and f"/scan {code.scene}" in login.text
+    assert (code.permanent, code.expire_seconds) == (False, 120)
+    assert '<img class="qr" src="data:image/png;base64,' in login.text
+    scene = code.scene
     assert (await browser.get("/console/login/poll")).status == 204  # waiting: nothing to swap
     reply = await scan(h, "o_boss", scene)
     assert reply.startswith("已登录后台 · Chrome · ") and "回复「退出后台」" in reply
