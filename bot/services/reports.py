@@ -80,85 +80,74 @@ class Compared:
         return reports.change(self.current.value(name), self.previous.value(name))
 
 
-async def _ranged(select: str, table: str, column: str, ranges, p: _Params, store_id,
-                  *, where: str = "", store_column: str = "store_id") -> dict[str, Any]:
-    """Run `select` (whose per-range columns already took their parameters from p) over the
-    rows of every range, in the store if one is given."""
-    low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
-    clauses = [_in(column, low, high, p)]
-    if where:
-        clauses.append(where)
+@dataclass(frozen=True)
+class _Source:
+    """A table the figures come from: the column that places a row in a period, the one that
+    places it in a store, and each figure's aggregate ({when}: the row is in the period)."""
+
+    table: str
+    time: str
+    store: str
+    measures: tuple[tuple[str, str], ...]
+    where: str = ""
+
+
+_COUNTED = ", ".join(f"'{status}'" for status in COUNTED_BOOKINGS)
+SOURCES = (
+    _Source("member", "registered_at", "store_id", (
+        ("new_members", "COUNT(CASE WHEN {when} THEN 1 END)"),)),
+    _Source("purchase", "created_at", "store_id", (
+        ("sales", "SUM(CASE WHEN {when} THEN amount ELSE 0 END)"),
+        ("paying_members", "COUNT(DISTINCT CASE WHEN {when} THEN member_id END)"),
+    ), where="voided_at IS NULL"),
+    _Source("points_entry e JOIN member m ON m.id = e.member_id", "e.created_at", "m.store_id", (
+        ("points_issued", f"SUM(CASE WHEN e.kind = '{PointsKind.EARN}' AND {{when}} "
+                          "THEN e.delta ELSE 0 END)"),
+        ("points_redeemed", f"SUM(CASE WHEN e.kind = '{PointsKind.REDEEM}' AND {{when}} "
+                            "THEN -e.delta ELSE 0 END)"),
+        ("points_expired", f"SUM(CASE WHEN e.kind = '{PointsKind.EXPIRE}' AND {{when}} "
+                           "THEN -e.delta ELSE 0 END)"),
+        ("active_members", f"COUNT(DISTINCT CASE WHEN e.kind IN ('{PointsKind.EARN}', "
+                           f"'{PointsKind.REDEEM}') AND {{when}} THEN e.member_id END)"),
+    )),
+    _Source("booking", "starts_at", "store_id", (
+        ("bookings", "COUNT(CASE WHEN {when} THEN 1 END)"),
+        ("no_shows", f"COUNT(CASE WHEN status = '{BookingStatus.NO_SHOW}' AND {{when}} "
+                     "THEN 1 END)"),
+    ), where=f"status IN ({_COUNTED})"),
+    _Source("rating", "created_at", "store_id", (
+        ("ratings", "COUNT(CASE WHEN {when} THEN 1 END)"),
+        ("stars", "SUM(CASE WHEN {when} THEN stars ELSE 0 END)"),
+    )),
+)
+
+
+async def _measure(source: _Source, ranges: list[tuple[dt.datetime, dt.datetime]],
+                   store_id: int | None) -> list[dict[str, int]]:
+    """One statement: every figure of a source for every range."""
+    p = _Params()
+    columns = [f"{aggregate.format(when=_in(source.time, *r, p))} AS {name}_{i}"
+               for i, r in enumerate(ranges) for name, aggregate in source.measures]
+    clauses = [_in(source.time, min(r[0] for r in ranges), max(r[1] for r in ranges), p)]
+    if source.where:
+        clauses.append(source.where)
     if store_id is not None:
-        clauses.append(f"{store_column} = {p(store_id)}")
-    rows = await sql.fetch(f"SELECT {select} FROM {table} WHERE {' AND '.join(clauses)}",
-                           *p.values)
-    return rows[0]
+        clauses.append(f"{source.store} = {p(store_id)}")
+    (row,) = await sql.fetch(f"SELECT {', '.join(columns)} FROM {source.table} "
+                             f"WHERE {' AND '.join(clauses)}", *p.values)
+    return [{name: int(row[f"{name}_{i}"] or 0) for name, _ in source.measures}
+            for i in range(len(ranges))]
 
 
 async def figures(periods: list[Period], tz: ZoneInfo, store_id: int | None
                   ) -> list[Figures]:
-    """Each period's figures (in the order given)."""
+    """Each period's figures (in the order given): one statement a source."""
     ranges = [period.bounds(tz) for period in periods]
-    n = len(ranges)
     out: list[dict[str, int]] = [{} for _ in ranges]
-
-    p = _Params()
-    cols = ", ".join(f"COUNT(CASE WHEN {_in('registered_at', *r, p)} THEN 1 END) AS n{i}"
-                     for i, r in enumerate(ranges))
-    row = await _ranged(cols, "member", "registered_at", ranges, p, store_id)
-    for i in range(n):
-        out[i]["new_members"] = int(row[f"n{i}"] or 0)
-
-    p = _Params()
-    cols = ", ".join(
-        f"COALESCE(SUM(CASE WHEN {_in('created_at', *r, p)} THEN amount ELSE 0 END), 0) "
-        f"AS s{i}, COUNT(DISTINCT CASE WHEN {_in('created_at', *r, p)} THEN member_id END) "
-        f"AS m{i}" for i, r in enumerate(ranges))
-    row = await _ranged(cols, "purchase", "created_at", ranges, p, store_id,
-                       where="voided_at IS NULL")
-    for i in range(n):
-        out[i]["sales"] = int(row[f"s{i}"] or 0)
-        out[i]["paying_members"] = int(row[f"m{i}"] or 0)
-
-    p = _Params()
-    parts = []
-    for i, r in enumerate(ranges):
-        parts.append(
-            f"COALESCE(SUM(CASE WHEN e.kind = '{PointsKind.EARN}' AND "
-            f"{_in('e.created_at', *r, p)} THEN e.delta ELSE 0 END), 0) AS i{i}, "
-            f"COALESCE(SUM(CASE WHEN e.kind = '{PointsKind.REDEEM}' AND "
-            f"{_in('e.created_at', *r, p)} THEN -e.delta ELSE 0 END), 0) AS r{i}, "
-            f"COALESCE(SUM(CASE WHEN e.kind = '{PointsKind.EXPIRE}' AND "
-            f"{_in('e.created_at', *r, p)} THEN -e.delta ELSE 0 END), 0) AS x{i}, "
-            f"COUNT(DISTINCT CASE WHEN e.kind IN ('{PointsKind.EARN}', '{PointsKind.REDEEM}') "
-            f"AND {_in('e.created_at', *r, p)} THEN e.member_id END) AS a{i}")
-    row = await _ranged(", ".join(parts), "points_entry e JOIN member m ON m.id = e.member_id",
-                       "e.created_at", ranges, p, store_id, store_column="m.store_id")
-    for i in range(n):
-        out[i].update(points_issued=int(row[f"i{i}"] or 0),
-                      points_redeemed=int(row[f"r{i}"] or 0),
-                      points_expired=int(row[f"x{i}"] or 0),
-                      active_members=int(row[f"a{i}"] or 0))
-
-    p = _Params()
-    counted = ", ".join(f"'{status}'" for status in COUNTED_BOOKINGS)
-    cols = ", ".join(
-        f"COUNT(CASE WHEN {_in('starts_at', *r, p)} THEN 1 END) AS b{i}, "
-        f"COUNT(CASE WHEN status = '{BookingStatus.NO_SHOW}' AND "
-        f"{_in('starts_at', *r, p)} THEN 1 END) AS ns{i}" for i, r in enumerate(ranges))
-    row = await _ranged(cols, "booking", "starts_at", ranges, p, store_id,
-                       where=f"status IN ({counted})")
-    for i in range(n):
-        out[i].update(bookings=int(row[f"b{i}"] or 0), no_shows=int(row[f"ns{i}"] or 0))
-
-    p = _Params()
-    cols = ", ".join(
-        f"COUNT(CASE WHEN {_in('created_at', *r, p)} THEN 1 END) AS c{i}, "
-        f"COALESCE(SUM(CASE WHEN {_in('created_at', *r, p)} THEN stars ELSE 0 END), 0) "
-        f"AS t{i}" for i, r in enumerate(ranges))
-    row = await _ranged(cols, "rating", "created_at", ranges, p, store_id)
-    for i in range(n):
-        out[i].update(ratings=int(row[f"c{i}"] or 0), stars=int(row[f"t{i}"] or 0))
+    for source in SOURCES:
+        for values, measured in zip(out, await _measure(source, ranges, store_id),
+                                    strict=True):
+            values.update(measured)
     return [Figures(**values) for values in out]
 
 
