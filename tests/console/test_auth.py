@@ -173,6 +173,7 @@ async def test_退出后台_in_chat_ends_every_session_at_once(harness, browsers
     assert "2 个" in await h.say("o_boss", "退出后台")
     assert not await laptop.logged_in() and not await phone.logged_in()
     assert "没有登录中的后台" in await h.say("o_boss", "退出后台")
+    assert "退出后台" in await h.say("o_boss", "员工帮助")  # staff can find the word
     assert await AuditEntry.filter(action="console_logout").count() == 1
 
 
