@@ -16,6 +16,7 @@ from bot.channels.wechat import Rejected, WeChatChannel
 from bot.chat.dispatcher import Dispatcher
 from bot.clock import utcnow
 from bot.config import Config, validate_for_serving
+from bot.console import create_console, redirect_to_console
 from bot.handlers import build_router, faq
 from bot.runtime import Bot, open_bot
 
@@ -47,6 +48,8 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utcnow) -> 
     app.router.add_post("/sms/report", receive_sms_report)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/console", redirect_to_console)
+    app.add_subapp("/console", create_console(BOT))
     return app
 
 

@@ -156,6 +156,17 @@ class BookingConfig:
 
 
 @dataclass
+class ConsoleConfig:
+    """The owner's web console (/console), logged in by scanning a QR code with WeChat."""
+
+    idle_minutes: int = 30  # a session unused this long ends
+    # Where the console is reached from outside (https://shop.example.com): the login links
+    # `memberbot console link` prints start with it, and the session cookie is Secure when it
+    # is https. Empty: http://<server.host>:<server.port>.
+    base_url: str = ""
+
+
+@dataclass
 class SupportConfig:
     """[service]: a member asking for a person (人工). mode "bot" relays them to the staff on
     duty in chat; "wechat" hands them to WeChat's own customer-service workbench."""
@@ -346,6 +357,7 @@ class Config:
     booking: BookingConfig = field(default_factory=BookingConfig)
     service: SupportConfig = field(default_factory=SupportConfig)
     ratings: RatingsConfig = field(default_factory=RatingsConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     points: PointsConfig = field(default_factory=PointsConfig)
     stored_value: StoredValueConfig = field(default_factory=StoredValueConfig)
     coupon_rewards: CouponRewardsConfig = field(default_factory=CouponRewardsConfig)
@@ -512,6 +524,11 @@ def validate_basics(config: Config) -> None:
         raise ConfigError("service.mode: one of bot, wechat")
     if config.service.idle_minutes <= 0:
         raise ConfigError("service.idle_minutes: must be positive")
+    if config.console.idle_minutes <= 0:
+        raise ConfigError("console.idle_minutes: must be positive")
+    if config.console.base_url and not config.console.base_url.startswith(("http://",
+                                                                           "https://")):
+        raise ConfigError("console.base_url: must start with https:// (or http://)")
     points = config.points
     if points.rounding not in ("floor", "round", "ceil"):
         raise ConfigError("points.rounding: one of floor, round, ceil")

@@ -14,6 +14,7 @@ from bot.cli import (
     audit,
     booking,
     broadcast,
+    console,
     coupons,
     feedback,
     jobs,
@@ -43,7 +44,7 @@ from bot.sandbox.runner import sandbox_config
 # config) does the work and returns the exit status (None: 0) or raises CliError; needs says
 # what of the configuration it uses, checked once in main() before it runs.
 GROUPS = (serve, sandbox, staff, purchases, audit, menu, qrcode, coupons, broadcast, segments,
-          ops, security, jobs, booking, feedback)
+          ops, security, jobs, booking, feedback, console)
 
 NEEDS: dict[str, Callable[[Config], None]] = {
     "none": lambda config: None,  # the config file alone (backup, restore, sandbox, new-key)

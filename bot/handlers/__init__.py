@@ -12,6 +12,7 @@ def build_router() -> Router:
         broadcast,
         card,
         card_transfer,
+        console,
         coupons,
         engagement,
         faq,
@@ -35,7 +36,8 @@ def build_router() -> Router:
     # "not understood" answer.
     # Support first: while a member talks with a person (a relay dialog) its catch-all takes
     # every message before any other area's words could.
-    root.include(support.router,
+    # The console's login scene is matched before follow's scan and subscribe see it.
+    root.include(support.router, console.router,
                  registration.router, staff.router, tags.router, broadcast.router,
                  card_transfer.router, booking_desk.router, support.staff_router,
                  coupons.router, booking.router, privacy.router, profile.router, ratings.router,

@@ -20,6 +20,7 @@ from bot.models.campaign import (
     MassJob,
     MassQuota,
 )
+from bot.models.console import ConsoleSession, LoginNonce
 from bot.models.conversation import Conversation, InboundMessage
 from bot.models.coupons import Coupon, CouponStatus, CouponTemplate
 from bot.models.delivery import AccessToken, Delivery, DeliveryStatus
@@ -49,6 +50,7 @@ __all__ = [
     "CardTransfer",
     "CheckIn",
     "Closure",
+    "ConsoleSession",
     "Conversation",
     "Coupon",
     "CouponStatus",
@@ -59,6 +61,7 @@ __all__ = [
     "Follower",
     "InboundMessage",
     "JobRun",
+    "LoginNonce",
     "MassJob",
     "MassQuota",
     "Member",

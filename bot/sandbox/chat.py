@@ -7,9 +7,10 @@ Which phone is this user's: a seeded demo member's own, any number typed as a me
 own (as registration asks for it), and numbers added with /phone. SMS to other people's phones
 (a clerk types theirs in 消费 …) are not shown, as they would not reach this person.
 
-Commands: /scan <scene> (scan a poster QR: follows first if needed), /follow, /unfollow,
-/click <KEY>, /scancode <text> (what a scan button's camera read), /voice <text>, /location,
-/image, /phone <number>, /help, /quit. Anything else is a text message.
+Commands: /scan <scene> (scan a poster QR, or the console's login:<nonce>: follows first if
+needed), /follow, /unfollow, /click <KEY>, /scancode <text> (what a scan button's camera
+read), /voice <text>, /location, /image, /phone <number>, /help, /quit. Anything else is a
+text message.
 
 Images the bot sends are fetched from the WeChat stand-in and saved under data/chat-images/;
 a QR code in one is drawn in the terminal from the payload the poster renderer writes into
@@ -40,7 +41,8 @@ from bot.sandbox import wechat_client as wire
 from bot.sandbox.runner import demo_phone, ports, sandbox_config
 
 HELP = """Commands:
-  /scan store:S001   scan a poster QR code (follows the account first if you don't yet)
+  /scan store:S001   scan a poster QR code (follows the account first if you don't yet);
+                     /scan login:<nonce> logs the console's waiting browser in (staff only)
   /follow            follow the account without a QR code
   /unfollow          unfollow
   /click MY_CARD     tap a menu button (MY_CARD, JOIN, HELP)

@@ -10,8 +10,9 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from bot.clock import utcnow
 from bot.infra.db import IntegrityError
-from bot.models import AuditEntry, Member, Staff, StaffInvite, Store
+from bot.models import AuditEntry, ConsoleSession, Member, Staff, StaffInvite, Store
 from bot.models.staff import ROLES, Role
 
 INVITE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I
@@ -120,6 +121,9 @@ async def bind(openid: str, code: str, now: dt.datetime) -> Staff | None:
             except IntegrityError:
                 return None
         else:
+            if (staff.role, staff.store_id) != (invite.role, invite.store_id):
+                # A new role or store: the console sessions opened with the old one end.
+                await ConsoleSession.end_all(staff.id, now, "role_changed")
             await Staff.filter(id=staff.id).update(**fields)
             await staff.refresh_from_db()
         await StaffInvite.filter(id=invite.id).update(staff_id=staff.id)
@@ -139,12 +143,14 @@ async def staff_account(openid: str) -> tuple[Staff, Store] | None:
     return (staff, staff.store) if staff else None
 
 
-async def revoke(staff_id: int) -> bool:
+async def revoke(staff_id: int, now: dt.datetime | None = None) -> bool:
+    """The employee's access ends at once: in chat, and every console session they have."""
     async with in_transaction():
         staff = await Staff.get_or_none(id=staff_id).select_related("store")
         if staff is None or not staff.active:
             return False
         await Staff.filter(id=staff_id).update(active=False)
+        await ConsoleSession.end_all(staff_id, now or utcnow(), "revoked")
         await audit(Actor.cli(staff.store), "staff_revoke", before={"role": staff.role},
                     after={"active": False}, detail=f"staff:{staff.id} {staff.name}")
     return True

@@ -305,7 +305,7 @@ def test_every_subcommand_registers_its_run_function():
         "broadcast cancel", "broadcast confirm", "booking service list", "booking service add",
         "booking service disable", "booking resource list", "booking resource add",
         "booking resource disable", "booking hours", "booking closed", "booking list",
-        "broadcast status", "broadcast list", "feedback"])
+        "broadcast status", "broadcast list", "feedback", "console link"])
     assert all(callable(run) for run in found.values()), found
 
 

@@ -1,0 +1,40 @@
+"""The owner's web console at /console: server-rendered Jinja2 (aiohttp-jinja2), htmx for
+partial updates and ECharts for charts, both vendored in static/ (no CDN, no build step).
+
+A sub-application of the webhook's app: `create_console(BOT)` is mounted at /console by
+bot/app.py. It reaches the bot through the key it is given (the parent app's), so it needs
+nothing from above its layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from bot.console import auth, home
+from bot.console.session import BOT_KEY, guard
+from bot.runtime import Bot
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def create_console(bot_key: web.AppKey[Bot]) -> web.Application:
+    app = web.Application(middlewares=[guard])
+    app[BOT_KEY] = bot_key
+    aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("bot.console", "templates"),
+                         autoescape=True, filters={"yuan": home.yuan, "pct": home.pct})
+    app.router.add_get("/", home.page, name="home")
+    app.router.add_get("/chart", home.chart, name="chart")
+    app.router.add_get("/login/poll", auth.poll, name="poll")
+    app.router.add_get("/login/{nonce}", auth.link_page, name="link")
+    app.router.add_post("/login/{nonce}", auth.link_login, name="link_login")
+    app.router.add_post("/logout", auth.logout, name="logout")
+    app.router.add_static("/static", STATIC, name="static")
+    return app
+
+
+async def redirect_to_console(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/console/")

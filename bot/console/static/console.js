@@ -1,0 +1,37 @@
+/* The console's own script: the CSRF token on every htmx request, and the charts. */
+(function () {
+  "use strict";
+  document.addEventListener("htmx:configRequest", function (event) {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta) { event.detail.headers["X-CSRF-Token"] = meta.content; }
+  });
+
+  function draw(root) {
+    if (!window.echarts || !root.querySelectorAll) { return; }
+    var boxes = root.querySelectorAll("[data-chart]");
+    for (var i = 0; i < boxes.length; i++) {
+      var data = JSON.parse(boxes[i].getAttribute("data-chart"));
+      var series = [{ name: "新会员", type: "bar", data: data.new_members }];
+      var axes = [{ type: "value", name: "新会员", minInterval: 1 }];
+      if (data.sales) {
+        series.push({ name: "销售额（元）", type: "line", yAxisIndex: 1, data: data.sales });
+        axes.push({ type: "value", name: "元" });
+      }
+      var chart = window.echarts.init(boxes[i]);
+      chart.setOption({
+        tooltip: { trigger: "axis" }, legend: { top: 0 },
+        grid: { left: 40, right: 40, top: 40, bottom: 30 },
+        xAxis: { type: "category", data: data.dates }, yAxis: axes, series: series
+      });
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () { draw(document); });
+  document.addEventListener("htmx:afterSwap", function (event) { draw(event.detail.target); });
+  window.addEventListener("resize", function () {
+    var boxes = document.querySelectorAll("[data-chart]");
+    for (var i = 0; i < boxes.length; i++) {
+      var chart = window.echarts && window.echarts.getInstanceByDom(boxes[i]);
+      if (chart) { chart.resize(); }
+    }
+  });
+})();
