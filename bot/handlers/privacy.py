@@ -3,7 +3,7 @@ marketing; also an SMS reply of TD / 退订 / T) and 订阅 (marketing again, af
 
 from __future__ import annotations
 
-from bot.chat import commands
+from bot.chat import commands, phone_proof
 from bot.chat.context import Context
 from bot.chat.routing import Router
 from bot.chat.states import Erasure
@@ -87,11 +87,7 @@ async def erase_confirm_unclear(ctx: Context) -> Reply:
     return ctx.ask(Erasure.confirm)
 
 
-def _a_code(ctx: Context) -> bool:
-    return parse_code(ctx.text) is not None
-
-
-@router.answer(Erasure.code, fits=_a_code)
+@router.answer(Erasure.code, fits=phone_proof.a_code)
 async def erase_code(ctx: Context) -> Reply:
     code = parse_code(ctx.text)
     phone = members.phone_of(ctx.bot, ctx.member)

@@ -24,7 +24,6 @@ from bot.services.staff import Actor
 router = Router("profile")
 
 PURPOSE = "profile_phone"  # the SMS codes' purpose (registration's are "register")
-CHANGE_PHONE_WORDS = ("换号", "换手机号", "修改手机号")
 NAME_WORDS = ("姓名", "称呼", "名字")
 PHONE_WORDS = ("手机", "手机号", "电话")
 EDIT_USAGE = "改资料 <手机号|卡号> 姓名|手机 <新的>"
@@ -36,7 +35,7 @@ BIRTHDAY_USAGE = "改生日 <手机号|卡号> <日期>"
 @router.question_values(Profile)
 def _question(ctx: Context) -> dict:
     member = ctx.member
-    new_phone = _new_phone(ctx)
+    new_phone = phone_proof.kept(ctx)
     return {
         "member": member,
         "masked": mask_phone(members.phone_of(ctx.bot, member)) if member else "",
@@ -46,26 +45,11 @@ def _question(ctx: Context) -> dict:
     }
 
 
-def _new_phone(ctx: Context) -> str | None:
-    sealed = ctx.dialog.data.get("phone")
-    if not sealed:
-        return None
-    try:
-        return ctx.bot.vault.decrypt(sealed)
-    except ValueError:  # sealed under a key retired since: ask for the number again
-        return None
-
 
 def _a_name(ctx: Context) -> bool:
     return name_problem(ctx.text) is None and not ctx.is_command(ctx.text)
 
 
-def _a_phone(ctx: Context) -> bool:
-    return normalize_phone(ctx.text) is not None
-
-
-def _a_code(ctx: Context) -> bool:
-    return parse_code(ctx.text) is not None
 
 
 def _a_birthday(ctx: Context) -> bool:
@@ -146,7 +130,7 @@ async def name_given(ctx: Context) -> Reply:
     return _done(ctx, change)
 
 
-@router.answer(Profile.phone, fits=_a_phone)
+@router.answer(Profile.phone, fits=phone_proof.a_phone)
 async def phone_given(ctx: Context) -> Reply:
     # The same answer for every number, a member's or not (see the module's docstring); only
     # the member's own number is said at once, as it tells nothing new.
@@ -156,7 +140,7 @@ async def phone_given(ctx: Context) -> Reply:
     if phone == members.phone_of(ctx.bot, ctx.member):
         ctx.dialog.clear()
         return ctx.reply("profile_same.j2", field="phone")
-    ctx.dialog.update(phone=ctx.bot.vault.encrypt(phone))
+    phone_proof.keep(ctx, phone)
     return await _send_code(ctx, phone)
 
 
@@ -167,20 +151,20 @@ async def _send_code(ctx: Context, phone: str) -> Reply:
 
 @router.text(*phone_proof.RESEND_WORDS, state=(Profile.phone, Profile.code))
 async def resend(ctx: Context) -> Reply:
-    phone = _new_phone(ctx)
+    phone = phone_proof.kept(ctx)
     if phone is None:
         ctx.dialog.set(Profile.phone)
         return ctx.ask(Profile.phone)
     return await _send_code(ctx, phone)
 
 
-@router.text(*CHANGE_PHONE_WORDS, state=(Profile.phone, Profile.code))
+@router.text(*phone_proof.CHANGE_PHONE_WORDS, state=(Profile.phone, Profile.code))
 async def other_phone(ctx: Context) -> Reply:
     ctx.dialog.set(Profile.phone)
     return ctx.ask(Profile.phone)
 
 
-@router.answer(Profile.code, fits=_a_code)
+@router.answer(Profile.code, fits=phone_proof.a_code)
 async def code_given(ctx: Context) -> Reply:
     if ctx.member is None:
         return _gone(ctx)
@@ -189,7 +173,7 @@ async def code_given(ctx: Context) -> Reply:
     earlier = await profile.made_by(ctx.key)
     if earlier is not None:
         return _done(ctx, earlier)
-    phone = _new_phone(ctx)
+    phone = phone_proof.kept(ctx)
     if phone is None:
         ctx.dialog.set(Profile.phone)
         return ctx.ask(Profile.phone)
@@ -236,7 +220,7 @@ async def not_a_phone(ctx: Context) -> Reply:
 
 @router.message(state=Profile.code)
 async def not_a_code(ctx: Context) -> Reply:
-    if _new_phone(ctx) is None:
+    if phone_proof.kept(ctx) is None:
         ctx.dialog.set(Profile.phone)
         return ctx.ask(Profile.phone)
     return ctx.reply("reg_bad_code.j2")

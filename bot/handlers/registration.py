@@ -31,25 +31,15 @@ from bot.services import coupons, members, verification
 router = Router("registration")
 
 PURPOSE = "register"
-CHANGE_PHONE_WORDS = ("换号", "换手机号", "修改手机号")
 
 
 @router.question_values(Registration)
 def _question(ctx: Context) -> dict:
-    phone = _phone(ctx)
+    phone = phone_proof.kept(ctx)
     paused = find(ctx.dialog.data.get("resume_to"))
     return {"masked": mask_phone(phone) if phone else "", "name": ctx.dialog.data.get("name", ""),
             "step": paused.label if paused else ""}
 
-
-def _phone(ctx: Context) -> str | None:
-    sealed = ctx.dialog.data.get("phone")
-    if not sealed:
-        return None
-    try:
-        return ctx.bot.vault.decrypt(sealed)
-    except ValueError:  # sealed under a key retired since: ask for the number again
-        return None
 
 
 def _stale(ctx: Context) -> bool:
@@ -57,12 +47,6 @@ def _stale(ctx: Context) -> bool:
     return ctx.dialog.idle(ctx.now) > limit
 
 
-def _a_phone(ctx: Context) -> bool:
-    return normalize_phone(ctx.text) is not None
-
-
-def _a_code(ctx: Context) -> bool:
-    return parse_code(ctx.text) is not None
 
 
 def _a_name(ctx: Context) -> bool:
@@ -116,12 +100,12 @@ async def decline(ctx: Context) -> Reply:
     return ctx.reply("reg_declined.j2")
 
 
-@router.answer(Registration.phone, fits=_a_phone)
+@router.answer(Registration.phone, fits=phone_proof.a_phone)
 async def phone_given(ctx: Context) -> Reply:
     # The same answer for every number, a member's or not: whether the card is bound to another
     # WeChat account is said only after the code proves the phone (code_given).
     phone = normalize_phone(ctx.text)
-    ctx.dialog.update(phone=ctx.bot.vault.encrypt(phone))
+    phone_proof.keep(ctx, phone)
     return await _send_code(ctx, phone)
 
 
@@ -133,7 +117,7 @@ async def _send_code(ctx: Context, phone: str) -> Reply:
 @router.text(*phone_proof.RESEND_WORDS, state=(Registration.phone, Registration.code))
 async def resend(ctx: Context) -> Reply:
     """At the code step, or at the phone step when the first send failed and said 「重发」."""
-    phone = _phone(ctx)
+    phone = phone_proof.kept(ctx)
     if phone is None:
         if ctx.dialog.state == Registration.phone:
             return ctx.reply("reg_bad_phone.j2")
@@ -142,15 +126,15 @@ async def resend(ctx: Context) -> Reply:
     return await _send_code(ctx, phone)
 
 
-@router.text(*CHANGE_PHONE_WORDS, state=(Registration.phone, Registration.code))
+@router.text(*phone_proof.CHANGE_PHONE_WORDS, state=(Registration.phone, Registration.code))
 async def change_phone(ctx: Context) -> Reply:
     ctx.dialog.set(Registration.phone)
     return ctx.reply("reg_ask_phone.j2")
 
 
-@router.answer(Registration.code, fits=_a_code)
+@router.answer(Registration.code, fits=phone_proof.a_code)
 async def code_given(ctx: Context) -> Reply:
-    phone = _phone(ctx)
+    phone = phone_proof.kept(ctx)
     if phone is None:
         ctx.dialog.set(Registration.phone)
         return ctx.reply("reg_ask_phone.j2")
@@ -212,7 +196,7 @@ async def not_a_phone(ctx: Context) -> Reply:
 
 @router.message(state=Registration.code)
 async def not_a_code(ctx: Context) -> Reply:
-    if _phone(ctx) is None:
+    if phone_proof.kept(ctx) is None:
         ctx.dialog.set(Registration.phone)
         return ctx.reply("reg_ask_phone.j2")
     return ctx.reply("reg_bad_code.j2")
@@ -243,7 +227,7 @@ async def _bound_elsewhere(ctx: Context, phone: str) -> Reply:
 
 
 async def _finish(ctx: Context, birthday) -> Reply:
-    phone = _phone(ctx)
+    phone = phone_proof.kept(ctx)
     if phone is None or not ctx.dialog.data.get("verified"):
         ctx.dialog.set(Registration.phone)
         return ctx.reply("reg_ask_phone.j2")
