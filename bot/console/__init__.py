@@ -15,23 +15,26 @@ import jinja2
 from aiohttp import web
 
 from bot.console import auth, home
+from bot.console.pages import FILTERS, MenuItem
 from bot.console.session import BOT_KEY, guard
+from bot.models.staff import Role
 from bot.runtime import Bot
 
 STATIC = Path(__file__).resolve().parent / "static"
+# Each page is a module with its own `routes`; the menu shows a role the pages it may open.
+PAGES = (auth, home)
+MENU = (
+    MenuItem("/console/", "首页", Role.CLERK),
+)
 
 
 def create_console(bot_key: web.AppKey[Bot]) -> web.Application:
     app = web.Application(middlewares=[guard])
     app[BOT_KEY] = bot_key
     aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("bot.console", "templates"),
-                         autoescape=True, filters={"yuan": home.yuan, "pct": home.pct})
-    app.router.add_get("/", home.page, name="home")
-    app.router.add_get("/chart", home.chart, name="chart")
-    app.router.add_get("/login/poll", auth.poll, name="poll")
-    app.router.add_get("/login/{nonce}", auth.link_page, name="link")
-    app.router.add_post("/login/{nonce}", auth.link_login, name="link_login")
-    app.router.add_post("/logout", auth.logout, name="logout")
+                         autoescape=True, filters=FILTERS)
+    for page in PAGES:
+        app.add_routes(page.routes)
     app.router.add_static("/static", STATIC, name="static")
     return app
 

@@ -28,6 +28,7 @@ from bot.services.console_auth import NewSession, Poll
 QR_LIMIT = [Limit(10, 60), Limit(60, 3600)]
 LINK_LIMIT = [Limit(10, 600)]
 REAL_WECHAT = "https://api.weixin.qq.com"
+routes = web.RouteTableDef()
 
 
 def _agent(request: web.Request) -> str:
@@ -79,6 +80,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@routes.get("/login/poll", name="poll")
 async def poll(request: web.Request) -> web.StreamResponse:
     """htmx asks every two seconds: 204 while waiting (nothing to swap), a redirect home once
     the code was scanned, the expired notice (which stops the polling) otherwise."""
@@ -94,6 +96,7 @@ async def poll(request: web.Request) -> web.StreamResponse:
     return await _logged_in(request, result, response)
 
 
+@routes.get("/login/{nonce}", name="link")
 async def link_page(request: web.Request) -> web.StreamResponse:
     """The link only shows a button: a link preview or a scanner fetching it logs nobody in."""
     valid = await console_auth.link_valid(request.match_info["nonce"], bot_of(request).now())
@@ -101,6 +104,7 @@ async def link_page(request: web.Request) -> web.StreamResponse:
                                           status=200 if valid else 410)
 
 
+@routes.post("/login/{nonce}", name="link_login")
 async def link_login(request: web.Request) -> web.StreamResponse:
     bot = bot_of(request)
     now = bot.now()
@@ -112,6 +116,7 @@ async def link_login(request: web.Request) -> web.StreamResponse:
     return await _logged_in(request, new, _see_other("/console/"))
 
 
+@routes.post("/logout", name="logout")
 async def logout(request: web.Request) -> web.StreamResponse:
     user = user_of(request)
     if user is not None:

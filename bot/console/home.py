@@ -6,18 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from bot.console import auth
+from bot.console.pages import render, require, store_scope
 from bot.console.session import bot_of, user_of
 from bot.models.staff import ROLES, Role
 from bot.rules import reports as report_rules
 from bot.services import reports
 from bot.services.console_auth import ConsoleUser
-from bot.services.staff import ROLE_NAMES
 
 CHART_SPANS = (7, 30)
+routes = web.RouteTableDef()
 
 
 @dataclass(frozen=True)
@@ -42,25 +42,11 @@ ROWS = (
 )
 
 
-def store_scope(user: ConsoleUser) -> int | None:
-    """The store whose figures a user sees: None (all) for an owner."""
-    return None if user.role == Role.OWNER else user.store.id
-
-
 def rows_for(role: str) -> list[Row]:
     return [row for row in ROWS if ROLES.index(role) >= ROLES.index(row.least)]
 
 
-def yuan(fen: int | None) -> str:
-    return "—" if fen is None else f"¥{fen / 100:,.2f}"
-
-
-def pct(change: float | None) -> str:
-    if change is None:
-        return "—"
-    return f"{'+' if change > 0 else ''}{change * 100:.1f}%"
-
-
+@routes.get("/", name="home")
 async def page(request: web.Request) -> web.StreamResponse:
     user = user_of(request)
     if user is None:
@@ -68,11 +54,9 @@ async def page(request: web.Request) -> web.StreamResponse:
     bot = bot_of(request)
     tz = bot.config.shop.tz
     compared = await reports.home(bot.today(), tz, store_scope(user))
-    return aiohttp_jinja2.render_template("home.j2", request, {
-        "user": user, "role_name": ROLE_NAMES[user.role], "all_stores": store_scope(user) is None,
+    return render(request, "home.j2", {
         "compared": compared, "rows": rows_for(user.role),
-        "chart": await _chart(request, user, 30), "spans": CHART_SPANS,
-        "csrf": user.session.csrf_token})
+        "chart": await _chart(request, user, 30), "spans": CHART_SPANS})
 
 
 async def _chart(request: web.Request, user: ConsoleUser, days: int) -> dict:
@@ -86,15 +70,14 @@ async def _chart(request: web.Request, user: ConsoleUser, days: int) -> dict:
     return {"days": days, "data": data}
 
 
+@routes.get("/chart", name="chart")
 async def chart(request: web.Request) -> web.StreamResponse:
     """The chart alone, for htmx's 7 / 30 day switch."""
-    user = user_of(request)
-    if user is None:
-        raise web.HTTPUnauthorized(text="not logged in")
+    user = require(request)
     try:
         days = int(request.query.get("days", "30"))
     except ValueError:
         days = 30
     days = days if days in CHART_SPANS else 30
-    return aiohttp_jinja2.render_template("_chart.j2", request, {
+    return render(request, "_chart.j2", {
         "chart": await _chart(request, user, days), "spans": CHART_SPANS})

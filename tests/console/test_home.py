@@ -176,4 +176,7 @@ async def test_the_chart_shows_daily_new_members_and_sales_in_the_store(shop_wit
 
 
 async def test_the_chart_needs_a_session(harness, browser):
-    assert (await browser.get("/console/chart?days=7")).status == 401
+    page = await browser.get("/console/chart?days=7")
+    assert page.status == 302 and page.headers["Location"] == "/console/"
+    page = await browser.get("/console/chart?days=7", headers={"HX-Request": "true"})
+    assert page.status == 401 and page.headers["HX-Redirect"] == "/console/"
