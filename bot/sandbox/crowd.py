@@ -113,8 +113,17 @@ async def seed_crowd(config: Config, vault: Vault, today: dt.date) -> int:
     return len(people)
 
 
+def store_of(number: int, stores: list[Store]) -> Store | None:
+    """Every third member of the crowd belongs to the second store, when there is one, so the
+    console shows a manager only their store's members."""
+    if not stores:
+        return None
+    return stores[1] if number % 3 == 0 and len(stores) > 1 else stores[0]
+
+
 async def _write(config: Config, vault: Vault, today: dt.date, people: list[DemoMember]) -> None:
-    store = await Store.all().order_by("id").first()
+    stores = await Store.all().order_by("id")
+    home = {person.number: store_of(person.number, stores) for person in people}
     tz = config.shop.tz
     async with in_transaction():
         await CardSerial.bulk_create([CardSerial() for _ in people])
@@ -129,7 +138,7 @@ async def _write(config: Config, vault: Vault, today: dt.date, people: list[Demo
                 card_no=card_number(config.shop.card_prefix, serial),
                 phone_hash=vault.lookup_hash(person.phone), phone_enc=vault.encrypt(person.phone),
                 name=person.name, birth_year=year, birth_month=month, birth_day=day,
-                store_id=store.id if store else None,
+                store_id=home[person.number].id if home[person.number] else None,
                 tier=tiers.tier_for(config.tiers, person.spend),
                 points=sum(_points(fen) for _, fen in person.purchases),
                 privacy_consent_at=first_visit, registered_at=first_visit,
@@ -144,7 +153,8 @@ async def _write(config: Config, vault: Vault, today: dt.date, people: list[Demo
                      unsubscribed_at=None if person.following else opted_out_at)
             for person, member_id in zip(people, member_ids, strict=True) if person.openid])
         await Purchase.bulk_create([
-            Purchase(member_id=member_id, store_id=store.id if store else None, amount=fen,
+            Purchase(member_id=member_id, amount=fen,
+                     store_id=home[person.number].id if home[person.number] else None,
                      points=_points(fen), note="演示数据",
                      idempotency_key=f"sandbox-crowd:{person.number}:{n}",
                      created_at=local_midnight(day, tz) + dt.timedelta(hours=11 + n % 8))

@@ -11,14 +11,22 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.app import create_app
+from bot.app import BOT, create_app
 from bot.clock import local_today, utcnow
-from bot.config import Config, DatabaseConfig, WeChatConfig
+from bot.config import Config, DatabaseConfig, StoreConfig, WeChatConfig
 from bot.infra.db import IntegrityError
 from bot.infra.vault import Vault, new_data_key
 from bot.models import Follower, Member, PointsKind, Role, Staff, Store
 from bot.notifications import notices
 from bot.sandbox.crowd import CROWD_SIZE, crowd_openid, phone_of_openid, seed_crowd
+from bot.sandbox.demo_shop import (
+    DEMO_MANAGER_2,
+    DEMO_OWNER,
+    SECOND_STORE,
+    seed_bookings,
+    seed_ratings,
+    seed_staff,
+)
 from bot.sandbox.sms_server import create_sms_app
 from bot.sandbox.wechat_server import WECHAT_STATE, create_wechat_app
 from bot.services import loyalty, members
@@ -68,7 +76,16 @@ def sandbox_config(config: Config, data_dir: Path = Path("data")) -> Config:
         security=replace(config.security, data_key=data_key(data_dir)),
         database=DatabaseConfig(f"sqlite://{data_dir}/sandbox.db"),
         notices=SANDBOX_NOTICES,
+        stores=with_second_store(config.stores),
     )
+
+
+def with_second_store(stores: list[StoreConfig]) -> list[StoreConfig]:
+    """A shop with one store gets a second in the sandbox, so a manager's view of the console
+    (their store only) differs from the owner's."""
+    if len(stores) != 1:
+        return stores
+    return [*stores, StoreConfig(*SECOND_STORE)]
 
 
 # Service notices with their own template message fields and an SMS, so a member with no open
@@ -117,6 +134,8 @@ async def seed_demo(config: Config) -> None:
     if store and not await Staff.exists(openid=DEMO_STAFF):
         await Staff.create(openid=DEMO_STAFF, name="小王", store=store, role=Role.MANAGER)
         await members.ensure_follower(DEMO_STAFF)
+    if store:
+        await seed_staff(store)
     await seed_crowd(config, vault, local_today(utcnow(), config.shop.tz))
 
 
@@ -139,6 +158,9 @@ async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
             await runner.setup()
             await web.TCPSite(runner, bind, port).start()
         await seed_demo(config)
+        bot = runners[-1].app[BOT]
+        await seed_bookings(bot)
+        await seed_ratings(bot)
         print(
             f"\nmemberbot sandbox is running: http://127.0.0.1:{bot_port}/wechat\n"
             f"  WeChat API stand-in  http://127.0.0.1:{wechat_port}\n"
@@ -157,6 +179,12 @@ async def run_sandbox(config: Config, data_dir: Path = Path("data")) -> None:
             "  .venv/bin/memberbot --sandbox broadcast create --segment tier=金卡会员 "
             "--text \"本周末会员日全场9折\"\n"
             "or, as the manager in the chat: 群发 金卡会员 本周末会员日全场9折\n"
+            f"The owner's web console: http://127.0.0.1:{bot_port}/console/ shows a QR code; "
+            "scan it from a chat\n"
+            f"  .venv/bin/memberbot chat --openid {DEMO_OWNER}   (the owner; then type the "
+            "/scan login:… the page shows)\n"
+            f"or as {DEMO_STAFF} (manager of the first store) or {DEMO_MANAGER_2} (manager of "
+            f"{SECOND_STORE[1]}: only that store).\n"
             "Owner commands work on this sandbox with --sandbox first, e.g.\n"
             "  .venv/bin/memberbot --sandbox staff invite --store S001 --role clerk\n"
             "Press Ctrl+C to stop.\n",
