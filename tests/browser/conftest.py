@@ -10,7 +10,7 @@ test's loop. Without Chromium or Playwright every test here skips, with the reas
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,22 +118,35 @@ async def harness(shop: Harness) -> Harness:
     return shop
 
 
+DESKTOP = {"locale": "zh-CN", "timezone_id": "Asia/Shanghai",
+           "viewport": {"width": 1280, "height": 800}}
+
+
 @pytest_asyncio.fixture(loop_scope=LOOP)
-async def context(chromium, shop: Harness) -> AsyncIterator[Any]:
-    """A fresh browser profile for the test: a desktop window, in Chinese; pages open paths
-    against the test's app (`page.goto("/console/")`)."""
-    made = await chromium.new_context(
-        base_url=str(shop.server.make_url("")).rstrip("/"), locale="zh-CN",
-        timezone_id="Asia/Shanghai", viewport={"width": 1280, "height": 800})
-    made.set_default_timeout(10_000)
+async def new_page(chromium, shop: Harness, request: pytest.FixtureRequest
+                   ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """Open a page in a fresh browser profile (cookies, storage) against the test's app
+    (`page.goto("/console/")`): a desktop window in Chinese, or what the options say
+    (`await new_page(**PHONE)`: WeChat on a phone). Closed after the test."""
+    contexts: list[Any] = []
+
+    async def open_page(**options: Any) -> Any:
+        context = await chromium.new_context(
+            **{"base_url": str(shop.server.make_url("")).rstrip("/"), **DESKTOP, **options})
+        contexts.append(context)
+        context.set_default_timeout(10_000)
+        opened = await context.new_page()
+        track(opened, request.node.name)
+        return opened
+
     try:
-        yield made
+        yield open_page
     finally:
-        await made.close()
+        for context in contexts:
+            await context.close()
 
 
 @pytest_asyncio.fixture(loop_scope=LOOP)
-async def page(context, request: pytest.FixtureRequest) -> Any:
-    opened = await context.new_page()
-    track(opened, request.node.name)
-    return opened
+async def page(new_page) -> Any:
+    """The test's browser page, a desktop window (more: the `new_page` fixture)."""
+    return await new_page()

@@ -50,6 +50,14 @@ CHROMIUM_ENV = "MEMBERBOT_CHROMIUM"  # a Chromium binary to use instead of the o
 SHOTS_ENV = "MEMBERBOT_SCREENSHOTS"  # where the screenshots go
 WAIT_MS = 10_000  # the login page polls every 2 s: a scan is seen within that
 _keys = itertools.count(1)  # unique keys and openids
+# WeChat's built-in browser on a phone: `await new_page(**PHONE)`.
+PHONE = {
+    "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+                  "(KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) "
+                  "NetType/WIFI Language/zh_CN",
+    "viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True,
+    "has_touch": True,
+}
 
 # Each page's test, for naming its screenshots (set by the `page` fixture).
 _TESTS: weakref.WeakKeyDictionary[Page, str] = weakref.WeakKeyDictionary()
@@ -121,13 +129,20 @@ def path_of(page: Page) -> str:
     return urlsplit(page.url).path
 
 
-async def visit(page: Page, path: str, *, shot: str | None = None, status: int = 200) -> None:
-    """Open a console page as a logged-in employee: it answers `status`, is not the login page,
-    raised no JavaScript error, every chart on it is drawn; its screenshot is kept as `shot`."""
+async def visit(page: Page, path: str, *, shot: str | None = None, status: int = 200,
+                via_menu: bool = False) -> None:
+    """Open a console page as a logged-in employee (by its address, or by clicking its entry
+    in the top bar's menu): it answers `status`, is not the login page, raised no JavaScript
+    error, every chart on it is drawn; its screenshot is kept as `shot`."""
     # Not at the top: without Playwright this module must still import, for the tests to skip.
     from playwright.async_api import TimeoutError as Timeout
 
-    response = await page.goto(path)
+    if via_menu:
+        async with page.expect_navigation() as navigation:
+            await page.locator(f'header.top .menu a[href="{path}"]').click()
+        response = await navigation.value
+    else:
+        response = await page.goto(path)
     assert response is not None and response.status == status, (path, response and
                                                                  response.status)
     assert path_of(page) == urlsplit(path).path, f"{path} went to {page.url}"

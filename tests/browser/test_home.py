@@ -20,6 +20,7 @@ from bot.models import (
     Store,
 )
 from tests.browser.support import (
+    PHONE,
     TODAY,
     click,
     figures,
@@ -28,16 +29,12 @@ from tests.browser.support import (
     path_of,
     seed,
     shoot,
-    track,
     visit,
     wait_for_chart,
 )
 from tests.support import SHANGHAI, add_staff
 
 COUNTED = (BookingStatus.ACTIVE, BookingStatus.ARRIVED, BookingStatus.NO_SHOW)
-WECHAT_PHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
-                "(KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) "
-                "NetType/WIFI Language/zh_CN")
 
 
 def _day(days_ago: int) -> dt.datetime:
@@ -168,22 +165,13 @@ async def test_a_manager_sees_only_their_stores_figures(page, shop):
     assert sum(drawn["series"][0]["data"]) == 3  # S002's members only
 
 
-async def test_the_home_page_fits_a_phone_in_wechat(chromium, shop, request):
-    context = await chromium.new_context(
-        base_url=str(shop.server.make_url("")).rstrip("/"), user_agent=WECHAT_PHONE,
-        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-        has_touch=True, locale="zh-CN")
-    try:
-        page = await context.new_page()
-        track(page, request.node.name)
-        await seed(shop)
-        await login(page, shop, "owner")
-        await visit(page, "/console/")
-        drawn = await wait_for_chart(page)
-        assert drawn["inked"] > 0
-        overflow = await page.evaluate(
-            "() => document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 0, f"the page is {overflow}px wider than the phone"
-        await shoot(page, "home-phone")
-    finally:
-        await context.close()
+async def test_the_home_page_fits_a_phone_in_wechat(new_page, shop):
+    page = await new_page(**PHONE)
+    await seed(shop)
+    await login(page, shop, "owner")
+    await visit(page, "/console/", shot="home-phone")
+    drawn = await wait_for_chart(page)
+    assert drawn["inked"] > 0.02 * drawn["width"] * drawn["height"]
+    overflow = await page.evaluate(
+        "() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than the phone"
