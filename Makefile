@@ -24,7 +24,8 @@ test: $(VENV)/.installed chromium
 # The browser tests (tests/browser) drive Debian's Chromium headless. As root with apt-get, install
 # it when it is missing; when it cannot be had they skip with the reason, which fails nothing.
 chromium:
-	@if [ -z "$$MEMBERBOT_CHROMIUM" ] && ! command -v chromium >/dev/null 2>&1 \
+	@if [ -z "$$MEMBERBOT_CHROMIUM" ] \
+	    && ! { command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 \
 	    && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "--- installing Chromium for the browser tests ---"; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
