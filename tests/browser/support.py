@@ -2,15 +2,23 @@
 do (the sandbox scan, or a one-time link), opening a page and keeping its screenshot, and
 reading what a page shows. The fixtures are in conftest.py.
 
-A test of a new page is a few lines:
+Every page of the menu is opened by each role in test_pages.py already. What a page shows and
+does is a few lines more:
 
-    async def test_members(page, shop):
-        await login(page, shop, "owner")
-        await visit(page, "/console/members", shot="members")
-        assert await page.locator("table.list tbody tr").count() == ...
+    async def test_marking_a_booking_arrived(page, shop):
+        made = await seed(shop)
+        await login(page, shop, "clerk")
+        await visit(page, "/console/bookings", shot="bookings")
+        booking = await Booking.get(member=made["王小明"], status="active")
+        assert (await click(page, page.locator(f'[data-booking="{booking.id}"] button',
+                                               has_text="到店"))).status == 200
+        await booking.refresh_from_db()
+        assert booking.status == "arrived"
 
-`visit` fails when the page is not a 200, bounced to the login page, or raised a JavaScript
-error, and keeps test-artifacts/screenshots/<test>-<shot>.png (or under MEMBERBOT_SCREENSHOTS).
+`visit` fails when the page is not a 200, bounced to the login page, raised a JavaScript
+error or left a chart undrawn, and keeps test-artifacts/screenshots/<test>-<shot>.png (or
+under MEMBERBOT_SCREENSHOTS). `click` waits for the request a button sends and for htmx to
+have put the answer in the page. `new_page(**PHONE)` is WeChat on a phone.
 """
 
 from __future__ import annotations
