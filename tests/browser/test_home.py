@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 
-import pytest
-
 from bot.console.pages import yuan
 from bot.models import (
     Booking,
@@ -119,11 +117,6 @@ async def test_the_chart_is_drawn_from_the_days_in_the_database(page, shop):
     await shoot(page, "home-chart")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/console/static/console.js draws the charts of htmx:afterSwap's event.detail.target, "
-    "which for the chart's outerHTML swap is the element replaced, not the new one: the "
-    "switched chart stays blank. Listening to htmx:load (event.detail.elt) instead fixes it; "
-    "then remove this mark."))
 async def test_the_7_day_switch_draws_the_chart_again(page, shop):
     await seed(shop)
     await login(page, shop, "owner")

@@ -25,8 +25,9 @@
       });
     }
   }
-  document.addEventListener("DOMContentLoaded", function () { draw(document); });
-  document.addEventListener("htmx:afterSwap", function (event) { draw(event.detail.target); });
+  // htmx:load fires for the page and for every element htmx swaps in (an outerHTML swap's
+  // afterSwap target is the element replaced, which is gone).
+  document.addEventListener("htmx:load", function (event) { draw(event.detail.elt); });
   window.addEventListener("resize", function () {
     var boxes = document.querySelectorAll("[data-chart]");
     for (var i = 0; i < boxes.length; i++) {
