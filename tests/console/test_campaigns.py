@@ -119,6 +119,8 @@ async def test_a_manager_lists_only_their_stores_campaigns(shop, browser):
     ours = await draft(shop, "S001")
     theirs = await draft(shop, "S002")
     shell = await campaigns.create(shop.bot, segment="all", text="店庆")  # no staff: the owner's
+    owner = await add_staff("o_owner_s001", "owner", store="S001")
+    owners = await campaigns.create(shop.bot, segment="all", text="店庆", staff_id=owner.id)
     await login(shop, browser, "manager")
     home = await browser.get("/console/")
     assert 'href="/console/campaigns"' in home.text and 'hx-get="/console/rfm"' in home.text
@@ -127,7 +129,7 @@ async def test_a_manager_lists_only_their_stores_campaigns(shop, browser):
     listed = set(map(int, re.findall(r'data-campaign="(\d+)"', page.text)))
     assert listed == {ours.id}
     assert (await browser.get(f"/console/campaigns/{ours.id}")).status == 200
-    for other in (theirs, shell):
+    for other in (theirs, shell, owners):
         for path in ("", "/progress", "/preview"):
             assert (await browser.get(f"/console/campaigns/{other.id}{path}")).status == 404
 

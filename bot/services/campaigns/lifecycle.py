@@ -17,6 +17,7 @@ from bot.models import (
     CampaignStatus,
     CouponTemplate,
     DeliveryState,
+    Role,
     Staff,
 )
 from bot.notifications import campaigns as texts
@@ -98,8 +99,11 @@ async def create(bot, *, segment: str, template: str | None = None, text: str | 
 
 def _in_store(query, store_id: int | None):
     """A store's campaigns are those its staff made; None: every campaign (the owner's view).
-    One made from the shell (no staff) belongs to no store."""
-    return query if store_id is None else query.filter(staff__store_id=store_id)
+    One made from the shell (no staff) or by an owner (who acts for the whole shop) belongs
+    to no store."""
+    if store_id is None:
+        return query
+    return query.filter(staff__store_id=store_id).exclude(staff__role=Role.OWNER)
 
 
 async def get(campaign_id: int, store_id: int | None = None) -> Campaign:
