@@ -27,6 +27,7 @@ from bot.services.console_auth import ConsoleUser
 routes = web.RouteTableDef()
 
 PAGE_SIZE = 30
+SEGMENT_MAX = 500  # Campaign.segment's column
 TEXT_MAX = 600  # characters: a promotion, not a letter (an SMS splits past 70)
 STATE_NAMES = {"draft": "草稿", "scheduled": "已排期", "running": "发送中", "paused": "已暂停",
                "stale": "错过排期，待确认", "done": "已发完", "cancelled": "已取消"}
@@ -159,7 +160,7 @@ def _form(user: ConsoleUser, values: dict[str, str] | None = None) -> dict:
 @routes.get("/campaigns/new", name="campaign_new")
 async def new(request: web.Request) -> web.StreamResponse:
     user = require(request, Role.MANAGER)
-    segment = request.query.get("segment", "")[:500]
+    segment = request.query.get("segment", "")[:SEGMENT_MAX]
     counted = await count(request, user, segment) if segment.strip() else None
     return render(request, "campaign_new.j2",
                   _form(user, {"segment": segment}) | {"counted": counted})
@@ -169,7 +170,7 @@ async def new(request: web.Request) -> web.StreamResponse:
 async def live_count(request: web.Request) -> web.StreamResponse:
     """The form's live count (htmx, as the segment is typed)."""
     user = require(request, Role.MANAGER)
-    text = request.query.get("segment", "")[:500]
+    text = request.query.get("segment", "")[:SEGMENT_MAX]
     counted = await count(request, user, text) if text.strip() else None
     return render(request, "_campaign_count.j2", {"counted": counted,
                                                   "store_code": user.store.code})
@@ -190,9 +191,11 @@ async def create(request: web.Request) -> web.StreamResponse:
     nonce = values["nonce"]
     if not (16 <= len(nonce) <= 40) or not nonce.replace("-", "").replace("_", "").isalnum():
         return refuse("表单已过期，请重新提交。")
-    counted = await count(request, user, values["segment"][:500])
+    counted = await count(request, user, values["segment"][:SEGMENT_MAX])
     if counted.error is not None or counted.out_of_store:
         return refuse("分群写法有误，请看下方的提示。", counted)
+    if len(counted.segment) > SEGMENT_MAX:
+        return refuse(f"分群太长了（最多 {SEGMENT_MAX} 个字符）。", counted)
     text = values["text"].strip()
     if not text:
         return refuse("请写上要群发的内容。", counted)
