@@ -68,6 +68,17 @@ class Campaign(Model):
         return tuple(c for c in self.channels.split(",") if c)
 
 
+class CampaignRequest(Model):
+    """The key of one request to create a campaign (the console form's nonce): a form sent
+    twice (a double click, a retry) makes one campaign, the first."""
+
+    key = fields.CharField(max_length=64, primary_key=True)
+    campaign = fields.ForeignKeyField("models.Campaign", related_name="requests")
+
+    class Meta:
+        table = "campaign_request"
+
+
 class CampaignBatch(Model):
     """A run of the audience (ascending member ids) that one worker claims and sends. It is done
     only once every delivery in it has a final state: the checkpoint never moves on a fetch."""

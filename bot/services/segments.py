@@ -35,7 +35,8 @@ from bot.rules.segments import (
 )
 
 __all__ = ["Baseline", "Segment", "SegmentSyntaxError", "UnknownSegment", "baseline",
-           "check_tags", "count", "id_batches", "members", "parse", "parse_checked"]
+           "check_tags", "count", "id_batches", "members", "parse", "parse_checked",
+           "rfm_grid"]
 
 WINDOW_DAYS = 365  # visits_12m, spend_12m: today and the 364 days before it
 
@@ -219,16 +220,19 @@ def _last_visit_sql(op: str, days: int, segment: Segment, today: dt.date, p: _Pa
     raise AssertionError(op)
 
 
+def _recent_from(base: Baseline, since: dt.datetime) -> dt.datetime:
+    """Recency is high when the last purchase's second is above the baseline, i.e. there is a
+    purchase in the window at or after the first whole second past it."""
+    return max(since, dt.datetime.fromtimestamp(int(base.recency) + 1, dt.UTC))
+
+
 def _rfm_sql(high: tuple[bool, bool, bool], segment: Segment, today: dt.date,
              base: Baseline | None, p: _Params) -> str:
     if base is None or not base.buyers:
         return "1 = 1" if not any(high) else "1 = 0"  # nobody bought: everyone is low
     since = _since(segment, today, segment.rfm_days)
-    # Recency: the last purchase's second is above the baseline, i.e. a purchase at or after
-    # the first whole second past it.
-    first = dt.datetime.fromtimestamp(int(base.recency) + 1, dt.UTC)
     recent = (f"EXISTS (SELECT 1 FROM purchase p WHERE {_LIVE} AND p.created_at >= "
-              f"{p(max(since, first))})")
+              f"{p(_recent_from(base, since))})")
     parts = [recent if high[0] else f"NOT {recent}"]
     for is_high, total, value in ((high[1], "COUNT(*)", base.frequency),
                                   (high[2], "COALESCE(SUM(p.amount), 0)", base.money)):
@@ -254,14 +258,14 @@ async def _prepare(segment: Segment, today: dt.date | None) -> tuple[dt.date, Ba
 # --- the API ----------------------------------------------------------------------------------
 
 async def id_batches(segment: Segment, *, today: dt.date | None = None,
-                     size: int = 500) -> AsyncIterator[list[int]]:
+                     size: int = 500, after: int = 0) -> AsyncIterator[list[int]]:
     """The segment's member ids in ascending batches: what a campaign streams its audience by.
     `today` (the shop's date, default: now's) anchors relative conditions (last_visit>30d, the
-    12 months of visits_12m); the RFM baselines are taken once, at the start."""
+    12 months of visits_12m); the RFM baselines are taken once, at the start. `after`: only
+    ids above it (a page after the one that ended there)."""
     if size < 1:
         raise ValueError("a batch holds at least one member")
     today, base = await _prepare(segment, today)
-    after = 0
     while True:
         p = _Params([after])
         where = _where(segment, today, base, p)
@@ -287,3 +291,41 @@ async def count(segment: Segment, *, today: dt.date | None = None) -> int:
     where = _where(segment, today, base, p)
     rows = await sql.fetch(f"SELECT COUNT(*) AS n FROM member m WHERE {where}", *p.values)
     return int(rows[0]["n"])
+
+
+async def rfm_grid(scope: Segment, *, today: dt.date | None = None
+                   ) -> tuple[Baseline, dict[str, int]]:
+    """How many of the scope's members (e.g. `store=S001`, or all) fall in each RFM class, in
+    one aggregate statement: the window's purchases summed per member, joined to the members
+    and grouped by the three scores. Every class is present (0 included); the counts are what
+    `<scope> rfm=<class>` counts, since both take the same baselines and thresholds."""
+    if scope.expression.of("rfm"):
+        raise ValueError("the scope of an RFM grid cannot itself name an RFM class")
+    today = today or local_today(utcnow(), scope.tz)
+    base = await baseline(scope, today)
+    counts = dict.fromkeys(RFM_CLASSES, 0)
+    p = _Params()
+    if not base.buyers:  # nobody bought: everyone is low on all three
+        where = _where(scope, today, None, p)
+        rows = await sql.fetch(f"SELECT COUNT(*) AS n FROM member m WHERE {where}", *p.values)
+        counts[_CLASS_OF[(False, False, False)]] = int(rows[0]["n"])
+        return base, counts
+    since = _since(scope, today, scope.rfm_days)
+    # Built in the order the placeholders appear in the text.
+    head = (f"SELECT CASE WHEN b.last_at >= {p(_recent_from(base, since))} THEN 1 ELSE 0 END "
+            f"AS r, CASE WHEN COALESCE(b.f, 0) * {p(base.frequency.denominator)} > "
+            f"{p(base.frequency.numerator)} THEN 1 ELSE 0 END AS f, "
+            f"CASE WHEN COALESCE(b.m, 0) * {p(base.money.denominator)} > "
+            f"{p(base.money.numerator)} THEN 1 ELSE 0 END AS mo, COUNT(*) AS n ")
+    joined = ("FROM member m LEFT JOIN (SELECT p.member_id, COUNT(*) AS f, SUM(p.amount) AS m, "
+              "MAX(p.created_at) AS last_at FROM purchase p WHERE p.voided_at IS NULL AND "
+              f"p.created_at >= {p(since)} GROUP BY p.member_id) b ON b.member_id = m.id ")
+    where = _where(scope, today, None, p)
+    rows = await sql.fetch(f"{head}{joined}WHERE {where} GROUP BY 1, 2, 3", *p.values)
+    for row in rows:
+        high = (bool(row["r"]), bool(row["f"]), bool(row["mo"]))
+        counts[_CLASS_OF[high]] += int(row["n"])
+    return base, counts
+
+
+_CLASS_OF = {high: name for name, high in RFM_CLASSES.items()}

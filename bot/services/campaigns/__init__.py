@@ -24,7 +24,7 @@ from bot.services.campaigns.lifecycle import (
     start,
 )
 from bot.services.campaigns.mass_events import record_mass_job_finish
-from bot.services.campaigns.results import Group, Results, Status, status
+from bot.services.campaigns.results import Group, Results, Status, by_channel, progress, status
 
 __all__ = [
     "CampaignError",
@@ -32,6 +32,7 @@ __all__ = [
     "Preview",
     "Results",
     "Status",
+    "by_channel",
     "cancel",
     "confirm_stale",
     "create",
@@ -39,6 +40,7 @@ __all__ = [
     "list_campaigns",
     "pause",
     "preview",
+    "progress",
     "record_mass_job_finish",
     "resume",
     "run_campaign",

@@ -9,12 +9,15 @@ import logging
 
 from tortoise.transactions import in_transaction
 
+from bot.infra.idempotent import once
 from bot.models import (
     Campaign,
     CampaignDelivery,
+    CampaignRequest,
     CampaignStatus,
     CouponTemplate,
     DeliveryState,
+    Role,
     Staff,
 )
 from bot.notifications import campaigns as texts
@@ -34,8 +37,10 @@ PAST_SLACK = dt.timedelta(minutes=1)
 async def create(bot, *, segment: str, template: str | None = None, text: str | None = None,
                  coupon: str | None = None, channels: tuple[str, ...] = ("wechat", "sms"),
                  at: dt.datetime | None = None, holdout: int = 0,
-                 staff_id: int | None = None) -> Campaign:
-    """A draft campaign, checked through: `start` sends it (or schedules it, with `at`)."""
+                 staff_id: int | None = None, key: str | None = None) -> Campaign:
+    """A draft campaign, checked through: `start` sends it (or schedules it, with `at`).
+    With a `key` (a form's nonce) the same request made again returns the campaign the first
+    made instead of making another."""
     try:
         await segments.parse_checked(segment, bot.config)
     except segments.UnknownSegment as exc:
@@ -66,21 +71,44 @@ async def create(bot, *, segment: str, template: str | None = None, text: str | 
             local = at.astimezone(bot.config.shop.tz)
             raise CampaignError("past_time", f"{local:%Y-%m-%d %H:%M} has passed", at=local)
     actor = await _actor(staff_id)
-    async with in_transaction():
+
+    async def act() -> Campaign:
         campaign = await Campaign.create(
             segment=segment, template=template, text=text.strip() if text else None,
             coupon=coupon, channels=",".join(chosen), scheduled_at=at, holdout=holdout,
             staff_id=staff_id, created_at=now)
+        if key is not None:
+            await CampaignRequest.create(key=key, campaign=campaign)
         await audit(actor, "campaign_create", after={
             "segment": segment, "template": template, "coupon": coupon,
             "channels": campaign.channels, "holdout": holdout,
             "at": at.isoformat() if at else None}, detail=f"campaign {campaign.id}")
-    log.info("campaign %s created for %s", campaign.id, segment)
-    return campaign
+        log.info("campaign %s created for %s", campaign.id, segment)
+        return campaign
+
+    if key is None:
+        async with in_transaction():
+            return await act()
+
+    async def made() -> Campaign | None:
+        request = await CampaignRequest.get_or_none(key=key).select_related("campaign")
+        return request.campaign if request else None
+
+    return await once(made, act)
 
 
-async def get(campaign_id: int) -> Campaign:
-    campaign = await Campaign.get_or_none(id=campaign_id)
+def _in_store(query, store_id: int | None):
+    """A store's campaigns are those its staff made; None: every campaign (the owner's view).
+    One made from the shell (no staff) or by an owner (who acts for the whole shop) belongs
+    to no store."""
+    if store_id is None:
+        return query
+    return query.filter(staff__store_id=store_id).exclude(staff__role=Role.OWNER)
+
+
+async def get(campaign_id: int, store_id: int | None = None) -> Campaign:
+    """The campaign, or not_found; with `store_id`, also not_found when it is another store's."""
+    campaign = await _in_store(Campaign.filter(id=campaign_id), store_id).first()
     if campaign is None:
         raise CampaignError("not_found", f"no campaign {campaign_id}", campaign_id=campaign_id)
     return campaign
@@ -144,9 +172,14 @@ async def cancel(bot, campaign_id: int, staff_id: int | None = None) -> Campaign
     return campaign
 
 
-async def list_campaigns(bot, limit: int = 20) -> list[Campaign]:
-    """The newest first."""
-    return await Campaign.all().order_by("-id").limit(limit)
+async def list_campaigns(bot, limit: int = 20, *, store_id: int | None = None,
+                         before: int | None = None) -> list[Campaign]:
+    """The newest first; with `store_id` only that store's (see get), with `before` only
+    those older than that campaign id (the next page)."""
+    query = _in_store(Campaign.all(), store_id)
+    if before is not None:
+        query = query.filter(id__lt=before)
+    return await query.order_by("-id").limit(limit)
 
 
 async def promote_due(bot) -> list[int]:

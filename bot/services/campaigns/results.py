@@ -67,6 +67,10 @@ _MASS = ("SELECT COALESCE(SUM(j.total_count), 0) AS total, "
          "WHERE b.campaign_id = $1")
 
 
+_BY_CHANNEL = ("SELECT channel, state, COUNT(*) AS n FROM campaign_delivery WHERE campaign_id = $1 "
+               "AND channel IS NOT NULL GROUP BY channel, state")
+
+
 def coupon_key_prefix(campaign_id: int) -> str:
     """Coupons a campaign issues are keyed campaign:<id>:<member id>."""
     return f"campaign:{campaign_id}:"
@@ -98,3 +102,26 @@ async def status(bot, campaign_id: int) -> Status:
         results=Results(sent=groups.get(False, Group()), holdout=groups.get(True, Group())),
         unknown=unknown, skipped=skipped, batches=batches, batches_done=batches_done,
         mass={key: int(mass[key]) for key in ("calls", "total", "filtered", "sent", "errors")})
+
+
+async def by_channel(campaign_id: int) -> dict[str, dict[str, int]]:
+    """channel (wechat, wechat_cs, sms) → state → deliveries that took that channel."""
+    out: dict[str, dict[str, int]] = {}
+    for row in await sql.fetch(_BY_CHANNEL, campaign_id):
+        out.setdefault(row["channel"], {})[row["state"]] = int(row["n"])
+    return out
+
+
+async def progress(campaign_ids: list[int]) -> dict[int, dict[str, int]]:
+    """For a page of campaigns: campaign id → state → deliveries (states with none left out),
+    in one grouped query."""
+    if not campaign_ids:
+        return {}
+    rows = await sql.fetch(
+        "SELECT campaign_id, state, COUNT(*) AS n FROM campaign_delivery WHERE campaign_id IN "
+        f"({sql.placeholders(1, len(campaign_ids))}) GROUP BY campaign_id, state",
+        *campaign_ids)
+    out: dict[int, dict[str, int]] = {i: {} for i in campaign_ids}
+    for row in rows:
+        out[row["campaign_id"]][row["state"]] = int(row["n"])
+    return out
