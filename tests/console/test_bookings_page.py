@@ -21,6 +21,7 @@ from bot.models import (
     AuditEntry,
     Booking,
     BookingStatus,
+    Closure,
     Delivery,
     Member,
     PunchCard,
@@ -145,8 +146,9 @@ async def test_a_managers_day_has_a_column_per_resource_and_a_row_per_slot(shop_
     h = shop_day
     await log_in(h, browser, "manager")
     at_local(h.clock, DAY, 9)
-    page = (await browser.get("/console/bookings")).text  # today, by default
     li, wang = await resource("LI"), await resource("WANG")
+    await Closure.create(resource=li, day=DAY, opens=dt.time(12), closes=dt.time(14))
+    page = (await browser.get("/console/bookings")).text  # today, by default
     a10, b14, b16 = h.rows["a10"], h.rows["b14"], h.rows["b16"]
     # Each booking in its resource's column, in the row of its start in shop time.
     ten = cell(page, "10:00", li)
@@ -163,6 +165,11 @@ async def test_a_managers_day_has_a_column_per_resource_and_a_row_per_slot(shop_
     times = re.findall(r'<tr data-time="([^"]+)">', page)
     assert times[0] == "10:00" and times[-1] == "19:30" and len(times) == 20
     assert cell(page, "12:00", await resource("YOGA")).startswith("shut|")
+    # 小李's leave from 12:00 to 14:00 shows in the column's hours and its cells.
+    assert "10:00-12:00，14:00-20:00" in page
+    assert cell(page, "12:30", li).startswith("shut|") and cell(page, "12:30", wang) \
+        .startswith("open|")
+    assert cell(page, "14:00", li).startswith("open|")
     # Nothing of S002's, and no full phone; asking for S002 by the URL changes nothing.
     assert h.rows["far"].id not in shown_ids(page) and "小赵" not in page
     assert PHONE not in page and OTHER_PHONE not in page
@@ -219,6 +226,10 @@ async def test_the_week_shows_each_resources_bookings_per_day(shop_day, browser)
     assert f'data-booking="{h.rows["b14"].id}"' in week_cell(page, wang, DAY)
     assert f'data-booking="{fri.id}"' in week_cell(page, wang, friday)
     assert "休" in week_cell(page, wang, dt.date(2031, 3, 10))  # 王老师 works no Mondays
+    assert "休" not in week_cell(page, wang, DAY + dt.timedelta(days=1))
+    await Closure.create(resource=wang, day=DAY + dt.timedelta(days=1))  # a day's leave
+    page = (await browser.get(f"/console/bookings?date={DAY}&view=week")).text
+    assert "休" in week_cell(page, wang, DAY + dt.timedelta(days=1))
     assert next_week.id not in shown_ids(page)
     assert shown_ids(page) == {h.rows["a10"].id, h.rows["b14"].id, h.rows["b16"].id, fri.id}
     nxt = (await browser.get(f"/console/bookings?date={DAY + dt.timedelta(days=7)}&view=week"))
