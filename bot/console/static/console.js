@@ -36,3 +36,23 @@
     }
   });
 })();
+
+/* --- bookings --- */
+(function () {
+  "use strict";
+  // The store and date pickers show the chosen day at once; the panel's 关闭 empties it.
+  document.addEventListener("change", function (event) {
+    var field = event.target;
+    if (field.hasAttribute && field.hasAttribute("data-autosubmit") && field.form) {
+      field.form.submit();
+    }
+  });
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("[data-close-panel]");
+    var panel = link && link.closest(".bk-panel");
+    if (panel) {
+      event.preventDefault();
+      panel.innerHTML = "";
+    }
+  });
+})();
