@@ -320,16 +320,6 @@ def _not_active(booking: Booking) -> Outcome:
                    "不能再操作。", "error")
 
 
-def _visit_told(bot, arrival: booking_desk.Arrival) -> None:
-    """The member hears of the visit their card paid, as after 到店 in chat: the same notice
-    under the same key, so chat and console together tell them once."""
-    key = f"notice:punch:booking:{arrival.booking.id}:arrived"
-    bot.spawn(bot.outbox.notify(
-        arrival.booking.member_id, bot.templates.render("punch_used_member.j2",
-                                                        result=arrival.visit),
-        purpose="punch_use", key=key), key)
-
-
 @routes.post(r"/bookings/{id}/arrive", name="booking_arrive")
 async def arrive(request: web.Request) -> web.StreamResponse:
     user = require(request, DESK)
@@ -341,7 +331,7 @@ async def arrive(request: web.Request) -> web.StreamResponse:
                                                         "error"))
     arrival = await booking_desk.arrive(bot, booking, actor=user.actor)
     if arrival.visit is not None:
-        _visit_told(bot, arrival)
+        booking_desk.visit_told(bot, arrival)
     if not arrival.marked and booking.status != BookingStatus.ARRIVED:
         return _panel(request, booking, outcome=_not_active(booking))
     lines = []

@@ -97,14 +97,6 @@ async def day_list(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
 
 # --- at the shop: arrivals and no-shows ---
 
-def _visit_told(ctx: Context, arrival: booking_desk.Arrival) -> None:
-    """The member hears of the visit their card paid; a repeat is the same notice (its key)."""
-    key = f"notice:punch:booking:{arrival.booking.id}:arrived"
-    ctx.bot.spawn(ctx.bot.outbox.notify(
-        arrival.booking.member_id, ctx.render("punch_used_member.j2", result=arrival.visit),
-        purpose="punch_use", key=key), key)
-
-
 @staff_command("到店", "签到到店", action="booking_desk", usage=ARRIVED_USAGE, args=(1, 1))
 async def arrived(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     booking = await _booking(ctx, actor, parts[0], ARRIVED_USAGE)
@@ -114,7 +106,7 @@ async def arrived(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
         return ctx.reply("booking_desk_not_yet.j2", what="到店", **who)
     arrival = await booking_desk.arrive(ctx.bot, booking, actor=actor)
     if arrival.visit is not None:
-        _visit_told(ctx, arrival)
+        booking_desk.visit_told(ctx.bot, arrival)
     if not arrival.marked and booking.status != BookingStatus.ARRIVED:
         return ctx.reply("booking_desk_not_active.j2", **who)
     return ctx.reply("booking_desk_arrived.j2", already=not arrival.marked, punch=arrival.visit,

@@ -256,6 +256,14 @@ async def booking_reminder(bot, booking: Booking, which: str) -> Outcome:
                                  f"notice:booking:{booking.id}:remind:{which}")
 
 
+async def booking_visit_paid(bot, booking: Booking, visit) -> Outcome:
+    """到店 took a visit from the member's punch card (a services.wallet.PunchResult): once per
+    booking, whether the desk in chat or the console marked it."""
+    return await bot.outbox.notify(
+        booking.member_id, bot.templates.render("punch_used_member.j2", result=visit),
+        purpose="punch_use", key=f"notice:punch:booking:{booking.id}:arrived")
+
+
 async def waitlist_offer(bot, booking: Booking) -> Outcome:
     """A freed place is held for the member (确认候补 takes it until offer_expires_at)."""
     return await _booking_notice(bot, booking, "offer", f"notice:booking:{booking.id}:offer")

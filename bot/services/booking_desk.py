@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from bot.config import Config, PunchProductConfig
 from bot.models import Booking, BookingStatus, Member, PunchUse, Service
 from bot.models.staff import Role
+from bot.notifications import notices
 from bot.rules.ratings import visit_key
 from bot.services import bookings, ratings, wallet
 from bot.services.staff import Actor
@@ -76,6 +77,13 @@ async def arrive(bot, booking: Booking, *, actor: Actor) -> Arrival:
         if visit is None and product and booking.status == BookingStatus.ARRIVED:
             visit = await _visit_taken(booking)
     return Arrival(booking, marked, product, visit)
+
+
+def visit_told(bot, arrival: Arrival) -> None:
+    """The member hears of the visit their card paid, in the background; a repeat (a second
+    到店, in chat or the console) is the same notice under the same key."""
+    key = f"notice:punch:booking:{arrival.booking.id}:arrived"
+    bot.spawn(notices.booking_visit_paid(bot, arrival.booking, arrival.visit), key)
 
 
 @dataclass(frozen=True)
