@@ -239,17 +239,16 @@ def _key(action: str, member: Member, form: dict[str, str]) -> str | None:
 
 async def _answer(request: web.Request, user: ConsoleUser, member: Member, outcome: Outcome,
                   *, confirm: dict[str, Any] | None = None) -> web.StreamResponse:
-    """htmx: the outcome, with the card and fresh forms swapped in out of band. A plain form
-    post (no script): the whole page, with the outcome on it."""
+    """htmx: the outcome and, when something was done, the card, fresh forms and the lists
+    swapped in out of band. A plain form post (no script): the whole page with the outcome."""
     member = await Member.get(id=member.id)
+    answer = {"outcome": outcome, "confirm": confirm}
     if not request.headers.get("HX-Request"):
-        context = await _page_context(request, user, member)
-        return render(request, "members_card.j2", context | {"outcome": outcome,
-                                                             "confirm": confirm})
-    context = await _card(request, member)
-    context |= {"outcome": outcome, "confirm": confirm,
-                "forms": await _forms(request, user, member) if outcome.ok else None}
-    return render(request, "_member_outcome.j2", context)
+        return render(request, "members_card.j2",
+                      await _page_context(request, user, member) | answer)
+    context = (await _page_context(request, user, member) if outcome.ok
+               else {"member": member})
+    return render(request, "_member_outcome.j2", context | answer)
 
 
 @routes.post(r"/members/{member_id:\d+}/points", name="member_adjust")

@@ -380,3 +380,56 @@ async def test_an_action_without_the_token_or_from_another_origin_changes_nothin
                                data=form)).status == 403
     assert (await Member.get(id=wang.id)).points == 100
     assert not await AuditEntry.filter(action="adjust_points").exists()
+
+
+async def test_after_an_action_the_lists_show_it_too(shop, browser):
+    token = await as_role(shop, browser, "manager")
+    wang = await member("王小明")
+    page = (await browser.get(f"/console/members/{wang.id}")).text
+    answer = await browser.post(f"/console/members/{wang.id}/points", token=token,
+                                headers=HTMX, data={"nonce": nonce_of(page, "points"),
+                                                    "delta": "-20", "reason": "误加"})
+    swapped = re.search(r'<div id="member-details" hx-swap-oob="true">(.*)', answer.text, re.S)
+    points = re.search(r'id="member-points">(.*?)</table>', swapped[1], re.S)[1]
+    assert re.search(r"-20</td><td>80</td><td>误加", points)
+    trail = re.search(r'id="member-audit">(.*?)</table>', swapped[1], re.S)[1]
+    assert "调积分" in trail and "points 100 → 80" in trail
+
+
+async def test_an_erased_member_is_not_found_and_their_page_has_no_actions(shop, browser):
+    from bot.services import privacy
+
+    await as_role(shop, browser, "owner")
+    li = await member("李四")
+    await privacy.erase(shop.bot, li)
+    li = await Member.get(id=li.id)
+    assert li.erased_at is not None
+    assert listed((await browser.get(f"/console/members?q={OTHER}")).text) == []
+    assert listed((await browser.get(f"/console/members?q={li.card_no}")).text) == []
+    page = (await browser.get(f"/console/members/{li.id}")).text
+    assert "已注销" in page and 'name="nonce"' not in page
+
+
+# --- the search service itself (the bench calls it) ---
+
+async def test_the_search_service_pages_scopes_and_ignores_latin_case(shop):
+    from bot.services import member_search
+
+    bot = shop.bot
+    await member_at(shop, "13600000005", "S001", "Amy Li")
+    found = await member_search.search(bot, "amy", None)
+    assert [hit.name for hit in found.hits] == ["Amy Li"] and found.key == "name"
+    assert found.hits[0].phone == "136****0005"
+    s001 = (await Store.get(code="S001")).id
+    scoped = await member_search.search(bot, "", s001, limit=1)
+    assert len(scoped.hits) == 1 and scoped.more and scoped.next_offset == 1
+    everyone = await member_search.search(bot, "", None, limit=500, offset=-3)
+    assert (everyone.limit, everyone.offset) == (member_search.MAX_LIMIT, 0)
+    assert {hit.name for hit in everyone.hits} == {"王小明", "李四", "张三", "Amy Li"}
+    # Card numbers by their first digits, up to a prefix of nines.
+    assert member_search._digits_after("8812") == "8813"
+    assert member_search._digits_after("8899") == "89"
+    assert member_search._digits_after("99") == ":"
+    li = await member("李四")
+    assert await member_search.visible(li.id, s001) is None
+    assert (await member_search.visible(li.id, None)).id == li.id
