@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.console.pages import render, require, store_scope
+from bot.console.pages import at_least, render, require, store_scope
 from bot.console.session import bot_of
 from bot.models import (
     AuditEntry,
@@ -52,11 +52,16 @@ MAX_POINTS = 1_000_000  # as 调积分 in chat
 REASON_MAX = 120  # PointsEntry.reason
 _NONCE = re.compile(r"[A-Za-z0-9_\-]{16,64}")
 ACTIONS = ("adjust_points", "set_tier", "issue_coupon")
-AUDIT_NAMES = {
+AUDIT_NAMES = {  # what the audit trail calls the actions it lists (others by their code)
     "lookup": "查询", "adjust_points": "调积分", "set_tier": "设等级", "coupon_issue": "发券",
-    "purchase": "消费", "purchase_void": "撤销消费", "coupon_redeem": "核销",
-    "stored_value_topup": "充值", "stored_value_pay": "储值消费", "stored_value_refund": "退款",
-    "profile_edit": "改资料", "card_transfer": "换绑", "erase": "注销",
+    "coupon_redeem": "核销", "coupon_undo": "撤销核销", "purchase": "消费",
+    "void_purchase": "撤销消费", "stored_value_topup": "充值", "stored_value_pay": "储值消费",
+    "stored_value_refund": "储值退款", "punch_sell": "开次卡", "punch_use": "核次",
+    "tag_member": "标签", "card_transfer": "换绑", "profile_name": "改称呼",
+    "profile_phone": "改手机", "profile_birthday": "改生日", "booking": "代约",
+    "booking_move": "改约", "booking_cancel": "取消预约", "booking_arrived": "到店",
+    "booking_no_show": "爽约", "erase": "注销", "marketing_opt_in": "重新订阅",
+    "import_member": "导入",
 }
 
 
@@ -138,7 +143,7 @@ async def _card(request: web.Request, member: Member) -> dict[str, Any]:
 async def _page_context(request: web.Request, user: ConsoleUser, member: Member
                         ) -> dict[str, Any]:
     bot = bot_of(request)
-    manager = allowed(user.role, "adjust_points")
+    manager = at_least(user.role, Role.MANAGER)  # the ledgers and the trail
     context = await _card(request, member)
     context |= {
         "forms": await _forms(request, user, member),
