@@ -14,7 +14,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from bot.console import auth, bookings, campaigns, home, rfm
+from bot.console import auth, bookings, campaigns, home, members, rfm
 from bot.console.pages import FILTERS, MenuItem
 from bot.console.session import BOT_KEY, guard
 from bot.models.staff import Role
@@ -22,9 +22,10 @@ from bot.runtime import Bot
 
 STATIC = Path(__file__).resolve().parent / "static"
 # Each page is a module with its own `routes`; the menu shows a role the pages it may open.
-PAGES = (auth, home, bookings, campaigns, rfm)
+PAGES = (auth, home, members, bookings, campaigns, rfm)
 MENU = (
     MenuItem("/console/", "首页", Role.CLERK),
+    MenuItem("/console/members", "会员", Role.CLERK),
     MenuItem("/console/bookings", "预约", Role.CLERK),
     MenuItem("/console/campaigns", "群发", Role.MANAGER),
 )

@@ -74,7 +74,8 @@ class Purchase(Model):
 
     class Meta:
         table = "purchase"
-        indexes = (("member_id", "created_at"),)
+        # (store_id, member_id): a store's customers, for the console's member search.
+        indexes = (("member_id", "created_at"), ("store_id", "member_id"))
 
 
 class TierChange(Model):
@@ -88,6 +89,7 @@ class TierChange(Model):
 
     class Meta:
         table = "tier_change"
+        indexes = (("member_id", "id"),)  # a member's tier history
 
 
 class CheckIn(Model):

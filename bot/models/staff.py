@@ -67,6 +67,8 @@ class AuditEntry(Model):
 
     class Meta:
         table = "audit_entry"
+        # A member's trail (the console's member page), newest first.
+        indexes = (("member_id", "id"),)
 
     async def save(self, *args, **kwargs) -> None:
         if not self._saved_in_db:

@@ -14,27 +14,39 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from bot.models import Member, TierChange
+from bot.models import AuditEntry, Member, TierChange
 from bot.rules import tiers
 from bot.services import loyalty
 from bot.services.staff import Actor, audit
 
 
-async def set_tier(bot, member: Member, tier: str, *, actor: Actor) -> Member:
+async def set_tier(bot, member: Member, tier: str, *, actor: Actor,
+                   key: str | None = None) -> Member:
+    """Set the member's tier (a floor, above the first tier), with its TierChange and audit
+    entry. With a `key` (a console form's nonce) it is done once: a repeat of that key, or a
+    copy running at the same time, changes nothing more and returns the member as they are."""
     names = [t.name for t in bot.config.tiers]
     if tier not in names:
         raise ValueError(tier)
     floor = None if tier == names[0] else tier
     async with in_transaction():
+        if key is not None:
+            # Lock the member's row first (a copy of this request waits here on PostgreSQL;
+            # SQLite writes one at a time), then look for the key's audit entry.
+            await Member.filter(id=member.id).update(tier=F("tier"))
+            if await AuditEntry.exists(member_id=member.id, action="set_tier", detail=key):
+                return await Member.get(id=member.id)
+            member = await Member.get(id=member.id)  # what the tier is now, under the lock
         await Member.filter(id=member.id).update(tier=tier, tier_floor=floor)
         if tier != member.tier:
             await TierChange.create(member_id=member.id, from_tier=member.tier, to_tier=tier,
                                     reason="manual", staff=actor.staff)
         await audit(actor, "set_tier", member=member,
                     before={"tier": member.tier, "floor": member.tier_floor},
-                    after={"tier": tier, "floor": floor})
+                    after={"tier": tier, "floor": floor}, detail=key or "")
     return await Member.get(id=member.id)
 
 
