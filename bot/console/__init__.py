@@ -14,7 +14,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from bot.console import auth, home
+from bot.console import audit, auth, exports, feedback, home, staff
 from bot.console.pages import FILTERS, MenuItem
 from bot.console.session import BOT_KEY, guard
 from bot.models.staff import Role
@@ -22,9 +22,13 @@ from bot.runtime import Bot
 
 STATIC = Path(__file__).resolve().parent / "static"
 # Each page is a module with its own `routes`; the menu shows a role the pages it may open.
-PAGES = (auth, home)
+PAGES = (auth, home, feedback, staff, audit, exports)
 MENU = (
     MenuItem("/console/", "首页", Role.CLERK),
+    MenuItem("/console/feedback", "评价", Role.MANAGER),
+    MenuItem("/console/staff", "员工", Role.MANAGER),
+    MenuItem("/console/audit", "日志", Role.MANAGER),
+    MenuItem("/console/exports", "导出", Role.MANAGER),
 )
 
 
