@@ -184,7 +184,7 @@ def _encode(names: Names, kind: Kind, rows: Sequence[tuple], header: bool) -> by
 
 
 async def chunks(bot, kind: Kind, *, store_id: int | None, since: dt.datetime | None,
-                 until: dt.datetime | None, batch: int = BATCH) -> AsyncIterator[bytes]:
+                 until: dt.datetime | None, batch: int | None = None) -> AsyncIterator[bytes]:
     """The CSV, a chunk per batch of rows; the first is the BOM and the header. Decrypting
     and formatting a batch run beside the event loop."""
     names = Names(dict(await Store.all().values_list("id", "name")),
@@ -192,5 +192,5 @@ async def chunks(bot, kind: Kind, *, store_id: int | None, since: dt.datetime | 
                   bot.vault)
     yield await asyncio.to_thread(_encode, names, kind, (), True)
     async for rows in value_batches(kind.query(store_id, since, until), *kind.fields,
-                                    size=batch):
+                                    size=batch or BATCH):
         yield await asyncio.to_thread(_encode, names, kind, rows, False)
