@@ -126,7 +126,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
     sandbox = bot.config.wechat.api_base_url.rstrip("/") != auth.REAL_WECHAT
     return render(request, "staff_invite.j2", {
         "code": code, "qr": qr, "error": error, "store": store, "name": name,
-        "role_name": staff_service.ROLE_NAMES[role], "hours": seconds // 3600,
+        "invite_role": staff_service.ROLE_NAMES[role], "hours": seconds // 3600,
         "scene": scene if sandbox else None})
 
 

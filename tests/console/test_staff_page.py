@@ -104,7 +104,8 @@ async def test_a_double_submitted_invite_makes_one_invite(harness, browsers):
     assert re.search(r"绑定 ([A-Z0-9]{8})", second.text)[1] == code
     assert await StaffInvite.all().count() == 1
     assert await AuditEntry.filter(action="staff_invite").count() == 1
-    assert "示例门店" in first.text and "店长" in first.text
+    assert "示例门店·二店 · 店长" in first.text
+    assert re.search(r'class="who">[^<]*· 老板', first.text)  # the user's own role, still
     # A new form (a new nonce) is a new invite.
     other, _ = await invite(browser, role="clerk")
     assert other != code and await StaffInvite.all().count() == 2
