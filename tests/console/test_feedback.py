@@ -83,6 +83,8 @@ async def test_a_manager_sees_their_stores_ratings_with_the_phone_masked(shop, b
     assert "共 <strong>3</strong> 条评价" in page.text
     assert "平均 <strong>2.67</strong> 星" in page.text
     assert 'name="store"' not in page.text  # a manager has no store to choose
+    widened = await browser.get("/console/feedback?store=S002")  # and cannot pick one
+    assert set(rows(widened.text)) == set(found)
 
 
 async def test_the_owner_sees_every_store_and_can_narrow_to_one(shop, browsers):
