@@ -14,6 +14,7 @@ goes through bot/services/staff.py, as `memberbot staff` does, and is audited as
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from dataclasses import dataclass
 
@@ -62,7 +63,7 @@ async def _target(request: web.Request, user: ConsoleUser) -> Staff:
 @dataclass(frozen=True)
 class Row:
     staff: Staff
-    last_login: object  # a datetime or None
+    last_login: dt.datetime | None  # when their newest console session began
     manageable: bool
 
 
