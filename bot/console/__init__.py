@@ -14,7 +14,18 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from bot.console import auth, bookings, campaigns, home, members, rfm
+from bot.console import (
+    audit,
+    auth,
+    bookings,
+    campaigns,
+    exports,
+    feedback,
+    home,
+    members,
+    rfm,
+    staff,
+)
 from bot.console.pages import FILTERS, MenuItem
 from bot.console.session import BOT_KEY, guard
 from bot.models.staff import Role
@@ -22,12 +33,16 @@ from bot.runtime import Bot
 
 STATIC = Path(__file__).resolve().parent / "static"
 # Each page is a module with its own `routes`; the menu shows a role the pages it may open.
-PAGES = (auth, home, members, bookings, campaigns, rfm)
+PAGES = (auth, home, members, bookings, campaigns, rfm, feedback, staff, audit, exports)
 MENU = (
     MenuItem("/console/", "首页", Role.CLERK),
     MenuItem("/console/members", "会员", Role.CLERK),
     MenuItem("/console/bookings", "预约", Role.CLERK),
     MenuItem("/console/campaigns", "群发", Role.MANAGER),
+    MenuItem("/console/feedback", "评价", Role.MANAGER),
+    MenuItem("/console/staff", "员工", Role.MANAGER),
+    MenuItem("/console/audit", "日志", Role.MANAGER),
+    MenuItem("/console/exports", "导出", Role.MANAGER),
 )
 
 

@@ -1,5 +1,7 @@
 """The owner's console, from chat: scanning its login QR code (scene login:<nonce>) logs the
-waiting browser in, and 退出后台 ends every console session of the employee at once."""
+waiting browser in, scanning an invite's QR code (scene invite:<code>, shown on the staff
+page) binds the scanner as 绑定 <code> would, and 退出后台 ends every console session of the
+employee at once."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from bot.chat.staff_commands import staff_text
 from bot.infra.ratelimit import Limit
 from bot.notifications.replies import Reply
 from bot.services import console_auth, members
+from bot.services import staff as staff_service
 from bot.services.console_auth import ScanResult
 from bot.services.staff import Actor
 
@@ -44,6 +47,27 @@ async def scanned_login(ctx: Context) -> Reply:
     local = ctx.now.astimezone(ctx.bot.config.shop.tz)
     return ctx.reply("console_login_ok.j2", browser=console_auth.browser_name(scan.user_agent),
                      time=local.strftime("%H:%M"))
+
+
+def _invite_scene(ctx: Context) -> bool:
+    return staff_service.invite_code(ctx.inbound.scene) is not None
+
+
+@router.when(_invite_scene, kinds=("subscribe", "scan"))
+async def scanned_invite(ctx: Context) -> Reply:
+    """The new employee scans the invite's code: bound exactly as by 绑定 <code> (the same
+    service, the same limit on tries), so a used or expired code is refused the same way."""
+    if ctx.inbound.kind == "subscribe":
+        await members.follow(ctx.inbound.user, None, ctx.now)
+    if await ctx.bot.limiter.hit({f"bind:{ctx.inbound.user}": staff_service.BIND_LIMIT}, ctx.now):
+        return ctx.reply("staff_bind_slow_down.j2")
+    code = staff_service.invite_code(ctx.inbound.scene) or ""
+    staff = await staff_service.bind(ctx.inbound.user, code, ctx.now) if code else None
+    if staff is None:
+        return ctx.reply("staff_bind_failed.j2")
+    store = await staff.store
+    return ctx.reply("staff_bound.j2", staff=staff, store=store,
+                     role=staff_service.ROLE_NAMES[staff.role])
 
 
 @_staff_text("退出后台", "退出登录")

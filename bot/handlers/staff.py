@@ -13,7 +13,6 @@ from bot.chat.routing import Router
 from bot.chat.staff_commands import staff_answering, staff_help_lines, staff_text
 from bot.chat.staff_commands import staff_command as _staff_command
 from bot.chat.states import PunchSale, PurchaseCheck
-from bot.infra.ratelimit import Limit
 from bot.infra.vault import mask_phone
 from bot.models import Purchase, TierChange
 from bot.notifications import notices
@@ -42,8 +41,8 @@ async def bind(ctx: Context) -> Reply:
     parts = ctx.text.split()
     if len(parts) != 2:
         return ctx.reply("staff_bind_usage.j2")
-    # Guessing invite codes must not pay: a few tries an hour per WeChat account.
-    if await ctx.bot.limiter.hit({f"bind:{ctx.inbound.user}": [Limit(5, 3600)]}, ctx.now):
+    if await ctx.bot.limiter.hit({f"bind:{ctx.inbound.user}": staff_service.BIND_LIMIT},
+                                 ctx.now):
         return ctx.reply("staff_bind_slow_down.j2")
     staff = await staff_service.bind(ctx.inbound.user, parts[1], ctx.now)
     if staff is None:

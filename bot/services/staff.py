@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -12,12 +13,17 @@ from tortoise.transactions import in_transaction
 
 from bot.clock import utcnow
 from bot.infra.db import IntegrityError
+from bot.infra.ratelimit import Limit
 from bot.models import AuditEntry, ConsoleSession, Member, Staff, StaffInvite, Store
 from bot.models.staff import ROLES, Role
 
 INVITE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I
 INVITE_LENGTH = 8
 INVITE_TTL = dt.timedelta(hours=24)
+INVITE_PREFIX = "invite:"  # the scene of the QR code the console shows with an invite
+# Guessing invite codes must not pay: a few tries an hour per WeChat account, by 绑定 <code>
+# or by scanning an invite's QR code alike.
+BIND_LIMIT = [Limit(5, 3600)]
 
 # The least role that may do each thing. Owners may do everything, in every store.
 REQUIRED_ROLE: dict[str, Role] = {
@@ -87,18 +93,47 @@ def _hash(code: str) -> str:
     return hashlib.sha256(code.strip().upper().encode()).hexdigest()
 
 
-async def create_invite(store_code: str, role: str, name: str, now: dt.datetime) -> str:
-    """A one-time code, valid 24 h; only its hash is stored."""
+def invite_code_for(secret: str, nonce: str) -> str:
+    """A code derived from a secret and a request's nonce: the same request (a double submit,
+    a retry) names the same code, which create_invite then makes once."""
+    digest = hmac.new(secret.encode(), f"invite:{nonce}".encode(), hashlib.sha256).digest()
+    return "".join(INVITE_ALPHABET[b % len(INVITE_ALPHABET)] for b in digest[:INVITE_LENGTH])
+
+
+def invite_scene(code: str) -> str:
+    """The QR scene that binds whoever scans it with the invite (bot/handlers/console.py)."""
+    return INVITE_PREFIX + code
+
+
+def invite_code(scene: str | None) -> str | None:
+    """The invite code of a scene invite:<code>, or None for any other scene."""
+    if not scene or not scene.startswith(INVITE_PREFIX):
+        return None
+    return scene[len(INVITE_PREFIX):][:INVITE_LENGTH * 2]
+
+
+async def create_invite(store_code: str, role: str, name: str, now: dt.datetime, *,
+                        actor: Actor | None = None, code: str | None = None) -> str:
+    """A one-time code, valid 24 h; only its hash is stored. With `code` (invite_code_for) a
+    repeat of the same request returns the code without making a second invite."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     store = await Store.get_or_none(code=store_code)
     if store is None:
         raise LookupError(f"no store {store_code!r}")
-    code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(INVITE_LENGTH))
-    async with in_transaction():
-        await StaffInvite.create(code_hash=_hash(code), store=store, role=role, name=name,
-                                 expires_at=now + INVITE_TTL)
-        await audit(Actor.cli(store), "staff_invite", detail=f"role={role} name={name}")
+    if code is not None and await StaffInvite.exists(code_hash=_hash(code)):
+        return code
+    code = code or "".join(secrets.choice(INVITE_ALPHABET) for _ in range(INVITE_LENGTH))
+    try:
+        async with in_transaction():
+            await StaffInvite.create(code_hash=_hash(code), store=store, role=role, name=name,
+                                     expires_at=now + INVITE_TTL)
+            await audit(actor or Actor.cli(store), "staff_invite",
+                        after={"role": role, "store": store.code},
+                        detail=f"role={role} name={name}")
+    except IntegrityError:  # the same code at once: the other request made it
+        if not await StaffInvite.exists(code_hash=_hash(code)):
+            raise
     return code
 
 
@@ -143,14 +178,35 @@ async def staff_account(openid: str) -> tuple[Staff, Store] | None:
     return (staff, staff.store) if staff else None
 
 
-async def revoke(staff_id: int, now: dt.datetime | None = None) -> bool:
-    """The employee's access ends at once: in chat, and every console session they have."""
+async def revoke(staff_id: int, now: dt.datetime | None = None, *,
+                 actor: Actor | None = None) -> bool:
+    """The employee's access ends at once: in chat, and every console session they have.
+    False when there was nobody active to revoke (a repeat changes nothing)."""
     async with in_transaction():
         staff = await Staff.get_or_none(id=staff_id).select_related("store")
         if staff is None or not staff.active:
             return False
-        await Staff.filter(id=staff_id).update(active=False)
+        if not await Staff.filter(id=staff_id, active=True).update(active=False):
+            return False
         await ConsoleSession.end_all(staff_id, now or utcnow(), "revoked")
-        await audit(Actor.cli(staff.store), "staff_revoke", before={"role": staff.role},
-                    after={"active": False}, detail=f"staff:{staff.id} {staff.name}")
+        await audit(actor or Actor.cli(staff.store), "staff_revoke",
+                    before={"role": staff.role}, after={"active": False},
+                    detail=f"staff:{staff.id} {staff.name}")
+    return True
+
+
+async def set_role(staff_id: int, role: str, now: dt.datetime, *, actor: Actor) -> bool:
+    """Give an active employee another role; their console sessions (opened with the old one)
+    end at once. False when nothing changed (already that role, revoked, or a repeat)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    async with in_transaction():
+        staff = await Staff.get_or_none(id=staff_id, active=True)
+        if staff is None or staff.role == role:
+            return False
+        if not await Staff.filter(id=staff_id, active=True, role=staff.role).update(role=role):
+            return False
+        await ConsoleSession.end_all(staff_id, now, "role_changed")
+        await audit(actor, "staff_role", before={"role": staff.role}, after={"role": role},
+                    detail=f"staff:{staff.id} {staff.name}")
     return True
