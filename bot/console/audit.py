@@ -17,6 +17,24 @@ from bot.models.staff import Role
 
 PAGE = 50
 routes = web.RouteTableDef()
+# What the log's actions mean to a shop owner; an action not named here shows as stored.
+ACTION_NAMES = {
+    "purchase": "消费", "void_purchase": "撤销消费", "lookup": "查询会员",
+    "adjust_points": "调积分", "set_tier": "设等级", "tag_member": "标签",
+    "coupon_issue": "发券", "coupon_redeem": "核销", "coupon_undo": "撤销券",
+    "stored_value_topup": "储值充值", "stored_value_pay": "储值消费",
+    "stored_value_refund": "储值退款", "punch_sell": "开卡", "punch_use": "次卡核销",
+    "card_transfer": "转卡", "import_member": "导入会员", "profile_name": "改姓名",
+    "profile_phone": "改手机", "profile_birthday": "改生日", "erase": "注销",
+    "booking": "代约", "booking_move": "改约", "booking_cancel": "取消预约",
+    "booking_arrived": "到店", "booking_no_show": "爽约",
+    "campaign_create": "创建群发", "campaign_start": "开始群发", "campaign_confirm": "确认群发",
+    "campaign_pause": "暂停群发", "campaign_resume": "继续群发", "campaign_cancel": "取消群发",
+    "duty_on": "上班", "duty_off": "下班", "support_reply": "回复会员", "support_close": "结束会话",
+    "staff_bind": "员工绑定", "staff_invite": "邀请员工", "staff_revoke": "停用员工",
+    "staff_role": "改角色", "console_login": "登录后台", "console_logout": "退出后台",
+    "console_link": "登录链接", "console_export": "导出",
+}
 
 
 def _values(values: dict[str, Any] | None) -> str:
@@ -70,7 +88,7 @@ async def page(request: web.Request) -> web.StreamResponse:
     return render(request, "audit.j2", {
         "entries": entries, "tz": tz, "dates": dates, "store": store_code,
         "staff_id": staff_id, "action": action, "member": member_text,
-        "staff": await staff, "values": _values,
+        "staff": await staff, "values": _values, "actions": ACTION_NAMES,
         "stores": await query.stores_for(user),
         "next": query.next_link(request, entries[-1].id) if more else None,
         "first": query.next_link(request) if before else None})

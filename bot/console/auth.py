@@ -35,7 +35,7 @@ def _agent(request: web.Request) -> str:
     return request.headers.get("User-Agent", "")
 
 
-def _qr_png(text: str) -> str:
+def qr_png(text: str) -> str:
     """The code as a PNG data URI: an <img>, so that in WeChat's own browser on the phone a
     long press (识别图中二维码) scans it too, which an inline SVG would not allow."""
     image = qrcode.make(text, box_size=8, border=2)
@@ -74,7 +74,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
                                               status=502)
     sandbox = bot.config.wechat.api_base_url.rstrip("/") != REAL_WECHAT
     response = aiohttp_jinja2.render_template("login.j2", request, {
-        "qr": _qr_png(code["url"]), "minutes": seconds // 60,
+        "qr": qr_png(code["url"]), "minutes": seconds // 60,
         "scene": pending.scene if sandbox else None})
     set_cookie(request, response, LOGIN_COOKIE, pending.browser_secret, max_age=seconds + 60)
     return response

@@ -121,7 +121,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
     qr, error = None, ""
     try:
         made = await bot.wechat.create_qrcode(scene, temporary=True, expire_seconds=seconds)
-        qr = auth._qr_png(made["url"])
+        qr = auth.qr_png(made["url"])
     except (WeChatAPIError, aiohttp.ClientError, TimeoutError, KeyError) as exc:
         error = str(exc) or type(exc).__name__
     sandbox = bot.config.wechat.api_base_url.rstrip("/") != auth.REAL_WECHAT

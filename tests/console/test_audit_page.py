@@ -85,6 +85,9 @@ async def test_filters_by_employee_action_member_and_dates(log, browsers):
     assert listed(page.text) == [e["lookup"].id, e["adjust"].id, e["purchase"].id]
     page = await browser.get("/console/audit?action=purchase")
     assert listed(page.text) == [e["purchase"].id]  # S002's purchase stays out
+    # Actions read in the shop's words, and the filter offers them by name.
+    assert '<td title="purchase">消费</td>' in page.text
+    assert '<option value="purchase" selected>消费</option>' in page.text
     page = await browser.get(f"/console/audit?member={log.member.card_no}")
     assert listed(page.text) == [e["adjust"].id, e["purchase"].id]
     page = await browser.get(f"/console/audit?member={log.member.id}")
