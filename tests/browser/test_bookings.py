@@ -32,6 +32,13 @@ SHOWN = (BookingStatus.ACTIVE, BookingStatus.OFFERED, BookingStatus.ARRIVED,
 _keys = itertools.count(1)
 
 
+async def assert_readable(button) -> None:
+    """The button's text is not the colour of its background (computed by Chromium)."""
+    color, background = await button.evaluate(
+        "b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]")
+    assert color != background, (await button.inner_text(), color, background)
+
+
 def at(hour: int, minute: int = 0, day: dt.date = TODAY) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(hour, minute), SHANGHAI)
 
@@ -109,6 +116,8 @@ async def test_the_desk_marks_arrivals_cancels_and_moves_bookings_once(page, sho
     seeded = await Booking.get(store=s001, status=BookingStatus.ACTIVE, starts_at=utc(16))
     await open_panel(page, seeded)
     await shoot(page, "panel")
+    for button in await page.locator("#panel .bk-actions button").all():
+        await assert_readable(button)
     assert (await click(page, page.locator('#panel button[data-action="arrive"]'))).status == 200
     assert "已登记到店。" in await page.locator("#panel .bk-outcome").inner_text()
     await page.wait_for_function(
@@ -149,6 +158,7 @@ async def test_the_desk_marks_arrivals_cancels_and_moves_bookings_once(page, sho
     await wang17.refresh_from_db()
     assert wang17.status == BookingStatus.ACTIVE  # asking changed nothing
     await shoot(page, "cancel-confirm")
+    await assert_readable(page.locator('#panel button[data-action="cancel"]'))  # was red on red
     assert (await click(page, page.locator('#panel button[data-action="cancel"]'))
             ).status == 200
     await page.locator(f'#calendar a[data-booking="{wang17.id}"]').wait_for(state="detached")

@@ -16,6 +16,13 @@ from tests.browser.support import MEMBERS, PHONE, click, login, path_of, seed, s
 PHONES = {name: phone for name, phone, *_ in MEMBERS}
 
 
+async def assert_readable(button) -> None:
+    """The button's text is not the colour of its background (computed by Chromium)."""
+    color, background = await button.evaluate(
+        "b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]")
+    assert color != background, (await button.inner_text(), color, background)
+
+
 async def _cell_ids(shop, text: str) -> list[int]:
     """The members a segment selects now, from the database (all of them, in id order)."""
     segment = segments.parse(text, shop.config)
@@ -96,6 +103,8 @@ async def test_a_campaign_for_an_rfm_cell_is_created_previewed_and_started_once(
     await preview.wait_for()
     assert await preview.get_attribute("data-preview-total") == str(len(ids))
     await shoot(page, "campaign-preview")
+    for button in await page.locator("#campaign .camp-moves button").all():
+        await assert_readable(button)  # 取消群发 was red on red
 
     # 开始发送: the owner clicks once, the manager twice in a row; it starts once.
     posts: list[str] = []
@@ -119,6 +128,8 @@ async def test_a_campaign_for_an_rfm_cell_is_created_previewed_and_started_once(
     assert await page.locator("#campaign").get_attribute("data-status") in ("running", "done")
     assert await page.locator('button[data-move="start"]').count() == 0
     await shoot(page, "campaign-detail")
+    for button in await page.locator("#campaign .camp-moves button").all():
+        await assert_readable(button)
     await visit(page, "/console/campaigns", shot="campaigns-list-after")
     assert await page.locator("tr[data-campaign]").count() == 1
 
