@@ -148,6 +148,14 @@ async def test_the_rfm_grid_and_the_form_fit_a_phone(new_page, shop):
     await visit(page, "/console/campaigns", shot="campaigns-phone")
     for path in ("/console/", "/console/campaigns/new", "/console/campaigns"):
         await page.goto(path)
+        # Every entry of the menu is on the screen, none scrolled away behind who.
+        hidden = await page.eval_on_selector_all(
+            "header.top .menu a", """links => links.filter(a => {
+                const box = a.getBoundingClientRect(),
+                      strip = a.parentElement.getBoundingClientRect();
+                return box.left < strip.left || box.right > strip.right + 0.5
+                    || box.right > window.innerWidth; }).map(a => a.textContent.trim())""")
+        assert not hidden, f"{path}: the menu hides {hidden}"
         overflow = await page.evaluate(
             "() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} is {overflow}px wider than the phone"
