@@ -29,7 +29,7 @@ from bot.models.jobs import JobRun
 from bot.models.ledger import CheckIn, PointsEntry, PointsKind, PointsUse, Purchase, TierChange
 from bot.models.member import CardSerial, CardTransfer, Member, Store
 from bot.models.profile import ProfileChange
-from bot.models.rollups import DailyFigures, DailyMember, MemberSet, RollupDay
+from bot.models.rollups import DailyFigures, DailyMember, MemberSet, PeriodCount, RollupDay
 from bot.models.staff import AppendOnlyError, AuditEntry, Role, Staff, StaffInvite
 from bot.models.support import Rating, SupportMessage, SupportThread, ThreadStatus
 from bot.models.tags import MemberTag
@@ -70,6 +70,7 @@ __all__ = [
     "Member",
     "MemberSet",
     "MemberTag",
+    "PeriodCount",
     "PointsEntry",
     "PointsKind",
     "PointsUse",

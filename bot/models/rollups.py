@@ -2,7 +2,8 @@
 
 A closed local day is summed once a store into DailyFigures, and the members who were active or
 paid that day are kept as sets (DailyMember), since a distinct count over a period is not the
-sum of its days'. RollupDay says which days are rolled up: a day without a row there is read
+sum of its days'; PeriodCount holds those counts for the windows of closed days the page
+needs on a given day. RollupDay says which days are rolled up: a day without a row there is read
 from the ledgers' own rows. `store_key` is the store's id, 0 for rows without a store (a member
 who joined through no store's code), so (day, store_key) can be unique on both databases.
 """
@@ -56,7 +57,25 @@ class DailyMember(Model):
     class Meta:
         table = "daily_member"
         unique_together = (("kind", "day", "store_key", "member_id"),)
-        indexes = (("kind", "store_key", "day", "member_id"),)
+        indexes = (("kind", "store_key", "day", "member_id"), ("kind", "member_id", "day"))
+
+
+class PeriodCount(Model):
+    """How many distinct members of a kind a window of closed days holds, for the day the
+    page reads it on (`as_of`): the nightly job counts the windows that day's page needs.
+    store_key -1: the whole shop (a member of two stores counted once)."""
+
+    id = fields.BigIntField(primary_key=True)
+    as_of = fields.DateField()
+    kind = fields.CharField(max_length=8)
+    store_key = fields.IntField()
+    first_day = fields.DateField()
+    last_day = fields.DateField()
+    members = fields.IntField()
+
+    class Meta:
+        table = "period_count"
+        unique_together = (("as_of", "kind", "store_key", "first_day", "last_day"),)
 
 
 class RollupDay(Model):

@@ -92,3 +92,17 @@ def in_tier_order(tiers: list[str], counts: dict[str, int]) -> list[tuple[str, i
     other name members still carry (a tier removed from the config), by name."""
     return ([(name, counts.get(name, 0)) for name in tiers]
             + sorted((name, n) for name, n in counts.items() if name not in tiers and n))
+
+
+def closed_windows(today: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """The windows of closed days (first, last) whose distinct members the home page needs on
+    `today`: each period's days before today, and each period before (SPANS)."""
+    yesterday = today - dt.timedelta(days=1)
+    out = []
+    for days in SPANS:
+        period = ending(today, days)
+        if days > 1:
+            out.append((period.first, yesterday))
+        before = period.before()
+        out.append((before.first, before.last))
+    return out

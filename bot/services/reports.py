@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from bot.config import Config
 from bot.infra import sql
 from bot.models import BookingStatus, CouponStatus, CouponTemplate, MemberSet, PointsKind
-from bot.models.rollups import RollupDay
+from bot.models.rollups import PeriodCount, RollupDay
 from bot.rules import reports
 from bot.rules.coupons import CouponKind
 from bot.rules.reports import Period
@@ -226,10 +226,21 @@ async def days(first: dt.date, today: dt.date, tz: ZoneInfo, store_id: int | Non
     return out
 
 
-async def distinct_members(periods: list[Period], live_from: dt.date, tz: ZoneInfo,
-                           store_id: int | None) -> dict[MemberSet, list[int]]:
-    """Active and paying members in each period, each counted once however many days: the
-    rolled-up days' sets and the rows of the days after, in one statement a kind."""
+WHOLE_SHOP = -1  # PeriodCount's store_key for counts over every store
+
+
+async def distinct_members(periods: list[Period], live_from: dt.date, today: dt.date,
+                           tz: ZoneInfo, store_id: int | None) -> dict[MemberSet, list[int]]:
+    """Active and paying members in each period, each counted once however many days.
+
+    When every closed day is rolled up and the night's job counted its windows (PeriodCount),
+    a period's members are those counts, plus today's members who were not already in the
+    period's closed days (today's rows, each looked up in the day sets by its index). Else
+    the day sets of the rolled-up days and the rows of the days after, counted together."""
+    if live_from == today:
+        counted = await _counted(periods, today, tz, store_id)
+        if counted is not None:
+            return counted
     first = min(period.first for period in periods)
     out = {}
     for source in MEMBER_SOURCES:
@@ -241,10 +252,10 @@ async def distinct_members(periods: list[Period], live_from: dt.date, tz: ZoneIn
         if store_id is not None:
             rolled.append(f"store_key = {p(store_id)}")
         bounds = [period.bounds(tz) for period in periods]
-        live_flags = ", ".join(f"CASE WHEN {in_range(source.time, *b, p)} THEN 1 ELSE 0 END AS p{i}"
-                               for i, b in enumerate(bounds))
+        live_flags = ", ".join(f"CASE WHEN {in_range(source.time, *b, p)} THEN 1 ELSE 0 END "
+                               f"AS p{i}" for i, b in enumerate(bounds))
         live = [in_range(source.time, reports.day_edges(live_from, 1, tz)[0],
-                    max(b[1] for b in bounds), p), source.where]
+                         max(b[1] for b in bounds), p), source.where]
         if store_id is not None:
             live.append(f"{source.store} = {p(store_id)}")
         counts = ", ".join(f"COUNT(DISTINCT CASE WHEN p{i} = 1 THEN member_id END) AS c{i}"
@@ -255,6 +266,54 @@ async def distinct_members(periods: list[Period], live_from: dt.date, tz: ZoneIn
             f"SELECT {source.member} AS member_id, {live_flags} FROM {source.table} "
             f"WHERE {' AND '.join(live)}) x", *p.values)
         out[source.kind] = [int(row[f"c{i}"] or 0) for i in range(len(periods))]
+    return out
+
+
+async def _counted(periods: list[Period], today: dt.date, tz: ZoneInfo, store_id: int | None
+                   ) -> dict[MemberSet, list[int]] | None:
+    """The distinct counts from the night's PeriodCount rows and today's rows; None when a
+    window the periods need was not counted for today."""
+    yesterday = today - dt.timedelta(days=1)
+    closed = [(period.first, min(period.last, yesterday)) if period.first <= yesterday
+              else None for period in periods]
+    rows = await PeriodCount.filter(
+        as_of=today, store_key=WHOLE_SHOP if store_id is None else store_id).values_list(
+        "kind", "first_day", "last_day", "members")
+    known = {(kind, sql.as_date(a), sql.as_date(b)): n for kind, a, b, n in rows}
+    if any(window and (str(kind), *window) not in known
+           for kind in MemberSet for window in closed):
+        return None
+    out = {}
+    for source in MEMBER_SOURCES:
+        # Today's members of the kind, and of them those already in each period's closed days.
+        p = Params()
+        seen = []
+        overlaps = [i for i, (period, window) in enumerate(zip(periods, closed, strict=True))
+                    if period.last >= today and window]
+        for i in overlaps:
+            window = closed[i]
+            clauses = [f"d.kind = {p(str(source.kind))}", "d.member_id = x.member_id",
+                       f"d.day >= {p(window[0])}", f"d.day <= {p(window[1])}"]
+            if store_id is not None:
+                clauses.append(f"d.store_key = {p(store_id)}")
+            seen.append(f"COUNT(DISTINCT CASE WHEN EXISTS (SELECT 1 FROM daily_member d "
+                        f"WHERE {' AND '.join(clauses)}) THEN x.member_id END) AS s{i}")
+        live = [in_range(source.time, *reports.day_edges(today, 1, tz), p), source.where]
+        if store_id is not None:
+            live.append(f"{source.store} = {p(store_id)}")
+        (row,) = await sql.fetch(
+            f"SELECT {', '.join(['COUNT(DISTINCT x.member_id) AS today', *seen])} FROM "
+            f"(SELECT {source.member} AS member_id FROM {source.table} "
+            f"WHERE {' AND '.join(live)}) x", *p.values)
+        counts = []
+        for i, (period, window) in enumerate(zip(periods, closed, strict=True)):
+            before = known[(str(source.kind), *window)] if window else 0
+            if period.last < today:
+                counts.append(before)
+            else:
+                already = int(row[f"s{i}"] or 0) if window else 0
+                counts.append(before + int(row["today"] or 0) - already)
+        out[source.kind] = counts
     return out
 
 
@@ -314,7 +373,7 @@ async def figures(periods: list[Period], today: dt.date, tz: ZoneInfo, store_id:
     first = min(period.first for period in periods)
     live_from = await _live_from(first, today)
     by_day = await days(first, today, tz, store_id, tiers, live_from)
-    distinct = await distinct_members(periods, live_from, tz, store_id)
+    distinct = await distinct_members(periods, live_from, today, tz, store_id)
     out = []
     for i, period in enumerate(periods):
         total = by_day.total(period)

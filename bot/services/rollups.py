@@ -35,10 +35,10 @@ from zoneinfo import ZoneInfo
 from tortoise.transactions import in_transaction
 
 from bot.infra import sql
-from bot.models import DailyFigures, DailyMember, RollupDay
+from bot.models import DailyFigures, DailyMember, MemberSet, PeriodCount, RollupDay, Store
 from bot.rules import reports as report_rules
 from bot.services import reports
-from bot.services.reports import MEMBER_SOURCES, SUMMED, Params
+from bot.services.reports import MEMBER_SOURCES, SUMMED, WHOLE_SHOP, Params
 
 BATCH_DAYS = 31
 REFRESH_DAYS = 8  # [points] void_days (7) and a day
@@ -87,6 +87,8 @@ async def roll_up(first: dt.date, count: int, tz: ZoneInfo, tiers: list[str],
         await DailyFigures.filter(day__gte=first, day__lte=last).delete()
         await DailyMember.filter(day__gte=first, day__lte=last).delete()
         await RollupDay.filter(day__gte=first, day__lte=last).delete()
+        # Counts over windows that hold these days are counted again (count_periods).
+        await PeriodCount.filter(as_of__gt=first).delete()
         await DailyFigures.bulk_create(
             [DailyFigures(day=days[n], store_key=store, **{k: values.get(k, 0) for k in SUMMED})
              for (n, store), values in sorted(rows.items())], batch_size=500)
@@ -102,12 +104,45 @@ async def roll_up(first: dt.date, count: int, tz: ZoneInfo, tiers: list[str],
         await RollupDay.bulk_create([RollupDay(day=d, rolled_at=now) for d in days])
 
 
+async def count_periods(today: dt.date) -> int:
+    """Distinct members of each kind over the windows of closed days the home page needs on
+    `today` (rules/reports.closed_windows), for each store and the whole shop, from the day
+    sets: written only when every day of them is rolled up. How many counts were written."""
+    windows = report_rules.closed_windows(today)
+    first = min(a for a, _ in windows)
+    yesterday = today - dt.timedelta(days=1)
+    rolled = await reports.rolled_days(first, yesterday)
+    if len(rolled) < (yesterday - first).days + 1:
+        return 0
+    stores = [0, *await Store.all().values_list("id", flat=True)]
+    rows = []
+    for kind in MemberSet:
+        for a, b in windows:
+            where = "WHERE kind = $1 AND day >= $2 AND day <= $3"
+            counts = dict.fromkeys(stores, 0)
+            for row in await sql.fetch("SELECT store_key, COUNT(DISTINCT member_id) AS n "
+                                       f"FROM daily_member {where} GROUP BY store_key",
+                                       str(kind), a, b):
+                counts[int(row["store_key"])] = int(row["n"])
+            (whole,) = await sql.fetch("SELECT COUNT(DISTINCT member_id) AS n "
+                                       f"FROM daily_member {where}", str(kind), a, b)
+            counts[WHOLE_SHOP] = int(whole["n"])
+            rows += [PeriodCount(as_of=today, kind=kind, store_key=key, first_day=a, last_day=b,
+                                 members=n) for key, n in counts.items()]
+    async with in_transaction():
+        await PeriodCount.filter(as_of=today).delete()
+        await PeriodCount.filter(as_of__lt=yesterday).delete()
+        await PeriodCount.bulk_create(rows, batch_size=500)
+    return len(rows)
+
+
 async def refresh(bot, first: dt.date, last: dt.date) -> int:
     """Roll up the days first..last again (a correction to old rows); how many days."""
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
     for start, count in runs(days):
         await roll_up(start, count, bot.config.shop.tz, reports.tier_names(bot.config),
                       bot.now())
+    await count_periods(bot.today())
     return len(days)
 
 
@@ -116,9 +151,10 @@ async def nightly(bot, today: dt.date) -> dict[str, Any]:
     REFRESH_DAYS days again."""
     tz = bot.config.shop.tz
     yesterday = today - dt.timedelta(days=1)
-    earliest = await first_day(tz)
-    if earliest is None or earliest > yesterday:
-        return {"days": 0}
+    # From the first row, and at least the days the home page reads (empty days too, so
+    # that a young shop's page reads rollups and counts like an old one's).
+    earliest = min(await first_day(tz) or yesterday,
+                   today - dt.timedelta(days=2 * max(report_rules.SPANS)))
     rolled = await reports.rolled_days(earliest, yesterday)
     recent = max(earliest, today - dt.timedelta(days=REFRESH_DAYS))
     wanted = [earliest + dt.timedelta(days=n) for n in range((yesterday - earliest).days + 1)]
@@ -126,4 +162,6 @@ async def nightly(bot, today: dt.date) -> dict[str, Any]:
     tiers = reports.tier_names(bot.config)
     for start, count in runs(days):
         await roll_up(start, count, tz, tiers, bot.now())
-    return {"days": len(days), "back_filled": len([d for d in days if d not in rolled])}
+    counts = await count_periods(today)
+    return {"days": len(days), "back_filled": len([d for d in days if d not in rolled]),
+            "counts": counts}

@@ -27,6 +27,7 @@ from bot.models import (
     DailyFigures,
     DailyMember,
     Member,
+    PeriodCount,
     PointsEntry,
     Purchase,
     Rating,
@@ -106,7 +107,7 @@ _keys = itertools.count(1)
 
 async def _store(world: dict) -> list[int]:
     for model in (TierChange, Coupon, Rating, Booking, Purchase, PointsEntry, Member,
-                  DailyFigures, DailyMember, RollupDay):
+                  DailyFigures, DailyMember, RollupDay, PeriodCount):
         await model.all().delete()
     stores = dict(await Store.all().values_list("code", "id"))
     ids = []
@@ -224,9 +225,12 @@ async def test_figures_from_rollups_and_rows_are_the_figures_of_the_rows(any_db,
     first = min(period.first for period in PERIODS)
     closed = [first + dt.timedelta(days=n) for n in range((TODAY - first).days)]
     rolled_some = data.draw(st.lists(st.sampled_from(closed), max_size=20), label="rolled")
-    for step, days in (("none", []), ("some", rolled_some), ("all", closed)):
+    for step, days in (("none", []), ("some", rolled_some), ("all", closed),
+                       ("counted", [])):
         for start, count in rollups.runs(days, size=data.draw(st.integers(1, 40), label="b")):
             await rollups.roll_up(start, count, NEW_YORK, TIERS, NOW)
+        if step == "counted":  # the night's distinct counts of the page's windows
+            assert await rollups.count_periods(TODAY) > 0
         for scope in (True, "S001", "S002"):
             store_id = None if scope is True else stores[scope]
             got, by_day = await reports.figures(PERIODS, TODAY, NEW_YORK, store_id, TIERS)
@@ -259,7 +263,7 @@ async def test_the_first_run_back_fills_every_day_and_a_second_changes_nothing(d
             await Purchase.create(member=m, store_id=m.store_id, amount=1000 * back + 1,
                                   idempotency_key=f"j{next(_keys)}", created_at=at)
         result = await rollups.nightly(bot, today)
-        assert result == {"days": 100, "back_filled": 100}
+        assert result == {"days": 100, "back_filled": 100, "counts": 2 * 5 * 4}
         days = await RollupDay.all().values_list("day", flat=True)
         assert len(days) == 100 and max(days) == today - dt.timedelta(days=1)
         assert await DailyFigures.filter(sales__gt=0).count() == 4  # today's is not closed
@@ -267,7 +271,7 @@ async def test_the_first_run_back_fills_every_day_and_a_second_changes_nothing(d
                                                               "new_members"))
         members = sorted(await DailyMember.all().values_list("kind", "day", "member_id"))
         again = await rollups.nightly(bot, today)
-        assert again == {"days": rollups.REFRESH_DAYS, "back_filled": 0}
+        assert again == {"days": rollups.REFRESH_DAYS, "back_filled": 0, "counts": 40}
         assert sorted(await DailyFigures.all().values_list(
             "day", "store_key", "sales", "new_members")) == before
         assert sorted(await DailyMember.all().values_list("kind", "day", "member_id")) == members
