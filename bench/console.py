@@ -107,9 +107,8 @@ async def insert(table: str, columns: list[str], rows: list[tuple]) -> None:
 
 
 def moment(rng: random.Random) -> dt.datetime:
-    """A time in the last DAYS days, busier lately (a growing shop), never after NOW."""
-    back = DAYS * rng.random() ** 1.5
-    return NOW - dt.timedelta(days=back)
+    """A time in the last DAYS days, evenly spread, never after NOW."""
+    return NOW - dt.timedelta(days=DAYS * rng.random())
 
 
 def phone(i: int) -> str:

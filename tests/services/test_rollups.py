@@ -58,12 +58,13 @@ async def bot(db_url) -> AsyncIterator[Bot]:
 # --- a random shop, and the Python count of its figures ----------------------------------------
 
 def _instants() -> st.SearchStrategy[dt.datetime]:
-    """Local times from 65 days before TODAY to the day after, favouring midnights."""
+    """Local times from 65 days before TODAY to the day after, favouring midnights and the
+    last days (a member active today and in the days before is counted once)."""
     minutes = st.one_of(st.sampled_from([0, 1, 23 * 60 + 59]), st.integers(0, 24 * 60 - 1))
     return st.builds(
         lambda back, m: dt.datetime.combine(TODAY - dt.timedelta(days=back),
                                             dt.time(m // 60, m % 60), NEW_YORK),
-        st.integers(-1, 65), minutes)
+        st.one_of(st.integers(-1, 8), st.integers(-1, 65)), minutes)
 
 
 @dataclass(frozen=True)
