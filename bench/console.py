@@ -341,7 +341,7 @@ async def drop_schema(url: str) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432/bench",
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432/memberbot_bench",
                         help="the PostgreSQL database for --db postgres (its schema is dropped)")
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--entries", type=int, default=1_000_000)

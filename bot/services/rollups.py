@@ -7,14 +7,18 @@ DailyFigures row, computed by the very statements the home page runs over today'
 
 Active and paying members over a period are distinct counts: a member active on three days of
 the week is one active member of the week, so a week's count is not the sum of its days'. We
-keep each day's set of members instead (DailyMember: kind, day, store, member; at most one row
-per member, day and kind, however many ledger rows they made that day), and count distinct
-members over the days of a period, unioned with today's rows. That is exact for any period and
-scope (a store's, or the whole shop's, where a member active in two stores counts once), costs a
-narrow covering index range scan ((kind, store_key, day, member_id)) instead of the ledgers and
-their join to member, and needs nothing from the past to be right. Storing only per-period
-distinct counts would have been smaller but right only for the periods chosen in advance, and
-wrong the moment "the last 7 days" moves past midnight.
+keep each day's set of members (DailyMember: kind, day, store, member; one row per member, day
+and kind, however many ledger rows they made that day), which answers any period and scope
+exactly (a store's, or the whole shop's, where a member active in two stores counts once).
+Counting distinct members over 60 days of sets is still a pass over most active members, so
+the night's run also counts the windows of closed days the page needs that day
+(rules/reports.closed_windows, PeriodCount, per store and for the whole shop); the page adds
+today's members who are not in the window already (each of today's members looked up in the
+sets by the (kind, member_id, day) index): |closed ∪ today| = |closed| + |today| - |both|.
+Without that day's counts (before the night's run, or after a day was rolled up again), the
+page counts the sets and today's rows together instead: slower, never wrong. Storing only
+per-period counts would have been smaller, but right only for the periods chosen in advance
+and only until the window moves at midnight; storing only sets, exact but slow for the owner.
 
 A run replaces each day it rolls up (delete and insert, one transaction a batch of days), so
 running it again, or for a day already done, is harmless. Each run rolls up every day from the
