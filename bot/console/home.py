@@ -12,7 +12,7 @@ from aiohttp import web
 from bot.console import auth
 from bot.console.pages import at_least, render, require, store_scope
 from bot.console.session import bot_of, user_of
-from bot.models.staff import ROLES, Role
+from bot.models.staff import Role
 from bot.rules import reports as report_rules
 from bot.services import reports
 from bot.services.console_auth import ConsoleUser
@@ -47,7 +47,7 @@ ROWS = (
 
 
 def rows_for(role: str) -> list[Row]:
-    return [row for row in ROWS if ROLES.index(role) >= ROLES.index(row.least)]
+    return [row for row in ROWS if at_least(role, row.least)]
 
 
 def _money(user: ConsoleUser) -> bool:
