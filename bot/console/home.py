@@ -1,6 +1,7 @@
-"""The home page: today, 7 and 30 days against the period before (环比), and a chart of daily
-new members and sales. An owner sees every store; a manager and a clerk their own store, and
-a clerk no money figures."""
+"""The home page: today, 7 and 30 days against the period before (环比); what stands now (the
+points liability in ¥, the stored value the shop owes, members per tier); charts of daily new
+members and sales, and of tier moves. An owner sees every store; a manager and a clerk their
+own store, and a clerk no money figures (sales, points, coupons, the liabilities)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from bot.console import auth
-from bot.console.pages import render, require, store_scope
+from bot.console.pages import at_least, render, require, store_scope
 from bot.console.session import bot_of, user_of
-from bot.models.staff import ROLES, Role
+from bot.models.staff import Role
 from bot.rules import reports as report_rules
 from bot.services import reports
 from bot.services.console_auth import ConsoleUser
@@ -24,7 +25,7 @@ routes = web.RouteTableDef()
 class Row:
     name: str  # a Figures attribute
     label: str
-    unit: str = ""  # "yuan" for fen shown as yuan, "stars"
+    unit: str = ""  # "yuan" for fen shown as yuan, "rate" for a ratio shown in %
     least: Role = Role.CLERK
 
 
@@ -36,6 +37,9 @@ ROWS = (
     Row("points_issued", "发放积分", least=Role.MANAGER),
     Row("points_redeemed", "兑换积分", least=Role.MANAGER),
     Row("points_expired", "过期积分", least=Role.MANAGER),
+    Row("coupon_rate", "券核销率", "rate", Role.MANAGER),
+    Row("tier_ups", "升级会员"),
+    Row("tier_downs", "降级会员"),
     Row("bookings", "预约"),
     Row("no_shows", "爽约"),
     Row("average_rating", "平均评分", "stars"),
@@ -43,7 +47,11 @@ ROWS = (
 
 
 def rows_for(role: str) -> list[Row]:
-    return [row for row in ROWS if ROLES.index(role) >= ROLES.index(row.least)]
+    return [row for row in ROWS if at_least(role, row.least)]
+
+
+def _money(user: ConsoleUser) -> bool:
+    return at_least(user.role, Role.MANAGER)
 
 
 @routes.get("/", name="home")
@@ -52,22 +60,23 @@ async def page(request: web.Request) -> web.StreamResponse:
     if user is None:
         return await auth.login_page(request)
     bot = bot_of(request)
-    tz = bot.config.shop.tz
-    compared = await reports.home(bot.today(), tz, store_scope(user))
+    tiers = reports.tier_names(bot.config)
+    home = await reports.home(bot.today(), bot.config.shop.tz, store_scope(user), tiers)
+    standing = await reports.standing(bot.config, store_scope(user))
+    period = report_rules.ending(bot.today(), 30)
     return render(request, "home.j2", {
-        "compared": compared, "rows": rows_for(user.role),
-        "chart": await _chart(request, user, 30), "spans": CHART_SPANS})
+        "compared": home.compared, "rows": rows_for(user.role), "money": _money(user),
+        "standing": standing, "tiers": {"names": [name for name, _ in standing.tiers],
+                                        "members": [n for _, n in standing.tiers]},
+        "chart": _chart(user, reports.daily_of(home.days, period)), "spans": CHART_SPANS})
 
 
-async def _chart(request: web.Request, user: ConsoleUser, days: int) -> dict:
-    bot = bot_of(request)
-    period = report_rules.ending(bot.today(), days)
-    daily = await reports.daily(period, bot.config.shop.tz, store_scope(user))
-    money = ROLES.index(user.role) >= ROLES.index(Role.MANAGER)
+def _chart(user: ConsoleUser, daily: reports.Daily) -> dict:
     data = {"dates": [d.strftime("%m-%d") for d in daily.dates],
             "new_members": daily.new_members,
-            "sales": [round(fen / 100, 2) for fen in daily.sales] if money else None}
-    return {"days": days, "data": data}
+            "sales": [round(fen / 100, 2) for fen in daily.sales] if _money(user) else None}
+    moves = {"dates": data["dates"], "ups": daily.tier_ups, "downs": daily.tier_downs}
+    return {"days": len(daily.dates), "data": data, "moves": moves}
 
 
 @routes.get("/chart", name="chart")
@@ -79,5 +88,8 @@ async def chart(request: web.Request) -> web.StreamResponse:
     except ValueError:
         days = 30
     days = days if days in CHART_SPANS else 30
-    return render(request, "_chart.j2", {
-        "chart": await _chart(request, user, days), "spans": CHART_SPANS})
+    bot = bot_of(request)
+    period = report_rules.ending(bot.today(), days)
+    daily = await reports.daily(period, bot.today(), bot.config.shop.tz, store_scope(user),
+                                reports.tier_names(bot.config))
+    return render(request, "_chart.j2", {"chart": _chart(user, daily), "spans": CHART_SPANS})

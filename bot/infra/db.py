@@ -84,6 +84,7 @@ async def _create_schema(url: str) -> None:
         # SQLite's file lock serialises concurrent starters; IF NOT EXISTS does the rest.
         await Tortoise.generate_schemas(safe=True)
         await _add_missing_columns(connections.get("default"), "sqlite")
+        await add_indexes(connections.get("default"))
         await _protect_audit_log(url)
         return
     # On PostgreSQL two "CREATE TABLE IF NOT EXISTS" at once can still collide, so the
@@ -92,6 +93,7 @@ async def _create_schema(url: str) -> None:
         await conn.execute_query(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
         await generate_schema_for_client(conn, safe=True)
         await _add_missing_columns(conn, "postgres")
+        await add_indexes(conn)
         await _protect_audit_log(url, conn)
 
 
@@ -131,6 +133,39 @@ async def _add_missing_columns(conn, dialect: str) -> None:
                 else:
                     await conn.execute_script(f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS '
                                               f'"{column}" {sql_type} NULL')
+
+
+# What the console's figures read by time (bot/services/reports.py: today's rows, and the
+# nightly rollups' day ranges), beyond the indexes the models declare (booking (store_id,
+# starts_at) and (status, starts_at), rating (store_id, created_at) are there already).
+REPORT_INDEXES = (
+    ("purchase", ("store_id", "created_at")),
+    ("purchase", ("created_at",)),
+    ("points_entry", ("created_at",)),
+    ("member", ("store_id", "registered_at")),
+    ("member", ("registered_at",)),
+    ("rating", ("created_at",)),
+    ("coupon", ("issued_at",)),
+    ("coupon", ("redeemed_at",)),
+    ("tier_change", ("created_at",)),
+)
+
+
+def index_name(table: str, columns: tuple[str, ...]) -> str:
+    return f"ix_{table}_{'_'.join(columns)}"
+
+
+async def add_indexes(conn) -> None:
+    """Indexes added after a table was first made: generate_schemas makes a model's indexes
+    only with its table, so a database from an earlier version gets them here, at every start
+    (IF NOT EXISTS: a no-op once made). They are not declared in the models, which would give
+    a new database each twice. On PostgreSQL a start that makes one over a big table holds
+    writes to it meanwhile (CREATE INDEX CONCURRENTLY cannot run in the schema's transaction);
+    that happens once."""
+    for table, columns in REPORT_INDEXES:
+        cols = ", ".join(f'"{column}"' for column in columns)
+        await conn.execute_script(f'CREATE INDEX IF NOT EXISTS "{index_name(table, columns)}" '
+                                  f'ON "{table}" ({cols})')
 
 
 async def _protect_audit_log(url: str, conn=None) -> None:

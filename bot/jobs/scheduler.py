@@ -44,9 +44,11 @@ from bot.services import (
     birthdays,
     bookings,
     campaigns,
+    console_cleanup,
     coupons,
     expiry,
     maintenance,
+    rollups,
     support,
     tiering,
 )
@@ -114,11 +116,23 @@ async def _birthdays(bot, today: dt.date) -> dict[str, Any]:
     return await birthdays.celebrate(bot, today)
 
 
+async def _daily_figures(bot, today: dt.date) -> dict[str, Any]:
+    """The console's daily rollups: yesterday, the days still open to change, any missing."""
+    return await rollups.nightly(bot, today)
+
+
+async def _console_cleanup(bot, today: dt.date) -> dict[str, Any]:
+    return await console_cleanup.clean(
+        bot.now(), dt.timedelta(minutes=bot.config.console.idle_minutes))
+
+
 JOBS = (
     Job("points_expiry", 0, 10, _points_expiry),
     Job("coupon_expiry", 0, 20, _coupon_expiry),
+    Job("daily_figures", 0, 40, _daily_figures),  # after the expiries of the night
     Job("tier_evaluation", 3, 0, _tier_evaluation),
     Job("purge", 4, 30, _purge),
+    Job("console_cleanup", 4, 40, _console_cleanup),
     Job("birthday", 9, 0, _birthdays, setting="birthday_at"),  # 09:00 is the key's default
 )
 

@@ -30,6 +30,7 @@ from bot.models.jobs import JobRun
 from bot.models.ledger import CheckIn, PointsEntry, PointsKind, PointsUse, Purchase, TierChange
 from bot.models.member import CardSerial, CardTransfer, Member, Store
 from bot.models.profile import ProfileChange
+from bot.models.rollups import DailyFigures, DailyMember, MemberSet, PeriodCount, RollupDay
 from bot.models.staff import AppendOnlyError, AuditEntry, Role, Staff, StaffInvite
 from bot.models.support import Rating, SupportMessage, SupportThread, ThreadStatus
 from bot.models.tags import MemberTag
@@ -57,6 +58,8 @@ __all__ = [
     "Coupon",
     "CouponStatus",
     "CouponTemplate",
+    "DailyFigures",
+    "DailyMember",
     "Delivery",
     "DeliveryState",
     "DeliveryStatus",
@@ -67,7 +70,9 @@ __all__ = [
     "MassJob",
     "MassQuota",
     "Member",
+    "MemberSet",
     "MemberTag",
+    "PeriodCount",
     "PointsEntry",
     "PointsKind",
     "PointsUse",
@@ -80,6 +85,7 @@ __all__ = [
     "Rating",
     "Resource",
     "Role",
+    "RollupDay",
     "Seat",
     "Service",
     "SmsCode",

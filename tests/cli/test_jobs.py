@@ -71,8 +71,9 @@ async def test_list_shows_each_job_its_local_time_and_its_last_run(run_cli, caps
     assert await run_cli("jobs", "list") == 0
     lines = output(capsys)[0].splitlines()
     assert [line.split()[:2] for line in lines] == [
-        ["points_expiry", "00:10"], ["coupon_expiry", "00:20"], ["tier_evaluation", "03:00"],
-        ["purge", "04:30"], ["birthday", "07:45"]]
+        ["points_expiry", "00:10"], ["coupon_expiry", "00:20"], ["daily_figures", "00:40"],
+        ["tier_evaluation", "03:00"], ["purge", "04:30"], ["console_cleanup", "04:40"],
+        ["birthday", "07:45"]]
     assert all(line.endswith("never run") for line in lines)
 
     await seed_birthdays(db_url)

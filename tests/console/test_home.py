@@ -14,15 +14,20 @@ import pytest
 from bot.models import (
     Booking,
     BookingStatus,
+    Coupon,
+    CouponTemplate,
     Member,
     PointsEntry,
     Purchase,
     Rating,
     Resource,
+    RollupDay,
     Service,
+    Staff,
     Store,
+    TierChange,
 )
-from bot.services import members
+from bot.services import members, rollups
 from tests.console.support import Browser, login_by_link
 from tests.support import SHANGHAI, add_staff, at_local
 
@@ -180,3 +185,101 @@ async def test_the_chart_needs_a_session(harness, browser):
     assert page.status == 302 and page.headers["Location"] == "/console/"
     page = await browser.get("/console/chart?days=7", headers={"HX-Request": "true"})
     assert page.status == 401 and page.headers["HX-Redirect"] == "/console/"
+
+
+# --- what stands now, coupons, tier moves; the same figures once rolled up ---------------------
+
+async def coupon(m: Member, days_ago: int, redeemed_days_ago: int | None = None):
+    template = await CouponTemplate.get(code="WELCOME20")
+    at = local(days_ago, 11)
+    await Coupon.create(template=template, member=m, code=f"T{next(_keys):08d}",
+                        source="manual", issue_key=f"t:{next(_keys)}", valid_from=at,
+                        expires_at=at + dt.timedelta(days=30), issued_at=at,
+                        status="issued" if redeemed_days_ago is None else "redeemed",
+                        redeemed_at=None if redeemed_days_ago is None
+                        else local(redeemed_days_ago, 12))
+
+
+@pytest.fixture
+async def shop_standing(shop_with_rows):
+    """Balances, coupons and tier moves on top of shop_with_rows."""
+    h = shop_with_rows
+    a1, a2, b1, c1 = await Member.all().order_by("id")
+    await Member.filter(id=a1.id).update(points=1000, stored_value=50000, tier="金卡会员")
+    await Member.filter(id=a2.id).update(points=234, tier="银卡会员")
+    await Member.filter(id=b1.id).update(points=7000, stored_value=8800, tier="银卡会员")
+    await Member.filter(id=c1.id).update(points=5, erased_at=h.bot.now())  # counted in no tier
+    await coupon(a1, 0, redeemed_days_ago=0)
+    await coupon(a2, 0)
+    await coupon(a1, 5, redeemed_days_ago=0)  # an older coupon redeemed today
+    await coupon(a1, 0)
+    await coupon(b1, 0, redeemed_days_ago=0)
+    for m, old, new in ((a1, "银卡会员", "金卡会员"), (a2, "金卡会员", "银卡会员"),
+                        (b1, "普通会员", "银卡会员")):
+        await TierChange.create(member=m, from_tier=old, to_tier=new, reason="evaluation",
+                                created_at=local(0, 3))
+    return h
+
+
+def owed(page: str, name: str) -> str:
+    match = re.search(rf'data-owed="{name}">.*?<span class="v">([^<]*)</span>', page, re.S)
+    assert match, name
+    return match[1]
+
+
+def tiers_of(page: str) -> dict[str, int]:
+    data = json.loads(html.unescape(re.search(r"data-tiers='([^']*)'", page)[1]))
+    return dict(zip(data["names"], data["members"], strict=True))
+
+
+async def test_a_manager_sees_what_their_store_owes_its_tiers_coupons_and_tier_moves(
+        shop_standing, browser):
+    page = await home_as(shop_standing, browser, "manager")
+    # Points are spent at 兑换: the best fixed amount off a point buys is CUT30's ¥30 for
+    # 300 points, so a point stands for ¥0.10. The store's members hold 1000 + 234 + 5.
+    assert owed(page, "points") == "¥123.90"
+    assert "1239 积分" in page and "按积分兑换券每分最高可抵金额" in page
+    assert owed(page, "stored_value") == "¥500.00"
+    assert tiers_of(page) == {"普通会员": 0, "银卡会员": 1, "金卡会员": 1, "钻石会员": 0}
+    assert figure(page, "coupon_rate", 1) == ("66.7%", "—")  # 2 redeemed of 3 issued today
+    assert figure(page, "coupon_rate", 7)[0] == "50.0%"  # 2 of 4
+    assert figure(page, "tier_ups", 1)[0] == "1" and figure(page, "tier_downs", 1)[0] == "1"
+    moves = json.loads(html.unescape(re.search(r"data-tier-moves='([^']*)'", page)[1]))
+    assert moves["ups"][-1] == 1 and moves["downs"][-1] == 1 and len(moves["dates"]) == 30
+
+
+async def test_the_owner_sees_every_store_owe_and_a_clerk_sees_no_money(shop_standing, browser):
+    page = await home_as(shop_standing, browser, "owner")
+    assert owed(page, "points") == "¥823.90" and owed(page, "stored_value") == "¥588.00"
+    assert tiers_of(page)["银卡会员"] == 2
+    assert figure(page, "coupon_rate", 1)[0] == "75.0%"  # 3 of 4
+    assert figure(page, "tier_ups", 1)[0] == "2"
+    await browser.close()
+    clerk = Browser(shop_standing)
+    try:
+        page = await home_as(shop_standing, clerk, "clerk")
+        assert 'data-owed=' not in page and 'data-figure="coupon_rate"' not in page
+        assert "积分负债" not in page and "储值" not in page
+        assert tiers_of(page)["金卡会员"] == 1  # members per tier are no money
+        assert figure(page, "tier_ups", 1)[0] == "1"
+    finally:
+        await clerk.close()
+
+
+async def test_the_page_shows_the_same_figures_once_the_nightly_job_rolled_the_days_up(
+        shop_standing, browser):
+    h = shop_standing
+    before = await home_as(h, browser, "manager")
+    # Tomorrow at 15:00 the days until today are closed: the job rolls them up.
+    at_local(h.clock, TODAY + dt.timedelta(days=1), 15)
+    result = await rollups.nightly(h.bot, TODAY + dt.timedelta(days=1))
+    assert result["counts"] > 0 and await RollupDay.filter(day=TODAY).exists()
+    await login_by_link(h, browser, (await Staff.get(openid="o_manager")).id)  # was idle
+    after = (await browser.get("/console/")).text
+    # Yesterday's figures are now the page's "7 days" and its day before: compare the 7 and
+    # 30 day columns' values (today's column moved on to an empty day).
+    for name in ("new_members", "active_members", "sales", "average_spend", "points_issued",
+                 "coupon_rate", "tier_ups", "bookings", "no_shows", "average_rating"):
+        for days in (7, 30):
+            assert figure(after, name, days)[0] == figure(before, name, days)[0], (name, days)
+        assert figure(after, name, 1)[0] in ("0", "—", "¥0.00"), name

@@ -56,3 +56,51 @@
     }
   });
 })();
+
+/* --- home --- */
+/* Tier charts: members per tier now (data-tiers) and daily ups / downs (data-tier-moves). */
+(function () {
+  "use strict";
+  function tiers(box, data) {
+    return {
+      tooltip: { trigger: "axis" }, grid: { left: 40, right: 20, top: 20, bottom: 30 },
+      xAxis: { type: "category", data: data.names },
+      yAxis: { type: "value", minInterval: 1 },
+      series: [{ name: "会员数", type: "bar", data: data.members, label: { show: true, position: "top" } }]
+    };
+  }
+  function moves(box, data) {
+    var downs = [];
+    for (var i = 0; i < data.downs.length; i++) { downs.push(-data.downs[i]); }
+    return {
+      tooltip: { trigger: "axis" }, legend: { top: 0 },
+      grid: { left: 40, right: 20, top: 40, bottom: 30 },
+      xAxis: { type: "category", data: data.dates }, yAxis: { type: "value", minInterval: 1 },
+      series: [{ name: "升级", type: "bar", stack: "moves", data: data.ups },
+               { name: "降级", type: "bar", stack: "moves", data: downs }]
+    };
+  }
+  var kinds = { "data-tiers": tiers, "data-tier-moves": moves };
+  function draw() {
+    if (!window.echarts) { return; }
+    for (var attr in kinds) {
+      var boxes = document.querySelectorAll("[" + attr + "]");
+      for (var i = 0; i < boxes.length; i++) {
+        if (window.echarts.getInstanceByDom(boxes[i])) { continue; }
+        var data = JSON.parse(boxes[i].getAttribute(attr));
+        window.echarts.init(boxes[i]).setOption(kinds[attr](boxes[i], data));
+      }
+    }
+  }
+  document.addEventListener("DOMContentLoaded", draw);
+  document.addEventListener("htmx:afterSettle", draw);
+  window.addEventListener("resize", function () {
+    for (var attr in kinds) {
+      var boxes = document.querySelectorAll("[" + attr + "]");
+      for (var i = 0; i < boxes.length; i++) {
+        var chart = window.echarts && window.echarts.getInstanceByDom(boxes[i]);
+        if (chart) { chart.resize(); }
+      }
+    }
+  });
+})();
