@@ -3,6 +3,7 @@ aiohttp's default jar refuses cookies from) and a User-Agent, logged in by QR or
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -10,7 +11,7 @@ import aiohttp
 
 from bot.sandbox import wechat_client as wire
 from bot.services import console_auth
-from tests.support import Harness
+from tests.support import Harness, add_staff
 
 CHROME = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like "
           "Gecko) Chrome/120.0.0.0 Safari/537.36")
@@ -100,3 +101,13 @@ async def login_by_link(h: Harness, browser: Browser, staff_id: int) -> Page:
     page = await browser.post(f"/console/login/{nonce}")
     assert page.status == 303, page.text
     return page
+
+
+_openids = itertools.count(1)
+
+
+async def log_in_as(h: Harness, browser: Browser, role: str, store: str = "S001") -> str:
+    """Logged in as a new employee of that role and store; the session's CSRF token."""
+    staff = await add_staff(f"o_{role}_{store}_{next(_openids)}", role, store=store, name=role)
+    await login_by_link(h, browser, staff.id)
+    return await browser.csrf()

@@ -10,17 +10,10 @@ import re
 import pytest
 
 from bot.models import AuditEntry, Store
-from tests.console.office import Browsers, local, member
+from tests.console.office import local, member
 from tests.support import add_staff
 
 DAY = dt.date(2026, 3, 18)
-
-
-@pytest.fixture
-async def browsers():
-    opened = Browsers()
-    yield opened
-    await opened.close()
 
 
 def listed(page: str) -> list[int]:

@@ -33,8 +33,9 @@ from bot.models import (
 )
 from bot.services import bookings, members
 from bot.services.staff import Actor
-from tests.console.support import Browser, login_by_link
-from tests.support import REPO_CONFIG, SHANGHAI, add_staff, at_local
+from tests.console.support import Browser
+from tests.console.support import log_in_as as log_in
+from tests.support import REPO_CONFIG, SHANGHAI, at_local
 
 DAY = dt.date(2031, 3, 12)  # a Wednesday
 PHONE, MASKED = "13800138000", "138****8000"
@@ -105,13 +106,6 @@ async def browser(shop):
     opened = Browser(shop)
     yield opened
     await opened.close()
-
-
-async def log_in(h, browser: Browser, role: str, store: str = "S001") -> str:
-    """Logged in as a new employee of that role; the session's CSRF token."""
-    staff = await add_staff(f"o_{role}_{store}", role, store=store, name=role)
-    await login_by_link(h, browser, staff.id)
-    return await browser.csrf()
 
 
 def cell(page: str, time: str, resource: Resource) -> str:

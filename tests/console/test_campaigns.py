@@ -17,7 +17,8 @@ import pytest
 from bot.models import AuditEntry, Campaign, CampaignDelivery, Follower, Member, Store
 from bot.services import campaigns, members
 from bot.services.campaigns import audience
-from tests.console.support import Browser, login_by_link
+from tests.console.support import Browser
+from tests.console.support import log_in_as as login
 from tests.support import SHANGHAI, add_staff, at_local
 
 TODAY = dt.date(2026, 3, 18)
@@ -47,21 +48,6 @@ async def shop(harness):
     for _ in range(2):
         await member(h, "S002")
     return h
-
-
-@pytest.fixture
-async def browser(harness):
-    opened = Browser(harness)
-    yield opened
-    await opened.close()
-
-
-async def login(h, browser: Browser, role: str, store: str = "S001") -> str:
-    """Logged in as a new employee of that role and store; the page's CSRF token."""
-    staff = await add_staff(f"o_{role}_{store}_{next(_phones)}", role, store=store,
-                            name=f"{role}{store}")
-    await login_by_link(h, browser, staff.id)
-    return await browser.csrf()
 
 
 async def draft(h, store: str = "S001", segment: str = "all", **kw) -> Campaign:

@@ -19,18 +19,11 @@ from bot.models import (
     StoredValueEntry,
 )
 from bot.services import exports
-from tests.console.office import Browsers, local, member
+from tests.console.office import local, member
 from tests.support import add_staff
 
 DAY = dt.date(2026, 3, 18)
 _keys = itertools.count(1)
-
-
-@pytest.fixture
-async def browsers():
-    opened = Browsers()
-    yield opened
-    await opened.close()
 
 
 def table(text: str) -> list[list[str]]:

@@ -11,17 +11,10 @@ import re
 import pytest
 
 from bot.models import Purchase, Rating, Store, SupportThread
-from tests.console.office import Browsers, local, member
+from tests.console.office import local, member
 
 DAY = dt.date(2026, 3, 18)
 _keys = itertools.count(1)
-
-
-@pytest.fixture
-async def browsers():
-    opened = Browsers()
-    yield opened
-    await opened.close()
 
 
 async def rate(m, store: str, stars: int, comment: str = "", *, day: dt.date = DAY,

@@ -104,13 +104,6 @@ async def shop_with_rows(harness):
     return h
 
 
-@pytest.fixture
-async def browser(harness):
-    opened = Browser(harness)
-    yield opened
-    await opened.close()
-
-
 def figure(page: str, name: str, days: int) -> tuple[str, str]:
     """A figure's value and its change, as the page shows them."""
     row = re.search(rf'<tr data-figure="{name}">(.*?)</tr>', page, re.S)

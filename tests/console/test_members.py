@@ -23,8 +23,8 @@ from bot.models import (
     TierChange,
 )
 from bot.services import members
-from tests.console.support import Browser, login_by_link
-from tests.support import add_staff
+from tests.console.support import Browser
+from tests.console.support import log_in_as as as_role
 
 PHONE = "13800000001"  # 王小明, registered in chat at S001 (100 welcome points)
 OTHER = "13900000002"  # 李四, S002 only
@@ -50,20 +50,6 @@ async def shop(harness):
                           idempotency_key=f"t:{next(_keys)}")
     await h.settle()
     return h
-
-
-@pytest.fixture
-async def browser(harness):
-    opened = Browser(harness)
-    yield opened
-    await opened.close()
-
-
-async def as_role(h, browser: Browser, role: str, store: str = "S001") -> str:
-    """Logged in as a new employee of `role`; the session's CSRF token."""
-    staff = await add_staff(f"o_{role}_{store}", role, store=store, name=f"{role}")
-    await login_by_link(h, browser, staff.id)
-    return await browser.csrf()
 
 
 def listed(page: str) -> list[str]:

@@ -17,8 +17,8 @@ from bot.console import rfm
 from bot.models import Campaign, Member, Purchase, Store
 from bot.rules.segments import RFM_CLASSES
 from bot.services import members, segments
-from tests.console.support import Browser, login_by_link
-from tests.support import SHANGHAI, add_staff, at_local
+from tests.console.support import log_in_as as login
+from tests.support import SHANGHAI, at_local
 
 TODAY = dt.date(2026, 3, 18)
 _keys = itertools.count(1)
@@ -65,19 +65,6 @@ async def shop(harness):
     await bought(e, "S002", 50, 10)
     await bought(e, "S002", 50, 20)
     return h
-
-
-@pytest.fixture
-async def browser(harness):
-    opened = Browser(harness)
-    yield opened
-    await opened.close()
-
-
-async def login(h, browser: Browser, role: str, store: str = "S001") -> str:
-    staff = await add_staff(f"o_rfm_{role}_{store}", role, store=store)
-    await login_by_link(h, browser, staff.id)
-    return await browser.csrf()
 
 
 def grid(page: str) -> dict[str, int]:

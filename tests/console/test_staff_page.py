@@ -7,20 +7,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from bot.models import AuditEntry, ConsoleSession, Staff, StaffInvite
 from bot.services import staff as staff_service
-from tests.console.office import Browsers, csrf_of
+from tests.console.office import csrf_of
 from tests.console.support import scan
 from tests.support import add_staff
-
-
-@pytest.fixture
-async def browsers():
-    opened = Browsers()
-    yield opened
-    await opened.close()
 
 
 def listed(page: str) -> set[int]:

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from tests.console.support import Browser
-
 RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
 
 
@@ -38,13 +34,6 @@ def effective(css: str, selector: str) -> dict[str, str]:
     if "background" in result:
         result.setdefault("background-color", result["background"])
     return result
-
-
-@pytest.fixture
-async def browser(harness):
-    opened = Browser(harness)
-    yield opened
-    await opened.close()
 
 
 async def test_danger_buttons_text_differs_from_their_background(browser):
