@@ -314,21 +314,11 @@ async def set_tier(request: web.Request) -> web.StreamResponse:
     if tier not in names:
         return await _answer(request, user, member, Outcome(
             False, f"没有这个等级，可选：{'、'.join(names)}。"))
-    repeated = await AuditEntry.exists(member_id=member.id, action="set_tier", detail=key)
-    after = await tiering.set_tier(bot, member, tier, actor=user.actor, key=key)
-    done = await AuditEntry.filter(member_id=member.id, action="set_tier", detail=key).first()
-    if done is not None and done.before and done.before.get("tier") != done.after.get("tier"):
-        # Made in the transaction that wrote this audit entry, just before it.
-        change = await TierChange.filter(
-            member_id=member.id, reason="manual", from_tier=done.before["tier"],
-            to_tier=done.after["tier"], created_at__lte=done.created_at).order_by("-id").first()
-        if change is not None:
-            # Repeats too: the notice's key is the change's.
-            bot.spawn(notices.tier_set(bot, change, floor=done.after.get("floor") is not None),
-                      f"notice:tier-set:{change.id}")
+    done = await tiering.set_tier(bot, member, tier, actor=user.actor, key=key)
+    after = done.member
     floor = "（保底等级：消费更多仍可升级，定期评估不会低于此等级）" if after.tier_floor else ""
     return await _answer(request, user, member, Outcome(True, f"已设为{after.tier}{floor}。",
-                                                        repeated))
+                                                        done.repeated))
 
 
 @routes.post(r"/members/{member_id:\d+}/coupon", name="member_coupon")

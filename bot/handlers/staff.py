@@ -14,7 +14,7 @@ from bot.chat.staff_commands import staff_answering, staff_help_lines, staff_tex
 from bot.chat.staff_commands import staff_command as _staff_command
 from bot.chat.states import PunchSale, PurchaseCheck
 from bot.infra.vault import mask_phone
-from bot.models import Purchase, TierChange
+from bot.models import Purchase
 from bot.notifications import notices
 from bot.notifications.replies import Reply
 from bot.rules import earning, tiers
@@ -177,14 +177,8 @@ async def set_tier(ctx: Context, actor: Actor, parts: list[str]) -> Reply:
     names = [t.name for t in ctx.bot.config.tiers]
     if parts[1] not in names:
         return ctx.reply("tier_unknown.j2", text=parts[1], names=names)
-    before = member.tier
-    member = await tiering.set_tier(ctx.bot, member, parts[1], actor=actor)
-    if member.tier != before:
-        change = await TierChange.filter(member_id=member.id, reason="manual") \
-            .order_by("-id").first()
-        ctx.bot.spawn(notices.tier_set(ctx.bot, change, floor=member.tier_floor is not None),
-                      f"notice:tier-set:{change.id}")
-    return ctx.reply("tier_set_staff.j2", **_who(ctx, member))
+    done = await tiering.set_tier(ctx.bot, member, parts[1], actor=actor)
+    return ctx.reply("tier_set_staff.j2", **_who(ctx, done.member))
 
 
 # --- stored value ---

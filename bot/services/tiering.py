@@ -18,36 +18,48 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from bot.models import AuditEntry, Member, TierChange
+from bot.notifications import notices
 from bot.rules import tiers
 from bot.services import loyalty
 from bot.services.staff import Actor, audit
 
 
+@dataclass(frozen=True)
+class TierSet:
+    member: Member  # as they are now
+    change: TierChange | None  # None: the tier was that already, or the key's earlier run
+    repeated: bool = False  # the key was done before: nothing changed now
+
+
 async def set_tier(bot, member: Member, tier: str, *, actor: Actor,
-                   key: str | None = None) -> Member:
+                   key: str | None = None) -> TierSet:
     """Set the member's tier (a floor, above the first tier), with its TierChange and audit
-    entry. With a `key` (a console form's nonce) it is done once: a repeat of that key, or a
-    copy running at the same time, changes nothing more and returns the member as they are."""
+    entry, and tell the member after the commit. With a `key` (a console form's nonce) it is
+    done once: a repeat of that key, or a copy running at the same time, changes nothing more."""
     names = [t.name for t in bot.config.tiers]
     if tier not in names:
         raise ValueError(tier)
     floor = None if tier == names[0] else tier
+    change = None
     async with in_transaction():
         if key is not None:
             # Lock the member's row first (a copy of this request waits here on PostgreSQL;
             # SQLite writes one at a time), then look for the key's audit entry.
             await Member.filter(id=member.id).update(tier=F("tier"))
             if await AuditEntry.exists(member_id=member.id, action="set_tier", detail=key):
-                return await Member.get(id=member.id)
+                return TierSet(await Member.get(id=member.id), None, repeated=True)
             member = await Member.get(id=member.id)  # what the tier is now, under the lock
         await Member.filter(id=member.id).update(tier=tier, tier_floor=floor)
         if tier != member.tier:
-            await TierChange.create(member_id=member.id, from_tier=member.tier, to_tier=tier,
-                                    reason="manual", staff=actor.staff)
+            change = await TierChange.create(member_id=member.id, from_tier=member.tier,
+                                             to_tier=tier, reason="manual", staff=actor.staff)
         await audit(actor, "set_tier", member=member,
                     before={"tier": member.tier, "floor": member.tier_floor},
                     after={"tier": tier, "floor": floor}, detail=key or "")
-    return await Member.get(id=member.id)
+    if change is not None:
+        bot.spawn(notices.tier_set(bot, change, floor=floor is not None),
+                  f"notice:tier-set:{change.id}")
+    return TierSet(await Member.get(id=member.id), change)
 
 
 @dataclass(frozen=True)
