@@ -16,6 +16,7 @@ confirm_above yuan earns is asked back first, as 消费 asks above that amount.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
 from dataclasses import dataclass
@@ -158,6 +159,7 @@ async def _page_context(request: web.Request, user: ConsoleUser, member: Member
         "tier_changes": await TierChange.filter(member_id=member.id).order_by("-id")
         .limit(LIST_ROWS),
         "now": bot.now(),
+        "one_second": dt.timedelta(seconds=1),
         "audit_names": AUDIT_NAMES,
     }
     if manager:
