@@ -62,3 +62,10 @@ async def test_the_demo_shop_is_seeded_once(shop, any_db):
     assert await Seat.filter(booking_id__in=[b.id for b in booked]).count() >= len(booked)
     assert await Rating.all().count() == len(RATINGS)
     assert await Rating.filter(stars__lte=2).exists()
+    # Each rates a purchase of the member's, at its store, so 评价 can name the visit
+    # (消费 #12 ¥88.00), not a key of the sandbox's own ("sandbox:11").
+    for rating in await Rating.all():
+        kind, _, serial = rating.visit.partition(":")
+        assert kind == "purchase", rating.visit
+        bought = await Purchase.get(id=int(serial))
+        assert bought.member_id == rating.member_id and bought.store_id == rating.store_id
