@@ -45,7 +45,9 @@ def _values(values: dict[str, Any] | None) -> str:
 
 async def _member(text: str) -> int | None:
     """A member by card number, else by id; 0 (matches nothing) when there is none."""
-    member_id = await Member.filter(card_no=text).first().values_list("id", flat=True)
+    member_id = None
+    if len(text) <= Member._meta.fields_map["card_no"].max_length:  # longer is no card number
+        member_id = await Member.filter(card_no=text).first().values_list("id", flat=True)
     if member_id is None and text.isascii() and text.isdigit() and len(text) < 10:
         member_id = int(text)
     return member_id or 0
