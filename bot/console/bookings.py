@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from bot.config import parse_ranges
+from bot.console import query
 from bot.console.pages import render, require
 from bot.console.session import bot_of
 from bot.infra.vault import mask_phone
@@ -187,7 +188,8 @@ async def _store(request: web.Request, user: ConsoleUser) -> Store:
     """An owner's chosen store (their own by default); anyone else's own store."""
     if user.role == Role.OWNER:
         code = request.query.get("store", "")
-        chosen = await Store.get_or_none(code=code) if code else None
+        chosen = await Store.get_or_none(code=code) \
+            if code and len(code) <= query.STORE_CODE_MAX else None
         return chosen or user.store
     return user.store
 
@@ -201,9 +203,10 @@ async def _resources(store: Store, found: list[Shown]) -> list[Resource]:
 
 def _day_of(text: str, today: dt.date) -> dt.date:
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         return today
+    return day if day.year in query.YEARS else today
 
 
 def _link(day: dt.date, view: str, store: Store, owner: bool) -> str:

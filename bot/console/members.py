@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.console.pages import at_least, render, require, store_scope
+from bot.console.query import ID_MAX
 from bot.console.session import bot_of
 from bot.models import (
     AuditEntry,
@@ -83,6 +84,8 @@ async def _member(request: web.Request, user: ConsoleUser) -> Member:
         member_id = int(request.match_info["member_id"])
     except ValueError:
         raise web.HTTPNotFound() from None
+    if member_id > ID_MAX:  # no such id, and the database would refuse it as a 500
+        raise web.HTTPNotFound()
     member = await member_search.visible(member_id, store_scope(user))
     if member is None:
         raise web.HTTPNotFound(text="no such member")
@@ -91,9 +94,10 @@ async def _member(request: web.Request, user: ConsoleUser) -> Member:
 
 def _int(text: str | None, default: int = 0) -> int:
     try:
-        return int(text) if text else default
+        value = int(text) if text else default
     except ValueError:
         return default
+    return value if abs(value) <= ID_MAX else default
 
 
 # --- search ---
