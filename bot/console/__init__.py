@@ -20,6 +20,7 @@ from bot.console import (
     auth,
     bookings,
     campaigns,
+    changes,
     exports,
     feedback,
     home,
@@ -76,8 +77,10 @@ async def error_pages(request: web.Request,
 def create_console(bot_key: web.AppKey[Bot]) -> web.Application:
     app = web.Application(middlewares=[guard, error_pages])
     app[BOT_KEY] = bot_key
-    aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("bot.console", "templates"),
-                         autoescape=True, filters=FILTERS)
+    env = aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("bot.console", "templates"),
+                               autoescape=True, filters=FILTERS)
+    # An audit entry in the shop's words (日志, a member's 操作记录).
+    env.globals.update(change=changes.change, note=changes.note, who=changes.who)
     for page in PAGES:
         app.add_routes(page.routes)
     app.router.add_static("/static", STATIC, name="static")

@@ -4,9 +4,6 @@ id), a date range. A manager sees their store's entries; an owner every entry.""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
 from bot.console import query
@@ -35,12 +32,6 @@ ACTION_NAMES = {
     "staff_role": "改角色", "console_login": "登录后台", "console_logout": "退出后台",
     "console_link": "登录链接", "console_export": "导出",
 }
-
-
-def _values(values: dict[str, Any] | None) -> str:
-    if not values:
-        return ""
-    return json.dumps(values, ensure_ascii=False, sort_keys=True, default=str)
 
 
 async def _member(text: str) -> int | None:
@@ -90,7 +81,7 @@ async def page(request: web.Request) -> web.StreamResponse:
     return render(request, "audit.j2", {
         "entries": entries, "tz": tz, "dates": dates, "store": store_code,
         "staff_id": staff_id, "action": action, "member": member_text,
-        "staff": await staff, "values": _values, "actions": ACTION_NAMES,
+        "staff": await staff, "actions": ACTION_NAMES,
         "stores": await query.stores_for(user),
         "next": query.next_link(request, entries[-1].id) if more else None,
         "first": query.next_link(request) if before else None})

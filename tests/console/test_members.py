@@ -415,7 +415,7 @@ async def test_after_an_action_the_lists_show_it_too(shop, browser):
     points = re.search(r'id="member-points">(.*?)</table>', swapped[1], re.S)[1]
     assert re.search(r"-20</td><td>80</td><td>误加", points)
     trail = re.search(r'id="member-audit">(.*?)</table>', swapped[1], re.S)[1]
-    assert "调积分" in trail and "points 100 → 80" in trail
+    assert "调积分" in trail and "积分 100 → 80，调整 -20" in trail
 
 
 async def test_an_erased_member_is_not_found_and_their_page_has_no_actions(shop, browser):
