@@ -410,11 +410,16 @@ async def _move_form(request: web.Request, user: ConsoleUser, booking: Booking, 
         resource = _chosen(str(booking.resource_id), here) or (here[0] if here else None)
     times = await bookings.free_times(bot, booking.service, day, resource=resource, staff=True) \
         if resource else []
-    return render(request, "_booking_move.j2", {
+    context = {
         "b": shown(bot, booking), "days": days, "day": day, "resources": here,
         "resource": resource, "weekday": weekday, "outcome": outcome,
         "times": [(t.start, t.start.astimezone(tz), t.places) for t in times],
-        "nonce": secrets.token_urlsafe(12)})
+        "nonce": secrets.token_urlsafe(12)}
+    if request.headers.get("HX-Request"):
+        return render(request, "_booking_move.j2", context)
+    # Opened as a page (a new tab, a reload, a long press in WeChat): the menu around it, and
+    # the #panel its day and person pickers swap into.
+    return render(request, "booking.j2", context | {"inner": "_booking_move.j2"})
 
 
 @routes.get(r"/bookings/{id}/move", name="booking_move_form")
