@@ -8,6 +8,7 @@ nothing from above its layer.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -19,6 +20,7 @@ from bot.console import (
     auth,
     bookings,
     campaigns,
+    changes,
     exports,
     feedback,
     home,
@@ -26,7 +28,7 @@ from bot.console import (
     rfm,
     staff,
 )
-from bot.console.pages import FILTERS, MenuItem
+from bot.console.pages import FILTERS, MenuItem, render
 from bot.console.session import BOT_KEY, guard
 from bot.models.staff import Role
 from bot.runtime import Bot
@@ -46,11 +48,39 @@ MENU = (
 )
 
 
+# What a refused page says to the shop, in its words: the reason the code gives is for the log.
+ERROR_PAGES = {
+    400: ("请求有误", "这一页收到的内容不完整或有误，请返回上一页刷新后再试。"),
+    403: ("没有权限", "您的角色不能打开这一页。需要的话，请老板在「员工」里调整您的角色。"),
+    404: ("没有找到", "没有这一页，或它不属于您能查看的门店。"),
+    409: ("已无法操作", "这项已被处理或已变化，请返回刷新后再看。"),
+}
+
+
+@web.middleware
+async def error_pages(request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> web.StreamResponse:
+    """A page the browser opens (not an htmx fragment) that is refused gets a page in Chinese
+    with the menu, under the same status, instead of the code's English reason as bare text."""
+    try:
+        return await handler(request)
+    except web.HTTPException as refused:
+        if refused.status not in ERROR_PAGES or request.headers.get("HX-Request"):
+            raise
+        heading, advice = ERROR_PAGES[refused.status]
+        return render(request, "error.j2",
+                      {"status": refused.status, "heading": heading, "advice": advice},
+                      status=refused.status)
+
+
 def create_console(bot_key: web.AppKey[Bot]) -> web.Application:
-    app = web.Application(middlewares=[guard])
+    app = web.Application(middlewares=[guard, error_pages])
     app[BOT_KEY] = bot_key
-    aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("bot.console", "templates"),
-                         autoescape=True, filters=FILTERS)
+    env = aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("bot.console", "templates"),
+                               autoescape=True, filters=FILTERS)
+    # An audit entry in the shop's words (日志, a member's 操作记录).
+    env.globals.update(change=changes.change, note=changes.note, who=changes.who)
     for page in PAGES:
         app.add_routes(page.routes)
     app.router.add_static("/static", STATIC, name="static")

@@ -4,9 +4,6 @@ id), a date range. A manager sees their store's entries; an owner every entry.""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
 from bot.console import query
@@ -37,15 +34,11 @@ ACTION_NAMES = {
 }
 
 
-def _values(values: dict[str, Any] | None) -> str:
-    if not values:
-        return ""
-    return json.dumps(values, ensure_ascii=False, sort_keys=True, default=str)
-
-
 async def _member(text: str) -> int | None:
     """A member by card number, else by id; 0 (matches nothing) when there is none."""
-    member_id = await Member.filter(card_no=text).first().values_list("id", flat=True)
+    member_id = None
+    if len(text) <= Member._meta.fields_map["card_no"].max_length:  # longer is no card number
+        member_id = await Member.filter(card_no=text).first().values_list("id", flat=True)
     if member_id is None and text.isascii() and text.isdigit() and len(text) < 10:
         member_id = int(text)
     return member_id or 0
@@ -88,7 +81,7 @@ async def page(request: web.Request) -> web.StreamResponse:
     return render(request, "audit.j2", {
         "entries": entries, "tz": tz, "dates": dates, "store": store_code,
         "staff_id": staff_id, "action": action, "member": member_text,
-        "staff": await staff, "values": _values, "actions": ACTION_NAMES,
+        "staff": await staff, "actions": ACTION_NAMES,
         "stores": await query.stores_for(user),
         "next": query.next_link(request, entries[-1].id) if more else None,
         "first": query.next_link(request) if before else None})

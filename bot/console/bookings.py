@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from bot.config import parse_ranges
+from bot.console import query
 from bot.console.pages import render, require
 from bot.console.session import bot_of
 from bot.infra.vault import mask_phone
@@ -187,7 +188,8 @@ async def _store(request: web.Request, user: ConsoleUser) -> Store:
     """An owner's chosen store (their own by default); anyone else's own store."""
     if user.role == Role.OWNER:
         code = request.query.get("store", "")
-        chosen = await Store.get_or_none(code=code) if code else None
+        chosen = await Store.get_or_none(code=code) \
+            if code and len(code) <= query.STORE_CODE_MAX else None
         return chosen or user.store
     return user.store
 
@@ -201,9 +203,10 @@ async def _resources(store: Store, found: list[Shown]) -> list[Resource]:
 
 def _day_of(text: str, today: dt.date) -> dt.date:
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         return today
+    return day if day.year in query.YEARS else today
 
 
 def _link(day: dt.date, view: str, store: Store, owner: bool) -> str:
@@ -407,11 +410,16 @@ async def _move_form(request: web.Request, user: ConsoleUser, booking: Booking, 
         resource = _chosen(str(booking.resource_id), here) or (here[0] if here else None)
     times = await bookings.free_times(bot, booking.service, day, resource=resource, staff=True) \
         if resource else []
-    return render(request, "_booking_move.j2", {
+    context = {
         "b": shown(bot, booking), "days": days, "day": day, "resources": here,
         "resource": resource, "weekday": weekday, "outcome": outcome,
         "times": [(t.start, t.start.astimezone(tz), t.places) for t in times],
-        "nonce": secrets.token_urlsafe(12)})
+        "nonce": secrets.token_urlsafe(12)}
+    if request.headers.get("HX-Request"):
+        return render(request, "_booking_move.j2", context)
+    # Opened as a page (a new tab, a reload, a long press in WeChat): the menu around it, and
+    # the #panel its day and person pickers swap into.
+    return render(request, "booking.j2", context | {"inner": "_booking_move.j2"})
 
 
 @routes.get(r"/bookings/{id}/move", name="booking_move_form")

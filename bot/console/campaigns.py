@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from bot.console.pages import render, require, store_scope
+from bot.console.query import ID_MAX
 from bot.console.session import bot_of
 from bot.models import Campaign, CampaignStatus
 from bot.models.staff import Role
@@ -67,8 +68,11 @@ OFFERED = {"draft": ("start", "cancel"), "scheduled": ("cancel",),
 
 async def _campaign(request: web.Request, user: ConsoleUser) -> Campaign:
     """The campaign in the URL, if the user's store may see it; else 404 (nothing revealed)."""
+    number = int(request.match_info["id"])
+    if number > ID_MAX:  # no such campaign, and the database would refuse the id as a 500
+        raise web.HTTPNotFound(text="no such campaign")
     try:
-        return await campaigns.get(int(request.match_info["id"]), store_scope(user))
+        return await campaigns.get(number, store_scope(user))
     except campaigns.CampaignError:
         raise web.HTTPNotFound(text="no such campaign") from None
 

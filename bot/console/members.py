@@ -16,6 +16,7 @@ confirm_above yuan earns is asked back first, as 消费 asks above that amount.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.console.pages import at_least, render, require, store_scope
+from bot.console.query import ID_MAX
 from bot.console.session import bot_of
 from bot.models import (
     AuditEntry,
@@ -82,6 +84,8 @@ async def _member(request: web.Request, user: ConsoleUser) -> Member:
         member_id = int(request.match_info["member_id"])
     except ValueError:
         raise web.HTTPNotFound() from None
+    if member_id > ID_MAX:  # no such id, and the database would refuse it as a 500
+        raise web.HTTPNotFound()
     member = await member_search.visible(member_id, store_scope(user))
     if member is None:
         raise web.HTTPNotFound(text="no such member")
@@ -90,9 +94,10 @@ async def _member(request: web.Request, user: ConsoleUser) -> Member:
 
 def _int(text: str | None, default: int = 0) -> int:
     try:
-        return int(text) if text else default
+        value = int(text) if text else default
     except ValueError:
         return default
+    return value if abs(value) <= ID_MAX else default
 
 
 # --- search ---
@@ -158,6 +163,7 @@ async def _page_context(request: web.Request, user: ConsoleUser, member: Member
         "tier_changes": await TierChange.filter(member_id=member.id).order_by("-id")
         .limit(LIST_ROWS),
         "now": bot.now(),
+        "one_second": dt.timedelta(seconds=1),
         "audit_names": AUDIT_NAMES,
     }
     if manager:

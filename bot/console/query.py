@@ -15,6 +15,9 @@ from bot.models import Store
 from bot.models.staff import Role
 from bot.services.console_auth import ConsoleUser
 
+STORE_CODE_MAX = Store._meta.fields_map["code"].max_length
+ID_MAX = 2**63 - 1  # the largest id a database column holds
+
 
 @dataclass(frozen=True)
 class Dates:
@@ -37,11 +40,17 @@ class Dates:
         return f"{self.first or 'start'}_{self.last or 'now'}"
 
 
+# The years a date filter may name: 0001-01-01 or 9999-12-31 would overflow the midnight
+# computed from it (a 500), and no shop's records lie outside these.
+YEARS = range(1900, 3000)
+
+
 def _date(text: str) -> dt.date | None:
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         return None
+    return day if day.year in YEARS else None
 
 
 def dates(request: web.Request) -> Dates:
@@ -73,7 +82,8 @@ async def store_of(request: web.Request, user: ConsoleUser) -> tuple[int | None,
     code = request.query.get("store", "").strip()
     if not code:
         return None, ""
-    store = await Store.get_or_none(code=code)
+    # Longer than any code: no store (the lookup would refuse it as a 500).
+    store = await Store.get_or_none(code=code) if len(code) <= STORE_CODE_MAX else None
     if store is None:
         raise web.HTTPNotFound(text="no such store")
     return store.id, code

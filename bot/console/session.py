@@ -109,7 +109,13 @@ async def guard(request: web.Request,
     route = request.match_info.route.name
     if unsafe and route not in NO_SESSION_ROUTES:
         if user is None:
-            return _refuse(request, "not logged in")
+            # The session ended under an open page (退出后台 in chat, revoked, idle): a button
+            # on it sends the browser to the login page instead of silently doing nothing.
+            log.info("console: %s %s after the session ended", request.method, request.path)
+            if request.headers.get("HX-Request"):
+                return web.Response(status=401, text="not logged in",
+                                    headers={"HX-Redirect": "/console/"})
+            raise web.HTTPSeeOther("/console/")
         if not hmac.compare_digest(await _token_of(request), user.session.csrf_token):
             return _refuse(request, "missing or wrong CSRF token")
     response = await handler(request)

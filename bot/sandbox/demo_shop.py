@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from bot.infra.db import IntegrityError
-from bot.models import Member, Rating, Role, Staff, Store
+from bot.models import Member, Purchase, Rating, Role, Staff, Store
 from bot.sandbox.crowd import CROWD_SIZE, crowd_phone
 from bot.services import bookings, members
 from bot.services.bookings import BookingRefused
@@ -70,12 +70,18 @@ async def seed_ratings(bot) -> None:
     store = await Store.all().order_by("id").first()
     for number, stars, comment, days_ago in RATINGS:
         member = await _crowd_member(number, bot.vault)
-        visit = f"sandbox:{number}"
-        if member is None or await Rating.exists(visit=visit):
+        key = f"sandbox-demo:rating:{number}"
+        if member is None or await Rating.exists(key=key):
             continue
+        # The visit rated is the member's last purchase, as a real rating's is (the 评价 page
+        # names it: 消费 #12 ¥88.00); a member who never bought rates a visit of their own.
+        bought = await Purchase.filter(member_id=member.id, voided_at__isnull=True) \
+            .order_by("-id").first()
+        visit = f"purchase:{bought.id}" if bought else f"sandbox:{number}"
         try:
-            await Rating.create(visit=visit, key=f"sandbox-demo:rating:{number}", member=member,
-                                store=store, stars=stars, comment=comment,
+            await Rating.create(visit=visit, key=key, member=member,
+                                store_id=bought.store_id if bought else store.id,
+                                stars=stars, comment=comment,
                                 created_at=bot.now() - dt.timedelta(days=days_ago, hours=2))
         except IntegrityError:
             continue

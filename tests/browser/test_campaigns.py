@@ -159,3 +159,36 @@ async def test_the_rfm_grid_and_the_form_fit_a_phone(new_page, shop):
         overflow = await page.evaluate(
             "() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} is {overflow}px wider than the phone"
+
+
+async def test_a_campaigns_figures_and_the_staff_list_read_on_a_phone(new_page, shop):
+    """A campaign's counts, channels and results against the holdout have a few columns: on a
+    phone they fit the card instead of being held 600 px wide with 对照组 scrolled out of
+    sight; the staff list keeps a name and a role on one line, not one character a line."""
+    from bot.services import campaigns
+    from bot.services.campaigns import audience
+
+    page = await new_page(**PHONE)
+    await seed(shop)
+    staff = await login(page, shop, "owner")
+    made = await campaigns.create(shop.bot, segment="all", text="本周会员日", holdout=10,
+                                  staff_id=staff.id, key="phone-test")
+    await campaigns.start(shop.bot, made.id, staff_id=staff.id)
+    assert await audience.write_audience(shop.bot, await Campaign.get(id=made.id))
+    await visit(page, f"/console/campaigns/{made.id}")
+    await page.locator("table.results").wait_for()  # the progress comes by htmx
+    await shoot(page, "campaign-detail-phone")
+    cut = await page.eval_on_selector_all(
+        "table.counts, table.by-channel, table.results",
+        "ts => ts.filter(t => t.scrollWidth > t.parentElement.clientWidth + 1)"
+        ".map(t => t.className)")
+    assert not cut, f"{cut} are wider than the phone's card"
+    from tests.support import add_staff
+    await add_staff("o_phone_manager", "manager", store="S001", name="小王")
+    await visit(page, "/console/staff", shot="staff-phone")
+    tall = await page.eval_on_selector_all(
+        "table.staff thead th, table.staff tbody td:nth-child(2), table.staff td.role",
+        "cells => cells.filter(c => c.textContent.trim().length > 1 && "
+        "c.getBoundingClientRect().height > 2.2 * parseFloat(getComputedStyle(c).lineHeight))"
+        ".map(c => c.textContent.trim())")
+    assert not tall, f"{tall} wrap a character a line"

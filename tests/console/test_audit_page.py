@@ -60,7 +60,27 @@ async def test_a_manager_sees_their_stores_entries_newest_first(log, browsers):
     assert "别的店" not in page.text
     row = re.search(rf'<tr data-entry="{e["adjust"].id}">(.*?)</tr>', page.text, re.S)[1]
     assert "adjust_points" in row and log.member.card_no in row and "小王" in row
-    assert '"points": 10' in html.unescape(row) and '"points": 60' in html.unescape(row)
+    assert "积分 10 → 60" in html.unescape(row)  # in the shop's words, not the stored JSON
+
+
+def test_a_change_reads_in_the_shops_words():
+    from zoneinfo import ZoneInfo
+
+    from bot.console.changes import change, note, who
+    tz = ZoneInfo("Asia/Shanghai")
+    assert change({"points": 1330}, {"points": 4331, "delta": 3001}, tz) \
+        == "积分 1330 → 4331，调整 +3001"
+    assert change({"tier": "金卡会员", "floor": "金卡会员"}, {"tier": "普通会员", "floor": None},
+                  tz) == "等级 金卡会员 → 普通会员，保底等级 金卡会员 → 无"
+    assert change(None, {"booking": 9, "starts_at": "2026-12-08T06:00:00+00:00"}, tz) \
+        == "预约 9，时间 2026-12-08 14:00"  # the shop's time, not UTC
+    assert change({"role": "manager"}, {"role": "clerk"}, tz) == "角色 店长 → 店员"
+    assert change({"stored_value": 0}, {"stored_value": 10000, "amount": 10000}, tz) \
+        == "储值余额 ¥0.00 → ¥100.00，金额 ¥100.00"
+    assert change({"status": "draft"}, {"status": "running"}, tz) == "状态 草稿 → 发送中"
+    assert note("console") == "后台" and note("console:tier:1:abc") == ""
+    assert note("campaign 1") == "群发 #1" and note("生日补偿") == "生日补偿"
+    assert who("staff:3 小王") == "小王" and who("cli") == "命令行" and who("staff:3") == "staff:3"
 
 
 async def test_the_owner_sees_everything(log, browsers):
@@ -87,6 +107,10 @@ async def test_filters_by_employee_action_member_and_dates(log, browsers):
     assert listed(page.text) == [e["adjust"].id, e["purchase"].id]
     page = await browser.get("/console/audit?member=8800000000999")
     assert listed(page.text) == []
+    # Longer than any card number (the field holds 16): nothing found, not a 500.
+    for typed in ("9" * 23, "8" * 32, "会员" * 9):
+        page = await browser.get(f"/console/audit?member={typed}")
+        assert page.status == 200 and listed(page.text) == [], typed
     since = DAY - dt.timedelta(days=5)
     page = await browser.get(f"/console/audit?staff={log.wang.id}&from={since}&to={DAY}")
     assert listed(page.text) == [e["adjust"].id, e["purchase"].id]

@@ -177,6 +177,24 @@ async def test_退出后台_in_chat_ends_every_session_at_once(harness, browsers
     assert await AuditEntry.filter(action="console_logout").count() == 1
 
 
+async def test_a_button_pressed_after_退出后台_goes_to_the_login_page(harness, browsers):
+    """The page stays open after 退出后台 in chat: its next htmx POST is told to go to the login
+    page (htmx follows HX-Redirect whatever the status), a plain form POST is redirected."""
+    h = harness
+    boss = await add_staff("o_boss", "owner")
+    browser = browsers(h)
+    await login_by_link(h, browser, boss.id)
+    token = await browser.csrf()
+    assert "已退出后台" in await h.say("o_boss", "退出后台")
+    page = await browser.post("/console/logout", token=token, headers={"HX-Request": "true"})
+    assert page.status == 401 and page.headers["HX-Redirect"] == "/console/"
+    page = await browser.post("/console/logout", token=token)
+    assert page.status == 303 and page.headers["Location"] == "/console/"
+    # From another origin it is still refused outright.
+    page = await browser.post("/console/logout", token=token, origin="https://evil.example")
+    assert page.status == 403 and "HX-Redirect" not in page.headers
+
+
 async def test_staff_revoke_ends_the_session_at_once(harness, browsers):
     h = harness
     mgr = await add_staff("o_mgr", "manager")

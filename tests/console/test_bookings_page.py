@@ -531,6 +531,22 @@ async def test_moving_offers_free_times_and_moves_once(shop_day, browser):
     assert b16.id in shown_ids(page)
 
 
+async def test_the_move_form_opened_as_a_page_has_the_menu_and_its_panel(shop_day, browser):
+    """改约 opened in a tab of its own (a reload, a long press in WeChat): the layout around it
+    and the #panel its day and person pickers swap into, not a bare fragment that does nothing
+    when the day is changed."""
+    h = shop_day
+    await log_in(h, browser, "manager")
+    at_local(h.clock, DAY, 9)
+    a10 = h.rows["a10"]
+    page = (await browser.get(f"/console/bookings/{a10.id}/move?day={DAY}")).text
+    assert 'class="top"' in page and '<div id="panel"' in page
+    assert 'hx-target="#panel"' in page and "改约 #" in page
+    fragment = (await browser.get(f"/console/bookings/{a10.id}/move?day={DAY}",
+                                  headers={"HX-Request": "true"})).text
+    assert 'class="top"' not in fragment and "<html" not in fragment
+
+
 async def test_a_move_to_the_past_or_another_stores_resource_is_refused(shop_day, browser):
     h = shop_day
     token = await log_in(h, browser, "manager")

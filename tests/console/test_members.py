@@ -6,6 +6,7 @@ member as the chat commands are."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import re
 
@@ -327,6 +328,27 @@ async def test_issuing_a_coupon_twice_by_one_form_gives_one(shop, browser, toget
     assert coupon.code in re.search(r'id="member-coupons">(.*?)</table>', page, re.S)[1]
 
 
+async def test_the_coupons_list_names_the_source_and_the_last_day_the_member_was_told(shop,
+                                                                                      browser):
+    """The member's notice says 有效期至 the last valid day (expires_at is the midnight after it):
+    the console names the same day, and where the coupon came from in the shop's words."""
+    token = await as_role(shop, browser, "manager")
+    wang = await member("王小明")
+    page = (await browser.get(f"/console/members/{wang.id}")).text
+    form = {"nonce": nonce_of(page, "coupon"), "template": "CUT30"}
+    await post_twice(browser, f"/console/members/{wang.id}/coupon", token, form, together=False)
+    await shop.settle()
+    [coupon] = await Coupon.filter(member_id=wang.id, source="manual")
+    last_day = coupon.expires_at.astimezone(shop.bot.config.shop.tz) - dt.timedelta(seconds=1)
+    [row] = await Delivery.filter(purpose="coupon_issued")
+    assert last_day.strftime("%Y-%m-%d") in str(row.payload)
+    page = (await browser.get(f"/console/members/{wang.id}")).text
+    table = re.search(r'id="member-coupons">(.*?)</table>', page, re.S)[1]
+    assert last_day.strftime("%Y-%m-%d") in table and "店里发放" in table
+    assert (last_day + dt.timedelta(days=1)).strftime("%Y-%m-%d") not in table
+    assert "manual" not in table
+
+
 async def test_a_refused_coupon_says_why_and_gives_nothing(shop, browser):
     from bot.models import CouponTemplate
 
@@ -379,7 +401,7 @@ async def test_after_an_action_the_lists_show_it_too(shop, browser):
     points = re.search(r'id="member-points">(.*?)</table>', swapped[1], re.S)[1]
     assert re.search(r"-20</td><td>80</td><td>误加", points)
     trail = re.search(r'id="member-audit">(.*?)</table>', swapped[1], re.S)[1]
-    assert "调积分" in trail and "points 100 → 80" in trail
+    assert "调积分" in trail and "积分 100 → 80，调整 -20" in trail
 
 
 async def test_an_erased_member_is_not_found_and_their_page_has_no_actions(shop, browser):

@@ -62,3 +62,22 @@ async def test_the_demo_shop_is_seeded_once(shop, any_db):
     assert await Seat.filter(booking_id__in=[b.id for b in booked]).count() >= len(booked)
     assert await Rating.all().count() == len(RATINGS)
     assert await Rating.filter(stars__lte=2).exists()
+    # Each rates a purchase of the member's, at its store, so 评价 can name the visit
+    # (消费 #12 ¥88.00), not a key of the sandbox's own ("sandbox:11").
+    for rating in await Rating.all():
+        kind, _, serial = rating.visit.partition(":")
+        assert kind == "purchase", rating.visit
+        bought = await Purchase.get(id=int(serial))
+        assert bought.member_id == rating.member_id and bought.store_id == rating.store_id
+
+
+def test_the_readme_says_who_logs_in_to_the_sandboxs_console():
+    """Someone with only the README finds the console and the demo staff to scan it as (a
+    member's openid is refused): the quick start names them, as the sandbox's banner does."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    for needed in ("127.0.0.1:8080/console/", DEMO_OWNER, DEMO_MANAGER_2, "/scan login:",
+                   "console link --staff"):
+        assert needed in quick_start, needed
