@@ -9,7 +9,7 @@ import pytest
 
 from bot.console import MENU
 from bot.console.pages import at_least
-from tests.browser.support import login, seed, visit
+from tests.browser.support import login, seed, shoot, visit
 
 
 def page_name(path: str) -> str:
@@ -31,3 +31,19 @@ async def test_each_page_of_the_menu_opens_for_the_role(page, shop, role):
             assert await marked.count() == 1 and await marked.inner_text() == item.label
         else:
             await visit(page, item.path, status=403)
+
+
+async def test_an_action_that_fails_says_why(page, shop):
+    """htmx swaps nothing on an error answer: the page says what went wrong instead of a
+    button that seems to do nothing."""
+    await seed(shop)
+    await login(page, shop, "manager")
+    await visit(page, "/console/bookings")
+    await page.evaluate("htmx.ajax('POST', '/console/bookings/999999/arrive', "
+                        "{target: 'body', swap: 'none'})")
+    told = page.locator("#console-error")
+    await told.wait_for(state="visible")
+    assert "找不到" in await told.inner_text()
+    await shoot(page, "failed-action")
+    await told.click()  # dismissed
+    await told.wait_for(state="hidden")

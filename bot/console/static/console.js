@@ -104,3 +104,36 @@
     }
   });
 })();
+
+/* --- failed requests --- */
+/* htmx swaps nothing on an error answer: say so, instead of a button that seems to do nothing. */
+(function () {
+  "use strict";
+  var WHY = {
+    400: "输入有误，请检查后重试。", 401: "登录已失效，请重新登录。",
+    403: "没有权限，或页面已过期，请刷新后重试。", 404: "找不到了：可能已删除，或不属于本店。",
+    409: "情况已有变化，请刷新页面后再操作。", 429: "操作太频繁，请稍后再试。"
+  };
+  function tell(text) {
+    var box = document.getElementById("console-error");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "console-error";
+      box.setAttribute("role", "alert");
+      box.addEventListener("click", function () { box.hidden = true; });
+      document.body.appendChild(box);
+    }
+    box.textContent = text;
+    box.hidden = false;
+    clearTimeout(box.timer);
+    box.timer = setTimeout(function () { box.hidden = true; }, 6000);
+  }
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr.status;
+    if (event.detail.xhr.getResponseHeader("HX-Redirect")) { return; }  // htmx goes there
+    tell(WHY[status] || "服务器出错（" + status + "），请稍后再试。");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    tell("网络连接失败，请检查网络后重试。");
+  });
+})();
