@@ -41,6 +41,7 @@ from bot.models import (
 )
 from bot.models.staff import Role
 from bot.notifications import notices
+from bot.rules.parsing import normalize_text
 from bot.services import coupons, loyalty, member_search, tiering
 from bot.services.console_auth import ConsoleUser
 from bot.services.coupons import CouponRefused
@@ -269,7 +270,7 @@ async def adjust_points(request: web.Request) -> web.StreamResponse:
     bot = bot_of(request)
     form = await _form(request)
     key = _key("adjust", member, form)
-    text = form.get("delta", "").strip().replace(" ", "")
+    text = normalize_text(form.get("delta", "")).replace(" ", "")  # ５０ from a Chinese IME
     sign = -1 if text.startswith("-") else 1
     digits = text[1:] if text[:1] in ("+", "-") else text
     reason = " ".join(form.get("reason", "").split())

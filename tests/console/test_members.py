@@ -108,6 +108,10 @@ async def test_a_phone_is_found_by_its_hash_not_by_a_part_of_it(shop, browser):
     # in parts: its clear number is not in the database.
     assert listed((await browser.get("/console/members?q=0002")).text) == []
     assert listed((await browser.get(f"/console/members?q={OTHER[:-1]}9")).text) == []
+    # A clerk who typed part of a phone is told to type it whole, not just "not found".
+    page = await browser.get(f"/console/members?q={OTHER[:7]}")
+    assert listed(page.text) == [] and "请输入完整的 11 位" in page.text
+    assert "11 位" not in (await browser.get("/console/members?q=99999")).text
 
 
 async def test_a_manager_finds_members_who_signed_up_or_bought_at_their_store(shop, browser):
@@ -243,6 +247,12 @@ async def test_adjusting_points_twice_by_one_form_changes_them_once(shop, browse
     await browser.post(f"/console/members/{wang.id}/points", token=token, headers=HTMX,
                        data=again)
     assert (await Member.get(id=wang.id)).points == 120
+    # Digits and signs typed with a Chinese input method (full width) are read as such.
+    fresh = (await browser.get(f"/console/members/{wang.id}")).text
+    wide = {"nonce": nonce_of(fresh, "points"), "delta": "＋５", "reason": "补录"}
+    await browser.post(f"/console/members/{wang.id}/points", token=token, headers=HTMX,
+                       data=wide)
+    assert (await Member.get(id=wang.id)).points == 125
 
 
 async def test_a_large_adjustment_is_asked_back_before_anything_changes(shop, browser):
