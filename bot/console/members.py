@@ -34,6 +34,7 @@ from bot.models import (
     CouponTemplate,
     Member,
     PointsEntry,
+    Purchase,
     Rating,
     Store,
     StoredValueEntry,
@@ -168,7 +169,9 @@ async def _page_context(request: web.Request, user: ConsoleUser, member: Member
         "audit_names": AUDIT_NAMES,
     }
     if manager:
-        context |= {"points": await _points(member.id, None),
+        context |= {"purchases": await Purchase.filter(member_id=member.id).order_by("-id")
+                    .limit(LIST_ROWS).select_related("store"),
+                    "points": await _points(member.id, None),
                     "stored_value": await _stored_value(member.id, None),
                     "audit": await _audit(member.id, None)}
     return context

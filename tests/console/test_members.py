@@ -152,6 +152,7 @@ async def test_a_clerk_reads_the_card_but_has_no_actions_and_no_ledgers(shop, br
     assert PHONE not in page.text
     assert "调积分" not in page.text and 'name="nonce"' not in page.text
     assert 'id="member-points"' not in page.text and 'id="member-audit"' not in page.text
+    assert 'id="member-purchases"' not in page.text  # money: a manager's
     assert (await browser.get(f"/console/members/{wang.id}/points")).status == 403
     refused = await browser.post(f"/console/members/{wang.id}/points", token=token,
                                  data={"nonce": "n" * 22, "delta": "+50", "reason": "试"})
@@ -190,6 +191,16 @@ async def test_an_owner_opens_any_stores_member_with_ledgers_and_actions(shop, b
     for action in ("points", "tier", "coupon"):
         nonce_of(page, action)
     assert 'id="member-points"' in page and 'id="member-audit"' in page
+    # What they bought: the purchase at S001, and a voided one marked as such.
+    zhang = await member("张三")
+    bought = await Purchase.filter(member_id=zhang.id).first()
+    voided = await Purchase.create(member=zhang, store=await Store.get(code="S002"),
+                                   amount=1234, idempotency_key="t:voided", note="洗剪吹",
+                                   voided_at=shop.bot.now())
+    page = (await browser.get(f"/console/members/{zhang.id}")).text
+    rows = re.findall(r'<tr data-purchase="(\d+)"( class="off")?>', page)
+    assert rows == [(str(voided.id), ' class="off"'), (str(bought.id), "")]
+    assert "¥12.34" in page and "¥50.00" in page and "已撤销" in page
 
 
 async def test_the_ledgers_show_the_latest_entries_and_more_on_request(shop, browser):
