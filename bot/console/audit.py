@@ -51,7 +51,7 @@ async def page(request: web.Request) -> web.StreamResponse:
     tz = bot.config.shop.tz
     dates = query.dates(request)
     store_id, store_code = await query.store_of(request, user)
-    staff_id = query.number(request, "staff")
+    staff_id = query.number(request, "staff", most=query.INT_MAX)
     action = request.query.get("action", "").strip()[:32]
     member_text = request.query.get("member", "").strip()[:32]
     before = query.number(request, "before")

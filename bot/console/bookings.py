@@ -264,10 +264,7 @@ async def calendar(request: web.Request) -> web.StreamResponse:
 
 async def _booking(request: web.Request, user: ConsoleUser) -> Booking:
     """The booking the URL names, with its member, if this user's store's (else 404)."""
-    number = request.match_info["id"]
-    if not number.isascii() or not number.isdigit() or len(number) > 10:
-        raise web.HTTPNotFound()
-    booking = await bookings.by_number(int(number))
+    booking = await bookings.by_number(query.id_in_path(request, "id"))
     if booking is None or not booking_desk.may_handle(user.actor, booking.store_id):
         raise web.HTTPNotFound()
     booking.member = await Member.get(id=booking.member_id)

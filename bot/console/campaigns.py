@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bot.console import query
 from bot.console.pages import render, require, store_scope
-from bot.console.query import ID_MAX
 from bot.console.session import bot_of
 from bot.models import Campaign, CampaignStatus
 from bot.models.staff import Role
@@ -68,9 +68,7 @@ OFFERED = {"draft": ("start", "cancel"), "scheduled": ("cancel",),
 
 async def _campaign(request: web.Request, user: ConsoleUser) -> Campaign:
     """The campaign in the URL, if the user's store may see it; else 404 (nothing revealed)."""
-    number = int(request.match_info["id"])
-    if number > ID_MAX:  # no such campaign, and the database would refuse the id as a 500
-        raise web.HTTPNotFound(text="no such campaign")
+    number = query.id_in_path(request, "id")
     try:
         return await campaigns.get(number, store_scope(user))
     except campaigns.CampaignError:
@@ -214,7 +212,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             at = dt.datetime.fromisoformat(values["at"].strip())
         except ValueError:
             return refuse("定时发送的时间看不懂，请重新选择。", counted)
-        if at.tzinfo is not None:
+        if at.tzinfo is not None or at.year not in query.YEARS:  # year 1 cannot become UTC
             return refuse("定时发送的时间看不懂，请重新选择。", counted)
     try:
         campaign = await campaigns.create(

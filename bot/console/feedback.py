@@ -67,7 +67,7 @@ async def page(request: web.Request) -> web.StreamResponse:
     dates = query.dates(request)
     store_id, store_code = await query.store_of(request, user)
     max_stars = query.number(request, "stars", most=5)
-    before = query.number(request, "before")
+    before = query.number(request, "before", most=query.INT_MAX)
 
     found = Rating.all()
     if store_id is not None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.console import query
 from bot.console.pages import at_least, render, require, store_scope
 from bot.console.query import ID_MAX
 from bot.console.session import bot_of
@@ -82,12 +83,7 @@ def confirm_points_above(config) -> int:
 async def _member(request: web.Request, user: ConsoleUser) -> Member:
     """The member in the URL, if this user may see them; 404 otherwise (another store's
     member looks exactly like no member)."""
-    try:
-        member_id = int(request.match_info["member_id"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-    if member_id > ID_MAX:  # no such id, and the database would refuse it as a 500
-        raise web.HTTPNotFound()
+    member_id = query.id_in_path(request, "member_id")
     member = await member_search.visible(member_id, store_scope(user))
     if member is None:
         raise web.HTTPNotFound(text="no such member")

@@ -16,7 +16,10 @@ from bot.models.staff import Role
 from bot.services.console_auth import ConsoleUser
 
 STORE_CODE_MAX = Store._meta.fields_map["code"].max_length
-ID_MAX = 2**63 - 1  # the largest id a database column holds
+ID_MAX = 2**63 - 1  # the largest id a database column holds (a ledger's bigint)
+# The largest id of members, bookings, campaigns, staff and ratings (int columns): a larger one
+# names nothing, and PostgreSQL would refuse it as a 500.
+INT_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,26 @@ def dates(request: web.Request) -> Dates:
     return Dates(first, last)
 
 
-def number(request: web.Request, name: str, *, least: int = 1,
-           most: int = 2**63 - 1) -> int | None:
-    text = request.query.get(name, "").strip()
-    if not (text.isascii() and text.isdigit()):
+def whole(text: str, *, least: int = 1, most: int = ID_MAX) -> int | None:
+    """Digits as a number within [least, most], else None (a thousand digits included: they
+    are refused before Python would refuse to convert them)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(most)):
         return None
     value = int(text)
     return value if least <= value <= most else None
+
+
+def id_in_path(request: web.Request, name: str) -> int:
+    """The id a URL names (an int column's): 404 when it could name nothing."""
+    value = whole(request.match_info[name], most=INT_MAX)
+    if value is None:
+        raise web.HTTPNotFound()
+    return value
+
+
+def number(request: web.Request, name: str, *, least: int = 1,
+           most: int = ID_MAX) -> int | None:
+    return whole(request.query.get(name, "").strip(), least=least, most=most)
 
 
 async def store_of(request: web.Request, user: ConsoleUser) -> tuple[int | None, str]:

@@ -49,10 +49,8 @@ def manages(user: ConsoleUser, staff: Staff) -> bool:
 async def _target(request: web.Request, user: ConsoleUser) -> Staff:
     """The employee the URL names: 404 outside the user's sight (another store's, or none),
     403 for one they may see but not manage."""
-    staff_id = request.match_info["staff_id"]
-    if not staff_id.isdigit():
-        raise web.HTTPNotFound()
-    staff = await Staff.get_or_none(id=int(staff_id)).select_related("store")
+    staff_id = query.id_in_path(request, "staff_id")
+    staff = await Staff.get_or_none(id=staff_id).select_related("store")
     if staff is None or (user.role != Role.OWNER and staff.store_id != user.store.id):
         raise web.HTTPNotFound(text="no such employee")
     if not manages(user, staff):

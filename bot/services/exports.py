@@ -51,11 +51,12 @@ class Names:
     tz: dt.tzinfo
     vault: Vault
 
+    # Names staff typed (an invited employee's, a store's) go out as text, like members' names.
     def store(self, store_id: int | None) -> str:
-        return self.stores.get(store_id, "") if store_id else ""
+        return safe(self.stores.get(store_id, "")) if store_id else ""
 
     def employee(self, staff_id: int | None) -> str:
-        return self.staff.get(staff_id, "") if staff_id else ""
+        return safe(self.staff.get(staff_id, "")) if staff_id else ""
 
     def time(self, at: dt.datetime | None) -> str:
         return at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S") if at else ""

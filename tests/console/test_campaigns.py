@@ -212,6 +212,8 @@ async def test_a_form_with_a_bad_segment_is_shown_again_and_makes_nothing(shop, 
     assert status == 400 and "对照组比例" in page
     status, _, page = await create(browser, token, at="2026-03-17T10:00")
     assert status == 400 and "已经过去了" in page
+    status, _, page = await create(browser, token, at="0001-01-01T00:00")  # a slip in the year
+    assert status == 400 and "看不懂" in page
     assert await Campaign.all().count() == 0
 
 

@@ -15,6 +15,7 @@ from bot.models import (
     Member,
     PointsEntry,
     Purchase,
+    Staff,
     Store,
     StoredValueEntry,
 )
@@ -118,6 +119,14 @@ async def test_purchases_and_ledgers_in_yuan_within_the_dates(shop, browsers):
     assert [(r[6], r[7], r[8]) for r in rows[1:]] == [("充值", "200.00", "200.00"),
                                                       ("消费", "-76.55", "123.45")]
     assert await AuditEntry.filter(action="console_export").count() == 4
+
+
+async def test_an_employees_name_never_runs_as_a_formula(shop, browsers):
+    """An invited employee's name is typed by staff: it goes out as text, like a member's."""
+    await Staff.filter(name="小王").update(name='=HYPERLINK("y")')
+    browser, _ = await browsers.as_role(shop, "manager")
+    _, body = await download(browser, f"/console/exports/purchases.csv?from={DAY}&to={DAY}")
+    assert table(body.decode())[1][3] == "'=HYPERLINK(\"y\")"
 
 
 async def test_the_owner_exports_every_store_or_one(shop, browsers):
