@@ -262,21 +262,42 @@ async def _answer(request: web.Request, user: ConsoleUser, member: Member, outco
     return render(request, "_member_outcome.j2", context | answer)
 
 
+@dataclass(frozen=True)
+class _Action:
+    """A manager's action on a member, as its form arrived: who, on whom, and its key."""
+
+    user: ConsoleUser
+    member: Member
+    form: dict[str, str]
+    key: str | None
+
+
+async def _begin(request: web.Request, action: str, name: str
+                 ) -> tuple[_Action, Outcome | None]:
+    """The action's role checked, its member in the user's sight (else 404), and why it cannot
+    go on, if it cannot: an erased member, or a form without a usable nonce."""
+    user = require(request, REQUIRED_ROLE[action])
+    member = await _member(request, user)
+    form = await _form(request)
+    act = _Action(user, member, form, _key(name, member, form))
+    if member.erased_at is not None:
+        return act, Outcome(False, "该会员已注销。")
+    if act.key is None:
+        return act, Outcome(False, "表单已失效，请刷新页面。")
+    return act, None
+
+
 @routes.post(r"/members/{member_id:\d+}/points", name="member_adjust")
 async def adjust_points(request: web.Request) -> web.StreamResponse:
-    user = require(request, REQUIRED_ROLE["adjust_points"])
-    member = await _member(request, user)
+    act, refused = await _begin(request, "adjust_points", "adjust")
+    user, member, form, key = act.user, act.member, act.form, act.key
+    if refused:
+        return await _answer(request, user, member, refused)
     bot = bot_of(request)
-    form = await _form(request)
-    key = _key("adjust", member, form)
     text = normalize_text(form.get("delta", "")).replace(" ", "")  # ５０ from a Chinese IME
     sign = -1 if text.startswith("-") else 1
     digits = text[1:] if text[:1] in ("+", "-") else text
     reason = " ".join(form.get("reason", "").split())
-    if member.erased_at is not None:
-        return await _answer(request, user, member, Outcome(False, "该会员已注销。"))
-    if key is None:
-        return await _answer(request, user, member, Outcome(False, "表单已失效，请刷新页面。"))
     if not digits.isascii() or not digits.isdigit() or not 0 < int(digits) <= MAX_POINTS:
         return await _answer(request, user, member, Outcome(
             False, f"积分请填 +/- 1 到 {MAX_POINTS} 之间的整数，如 +50 或 -30。"))
@@ -306,16 +327,12 @@ async def adjust_points(request: web.Request) -> web.StreamResponse:
 
 @routes.post(r"/members/{member_id:\d+}/tier", name="member_tier")
 async def set_tier(request: web.Request) -> web.StreamResponse:
-    user = require(request, REQUIRED_ROLE["set_tier"])
-    member = await _member(request, user)
+    act, refused = await _begin(request, "set_tier", "tier")
+    user, member, form, key = act.user, act.member, act.form, act.key
+    if refused:
+        return await _answer(request, user, member, refused)
     bot = bot_of(request)
-    form = await _form(request)
-    key = _key("tier", member, form)
     tier = form.get("tier", "")
-    if member.erased_at is not None:
-        return await _answer(request, user, member, Outcome(False, "该会员已注销。"))
-    if key is None:
-        return await _answer(request, user, member, Outcome(False, "表单已失效，请刷新页面。"))
     names = [t.name for t in bot.config.tiers]
     if tier not in names:
         return await _answer(request, user, member, Outcome(
@@ -329,15 +346,11 @@ async def set_tier(request: web.Request) -> web.StreamResponse:
 
 @routes.post(r"/members/{member_id:\d+}/coupon", name="member_coupon")
 async def issue_coupon(request: web.Request) -> web.StreamResponse:
-    user = require(request, REQUIRED_ROLE["issue_coupon"])
-    member = await _member(request, user)
+    act, refused = await _begin(request, "issue_coupon", "coupon")
+    user, member, form, key = act.user, act.member, act.form, act.key
+    if refused:
+        return await _answer(request, user, member, refused)
     bot = bot_of(request)
-    form = await _form(request)
-    key = _key("coupon", member, form)
-    if member.erased_at is not None:
-        return await _answer(request, user, member, Outcome(False, "该会员已注销。"))
-    if key is None:
-        return await _answer(request, user, member, Outcome(False, "表单已失效，请刷新页面。"))
     template = await CouponTemplate.get_or_none(code=form.get("template", ""))
     if template is None:
         return await _answer(request, user, member, Outcome(False, "请选择要发的券。"))
